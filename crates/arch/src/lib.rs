@@ -1,0 +1,311 @@
+//! Per-architecture facts for klpforge.
+//!
+//! Everything that differs between instruction sets lives behind the [`Arch`] trait: what a
+//! relocation type is called, how many bytes it patches and how it computes its value
+//! ([`RelocInfo`]), and where instruction boundaries fall in a run of code. The ELF model uses
+//! it to print relocation names; the diff engine uses it to checksum code position-independently.
+//!
+//! Implementations: [`X86_64`], [`Aarch64`], [`Ppc64`], [`S390x`], [`LoongArch64`].
+//! [`for_machine`] picks one from an ELF header's `e_machine`.
+//!
+//! Relocation names are binutils' (as `readelf -rW` prints them); the crate's tests check
+//! every name against the host readelf and the `object` crate's tables, and every size and
+//! decoder against what gas, gcc and objdump produce.
+
+#![warn(missing_docs)]
+
+mod aarch64;
+mod loongarch64;
+mod ppc64;
+mod s390x;
+mod x86_64;
+
+pub use aarch64::Aarch64;
+pub use loongarch64::LoongArch64;
+pub use ppc64::Ppc64;
+pub use s390x::S390x;
+pub use x86_64::{X86Constants, X86_64};
+
+/// iced's per-instruction displacement/immediate positions, as used in [`X86Constants`].
+pub use iced_x86::ConstantOffsets;
+
+use std::borrow::Cow;
+
+/// How a relocation computes the value it stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelocKind {
+    /// `R_*_NONE`: patches nothing.
+    None,
+    /// Absolute address of the symbol plus addend (`S + A`), e.g. `R_X86_64_64`, whether in a
+    /// data word or as the whole value of an instruction field (`R_X86_64_32S`,
+    /// `R_390_20`, `R_PPC64_D34`).
+    Absolute,
+    /// PC-relative (`S + A - P`), e.g. `R_X86_64_PC32`, `R_AARCH64_PREL32`, including a whole
+    /// PC-relative address in one instruction (`R_AARCH64_ADR_PREL_LO21`,
+    /// `R_PPC64_PCREL34`, `R_390_PC32DBL`, `R_LARCH_PCREL20_S2`).
+    PcRelative,
+    /// PC-relative branch or call, possibly through a PLT, e.g. `R_X86_64_PLT32`,
+    /// `R_AARCH64_CALL26`.
+    Branch,
+    /// PC-relative reference to a GOT entry (`G + GOT + A - P`), e.g. `R_X86_64_GOTPCRELX`,
+    /// including the instruction-field pieces of such an address
+    /// (`R_AARCH64_ADR_GOT_PAGE` / `R_AARCH64_LD64_GOT_LO12_NC`, `R_LARCH_GOT_PC_HI20` /
+    /// `R_LARCH_GOT_PC_LO12`). GOT-base-relative offsets (`R_X86_64_GOT32`, `R_PPC64_GOT16*`)
+    /// are [`RelocKind::Other`].
+    GotRelative,
+    /// Part of an instruction-encoded address split over several instructions
+    /// (e.g. `R_AARCH64_ADR_PREL_PG_HI21` / `R_AARCH64_ADD_ABS_LO12_NC`,
+    /// `R_PPC64_TOC16_HA`, `R_LARCH_PCALA_HI20`).
+    InstructionField,
+    /// Thread-local storage models.
+    Tls,
+    /// Relocations that describe rather than patch (`R_LARCH_RELAX`, `R_LARCH_ALIGN`,
+    /// `R_PPC64_TOCSAVE`, ...) or that only the dynamic linker uses, and everything else that
+    /// fits none of the kinds above: GOT/TOC-base-relative offsets, PLT offsets, symbol sizes
+    /// (`R_X86_64_SIZE32`), LoongArch `ADD*`/`SUB*` label-difference pairs and stack-machine
+    /// `R_LARCH_SOP_*` types.
+    Other,
+}
+
+/// What klpforge knows about one relocation type of one architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelocInfo {
+    /// The canonical name, as binutils prints it (`R_X86_64_PLT32`).
+    pub name: &'static str,
+    /// How the value is computed.
+    pub kind: RelocKind,
+    /// Number of bytes at `r_offset` that the relocation reads and rewrites: the width of the
+    /// data word, or of the instruction word / field container it patches (for example 4 for
+    /// an AArch64 instruction, 2 for a ppc64le `@ha`/`@l` halfword, 8 for a ppc64 prefixed
+    /// instruction). Bits of that container outside the relocated field are left alone.
+    /// 0 for `R_*_NONE`, for markers that patch nothing, and for variable-length fields
+    /// (`R_LARCH_ADD_ULEB128` / `R_LARCH_SUB_ULEB128`).
+    pub size: u8,
+}
+
+/// One decoded instruction boundary within a run of code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Insn {
+    /// Offset of the first byte, relative to the start of the decoded slice.
+    pub offset: usize,
+    /// Length in bytes.
+    pub len: usize,
+}
+
+/// Code that could not be split into instructions.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot decode instruction at offset {offset:#x}: {reason}")]
+pub struct DecodeError {
+    /// Offset of the undecodable bytes within the slice.
+    pub offset: usize,
+    /// Why decoding stopped.
+    pub reason: &'static str,
+}
+
+/// The per-architecture interface. One static instance per architecture; see [`for_machine`].
+pub trait Arch: Send + Sync + std::fmt::Debug {
+    /// Short name used in messages, fixtures and the kernel's `ARCH=` (`x86_64`, `aarch64`,
+    /// `ppc64le`, `s390x`, `loongarch64`).
+    fn name(&self) -> &'static str;
+
+    /// The ELF `e_machine` value.
+    fn machine(&self) -> u16;
+
+    /// Facts about relocation type `r_type`, or `None` if the type is unknown to klpforge.
+    fn reloc_info(&self, r_type: u32) -> Option<RelocInfo>;
+
+    /// The relocation type that stores a full 64-bit absolute address (`R_X86_64_64`,
+    /// `R_AARCH64_ABS64`, ...): what pointer-sized data references use.
+    fn abs64_reloc(&self) -> u32;
+
+    /// Split `code` into instructions. Fixed-width architectures check alignment; variable
+    /// width ones decode lengths. Bytes that cannot be decoded give an error, never a guess.
+    fn decode_lengths(&self, code: &[u8]) -> Result<Vec<Insn>, DecodeError>;
+
+    /// The name of `r_type`, falling back to the placeholder `R_UNKNOWN_0x..` (type in hex)
+    /// for types klpforge does not know.
+    fn reloc_name(&self, r_type: u32) -> Cow<'static, str> {
+        match self.reloc_info(r_type) {
+            Some(info) => Cow::Borrowed(info.name),
+            None => Cow::Owned(format!("R_UNKNOWN_{r_type:#x}")),
+        }
+    }
+}
+
+/// The architecture for an ELF `e_machine` value and byte order, or `None` if klpforge does
+/// not support it. `big_endian` distinguishes ppc64 (unsupported) from ppc64le.
+pub fn for_machine(machine: u16, big_endian: bool) -> Option<&'static dyn Arch> {
+    use object::elf;
+    match (machine, big_endian) {
+        (m, false) if m == elf::EM_X86_64.0 => Some(&X86_64),
+        (m, false) if m == elf::EM_AARCH64.0 => Some(&Aarch64),
+        (m, false) if m == elf::EM_PPC64.0 => Some(&Ppc64),
+        (m, true) if m == elf::EM_S390.0 => Some(&S390x),
+        (m, false) if m == elf::EM_LOONGARCH.0 => Some(&LoongArch64),
+        _ => None,
+    }
+}
+
+/// Split `code` into `width`-byte instructions; a trailing partial instruction is an error.
+pub(crate) fn fixed_width(code: &[u8], width: usize) -> Result<Vec<Insn>, DecodeError> {
+    let whole = code.len() - code.len() % width;
+    if whole != code.len() {
+        return Err(DecodeError {
+            offset: whole,
+            reason: "trailing bytes do not form a whole fixed-width instruction",
+        });
+    }
+    Ok((0..whole)
+        .step_by(width)
+        .map(|offset| Insn { offset, len: width })
+        .collect())
+}
+
+/// All supported architectures, for tests and `--help` text.
+pub fn all() -> [&'static dyn Arch; 5] {
+    [&X86_64, &Aarch64, &Ppc64, &S390x, &LoongArch64]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object::elf;
+
+    #[test]
+    fn for_machine_picks_the_architecture() {
+        let pick = |m: u16, be: bool| for_machine(m, be).map(|a| a.name());
+        assert_eq!(pick(elf::EM_X86_64.0, false), Some("x86_64"));
+        assert_eq!(pick(elf::EM_AARCH64.0, false), Some("aarch64"));
+        assert_eq!(pick(elf::EM_PPC64.0, false), Some("ppc64le"));
+        assert_eq!(pick(elf::EM_S390.0, true), Some("s390x"));
+        assert_eq!(pick(elf::EM_LOONGARCH.0, false), Some("loongarch64"));
+    }
+
+    #[test]
+    fn for_machine_rejects_unknown_machines_and_byte_orders() {
+        for m in [
+            elf::EM_NONE,
+            elf::EM_386,
+            elf::EM_ARM,
+            elf::EM_RISCV,
+            elf::EM_PPC,
+            elf::EM_MIPS,
+        ] {
+            assert!(for_machine(m.0, false).is_none(), "{m:?}");
+            assert!(for_machine(m.0, true).is_none(), "{m:?}");
+        }
+        // Big-endian ppc64 (ELFv1) and little-endian variants of big-endian-only machines.
+        assert!(for_machine(elf::EM_PPC64.0, true).is_none());
+        assert!(for_machine(elf::EM_S390.0, false).is_none());
+        assert!(for_machine(elf::EM_X86_64.0, true).is_none());
+        assert!(for_machine(elf::EM_AARCH64.0, true).is_none());
+        assert!(for_machine(elf::EM_LOONGARCH.0, true).is_none());
+        assert!(for_machine(0xffff, false).is_none());
+    }
+
+    #[test]
+    fn all_round_trips_through_for_machine() {
+        let archs = all();
+        for arch in archs {
+            let big_endian = arch.name() == "s390x";
+            let found = for_machine(arch.machine(), big_endian).unwrap();
+            assert_eq!(found.name(), arch.name());
+        }
+        let mut names: Vec<_> = archs.iter().map(|a| a.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), archs.len());
+    }
+
+    #[test]
+    fn abs64_reloc_is_a_64_bit_absolute_relocation() {
+        let expected = [
+            ("x86_64", "R_X86_64_64"),
+            ("aarch64", "R_AARCH64_ABS64"),
+            ("ppc64le", "R_PPC64_ADDR64"),
+            ("s390x", "R_390_64"),
+            ("loongarch64", "R_LARCH_64"),
+        ];
+        for (arch, (name, reloc)) in all().iter().zip(expected) {
+            assert_eq!(arch.name(), name);
+            let info = arch.reloc_info(arch.abs64_reloc()).unwrap();
+            assert_eq!(info.name, reloc);
+            assert_eq!(info.kind, RelocKind::Absolute);
+            assert_eq!(info.size, 8);
+        }
+    }
+
+    /// Properties every relocation table must have, over the whole type range.
+    #[test]
+    fn reloc_tables_are_consistent() {
+        for arch in all() {
+            let prefix = match arch.name() {
+                "x86_64" => "R_X86_64_",
+                "aarch64" => "R_AARCH64_",
+                "ppc64le" => "R_PPC64_",
+                "s390x" => "R_390_",
+                "loongarch64" => "R_LARCH_",
+                other => panic!("{other}"),
+            };
+            let mut names = std::collections::HashSet::new();
+            let mut known = 0;
+            for r_type in 0..0x1_0000 {
+                let Some(info) = arch.reloc_info(r_type) else {
+                    assert!(arch.reloc_name(r_type).starts_with("R_UNKNOWN_0x"));
+                    continue;
+                };
+                known += 1;
+                assert!(info.name.starts_with(prefix), "{}", info.name);
+                assert!(names.insert(info.name), "duplicate {}", info.name);
+                assert_eq!(arch.reloc_name(r_type), info.name);
+                assert!(
+                    matches!(info.size, 0..=4 | 8 | 16),
+                    "{}: {}",
+                    info.name,
+                    info.size
+                );
+                if info.kind == RelocKind::None {
+                    assert_eq!(info.size, 0, "{}", info.name);
+                    assert!(info.name.ends_with("_NONE") || info.name.ends_with("_NULL"));
+                }
+                if matches!(
+                    info.kind,
+                    RelocKind::Absolute
+                        | RelocKind::PcRelative
+                        | RelocKind::Branch
+                        | RelocKind::GotRelative
+                        | RelocKind::InstructionField
+                ) {
+                    assert!(info.size > 0, "{} patches something", info.name);
+                }
+            }
+            assert_eq!(arch.reloc_info(0).unwrap().kind, RelocKind::None);
+            assert!(known > 40, "{}: only {known} types", arch.name());
+        }
+    }
+
+    #[test]
+    fn unknown_types_get_a_placeholder_name() {
+        assert_eq!(X86_64.reloc_name(39), "R_UNKNOWN_0x27");
+        assert_eq!(Aarch64.reloc_name(1), "R_UNKNOWN_0x1");
+        assert!(X86_64.reloc_info(0x1_0000).is_none());
+    }
+
+    #[test]
+    fn fixed_width_splits_and_rejects_partial_words() {
+        assert_eq!(fixed_width(&[], 4).unwrap(), vec![]);
+        let insns = fixed_width(&[0; 12], 4).unwrap();
+        assert_eq!(
+            insns,
+            vec![
+                Insn { offset: 0, len: 4 },
+                Insn { offset: 4, len: 4 },
+                Insn { offset: 8, len: 4 },
+            ]
+        );
+        for len in [1, 2, 3, 5, 7, 10] {
+            let err = fixed_width(&vec![0; len], 4).unwrap_err();
+            assert_eq!(err.offset, len - len % 4);
+        }
+    }
+}

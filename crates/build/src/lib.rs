@@ -1,0 +1,1 @@
+//! Placeholder for the `klpforge-build` layer; see DESIGN.md. Filled by its own issue.

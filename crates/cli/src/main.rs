@@ -1,0 +1,46 @@
+//! `klpforge`: build Linux livepatch modules from source patches.
+//!
+//! This binary is a thin shell: it parses the command line (clap derive), calls into the
+//! library crates, prints one-line errors and maps outcomes to exit statuses
+//! (0 success, 1 error, 2 usage error).
+
+mod elf_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Build Linux livepatch modules from source patches.
+#[derive(Parser, Debug)]
+#[command(name = "klpforge", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Inspect and rewrite ELF objects (kernel objects and modules).
+    #[command(subcommand)]
+    Elf(elf_cmd::ElfCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Elf(cmd) => elf_cmd::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            // One line: the chain of contexts joined, never a backtrace.
+            let mut msg = err.to_string();
+            for cause in err.chain().skip(1) {
+                msg.push_str(": ");
+                msg.push_str(&cause.to_string());
+            }
+            eprintln!("klpforge: error: {}", msg.replace('\n', " "));
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Errors of the ELF layer.
+//!
+//! Every error describes one problem in one place (a section, a symbol, a relocation entry) in a
+//! single line. The file name is added by the caller (see [`crate::ElfFile`]), so messages read
+//! `path: problem`.
+
+use std::fmt;
+
+/// A malformed or unsupported ELF file, or an edit that cannot be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ElfError {
+    /// The file does not start with the ELF magic bytes.
+    #[error("not an ELF file (bad magic {0})")]
+    NotElf(String),
+    /// The file is too short to hold what it claims.
+    #[error("truncated file: {0}")]
+    Truncated(String),
+    /// A 32-bit ELF file.
+    #[error("32-bit ELF (ELFCLASS32) is not supported: klpforge handles ELF64 objects only")]
+    Class32,
+    /// A well-formed ELF file klpforge does not handle (machine, byte order, file type...).
+    #[error("unsupported ELF: {0}")]
+    Unsupported(String),
+    /// A structural problem: bad offsets, sizes or indices.
+    #[error("malformed ELF: {0}")]
+    Malformed(String),
+    /// The in-memory model cannot be written (dangling references after edits, ...).
+    #[error("cannot write ELF: {0}")]
+    Write(String),
+    /// Reading or writing the file failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Result type of the ELF layer.
+pub type Result<T, E = ElfError> = std::result::Result<T, E>;
+
+/// Quote a byte string for messages: lossy UTF-8 in single quotes.
+pub(crate) struct Quoted<'a>(pub &'a [u8]);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "'{}'", String::from_utf8_lossy(self.0))
+    }
+}
+
+/// Convert an `object` crate read error into ours, classifying truncation.
+pub(crate) fn from_object(context: impl fmt::Display, err: object::read::Error) -> ElfError {
+    ElfError::Malformed(format!("{context}: {err}"))
+}
