@@ -46,16 +46,18 @@ pub fn run(cmd: ElfCommand) -> Result<ExitCode> {
             let dump = Dump::new(&obj);
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            if json {
-                serde_json::to_writer_pretty(&mut out, &dump).context("writing JSON")?;
-                writeln!(out)?;
+            let written = if json {
+                serde_json::to_writer_pretty(&mut out, &dump)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| writeln!(out))
             } else {
-                out.write_all(dump.to_text().as_bytes())?;
+                dump.write_text(&mut out)
             }
-            if let Err(e) = out.flush() {
-                if e.kind() != std::io::ErrorKind::BrokenPipe {
-                    return Err(e.into());
-                }
+            .and_then(|()| out.flush());
+            match written {
+                // `klpforge elf dump x.o | head` is not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other.context("writing the listing")?,
             }
         }
     }

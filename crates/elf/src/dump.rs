@@ -353,9 +353,15 @@ impl Dump {
 
     /// The text listing: one line per item, ending in a newline.
     pub fn to_text(&self) -> String {
-        let mut out = String::new();
+        let mut out = Vec::new();
+        self.write_text(&mut out).expect("writing to a Vec cannot fail");
+        String::from_utf8(out).expect("the listing is UTF-8")
+    }
+
+    /// Stream the text listing to `out`.
+    pub fn write_text(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
         let h = &self.header;
-        let _ = writeln!(
+        writeln!(
             out,
             "elf64 {} {} machine={} flags={:#x} entry={:#x} osabi={} abiversion={}",
             match h.endian {
@@ -368,9 +374,9 @@ impl Dump {
             h.entry,
             h.os_abi,
             h.abi_version
-        );
+        )?;
         for s in &self.sections {
-            let _ = writeln!(
+            writeln!(
                 out,
                 "section [{}] {} type={} flags={:#x}({}) addr={:#x} size={} align={} entsize={} link={} info={} {}",
                 s.index,
@@ -385,17 +391,17 @@ impl Dump {
                 s.link,
                 s.info,
                 s.contents
-            );
+            )?;
         }
         for y in &self.symbols {
-            let _ = writeln!(
+            writeln!(
                 out,
                 "symbol [{}] {} value={:#x} size={:#x} type={} bind={} vis={} other={:#x} shndx={}",
                 y.index, y.name, y.value, y.size, y.kind, y.bind, y.visibility, y.other, y.shndx
-            );
+            )?;
         }
         for r in &self.relocations {
-            let _ = writeln!(
+            writeln!(
                 out,
                 "reloc [{}] {} offset={:#x} type={} sym=[{}] {} addend={}",
                 r.section,
@@ -405,8 +411,8 @@ impl Dump {
                 r.symbol,
                 r.symbol_name,
                 signed_hex(r.addend)
-            );
+            )?;
         }
-        out
+        Ok(())
     }
 }
