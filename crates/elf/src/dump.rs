@@ -354,7 +354,8 @@ impl Dump {
     /// The text listing: one line per item, ending in a newline.
     pub fn to_text(&self) -> String {
         let mut out = Vec::new();
-        self.write_text(&mut out).expect("writing to a Vec cannot fail");
+        self.write_text(&mut out)
+            .expect("writing to a Vec cannot fail");
         String::from_utf8(out).expect("the listing is UTF-8")
     }
 

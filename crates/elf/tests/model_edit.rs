@@ -260,3 +260,41 @@ fn nul_in_a_name_is_refused() {
     let err = write(&obj).unwrap_err().to_string();
     assert!(err.contains("NUL"), "{err}");
 }
+
+#[test]
+fn rel_sections_round_trip_without_addends() {
+    let mut obj = ElfObject::new(header(Endian::Little, 62));
+    let text = obj.add_section(Section::new_bytes(&b".text"[..], 1, 0x6, 16, vec![0u8; 16]));
+    let rel = obj.add_section(Section::new_bytes(
+        &b".rel.text"[..],
+        9,
+        0x40,
+        8,
+        Vec::new(),
+    ));
+    let target = obj.add_symbol(sym("target", STB_GLOBAL, 0, SymbolPlace::Undefined));
+    let s = obj.section_mut(rel);
+    s.info = Info::Section(text);
+    s.data = SectionData::Relocations {
+        rela: false,
+        entries: vec![Relocation {
+            offset: 8,
+            symbol: Some(target),
+            r_type: 1,
+            addend: 0,
+        }],
+    };
+    let bytes = write(&obj).unwrap();
+    let back = parse(&bytes).unwrap();
+    let rel = back.section(back.section_by_name(b".rel.text").unwrap());
+    assert_eq!(rel.sh_type, 9);
+    assert_eq!(rel.sh_entsize, 16);
+    let r = rel.relocations().unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!((r[0].offset, r[0].r_type, r[0].addend), (8, 1, 0));
+    assert_eq!(back.symbol(r[0].symbol.unwrap()).name.as_ref(), b"target");
+    assert_eq!(
+        back.section(rel.relocation_target().unwrap()).name.as_ref(),
+        b".text"
+    );
+}
