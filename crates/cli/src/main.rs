@@ -2,8 +2,9 @@
 //!
 //! This binary is a thin shell: it parses the command line (clap derive), calls into the
 //! library crates, prints one-line errors and maps outcomes to exit statuses
-//! (0 success, 1 error, 2 usage error).
+//! (0 success, 1 error, 2 usage error; `diff` adds 3 and 4).
 
+mod diff_cmd;
 mod elf_cmd;
 
 use std::process::ExitCode;
@@ -20,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Compare two builds of an object and extract the changed functions into a diff object.
+    Diff(diff_cmd::DiffArgs),
     /// Inspect and rewrite ELF objects (kernel objects and modules).
     #[command(subcommand)]
     Elf(elf_cmd::ElfCommand),
@@ -28,6 +31,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Diff(args) => diff_cmd::run(args),
         Command::Elf(cmd) => elf_cmd::run(cmd),
     };
     match result {

@@ -1,1 +1,310 @@
-//! Placeholder for the `klpforge-diff` layer; see DESIGN.md. Filled by its own issue.
+//! The differencing engine of klpforge.
+//!
+//! Given the original and the patched build of one object, find exactly which functions
+//! changed and extract them, with everything they need, into a diff object. Each phase has its
+//! own module, run in this order by [`diff`]:
+//!
+//! 1. [`analyze`]: per-object facts (section kinds, symbol ranges, scopes, `.cold` parents),
+//!    with [`code`] decoding instruction boundaries and [`refs`] resolving relocations.
+//! 2. [`checksum`]: position-independent checksums of every function and data object.
+//! 3. [`correlate`]: pair each original symbol with its patched twin.
+//! 4. [`select`]: changed and new functions; refusals of changes that cannot be live-patched.
+//! 5. [`clone`]: build the diff object, turning references into normal or klp relocations
+//!    ([`klp`]) and carrying special-section entries ([`special`]).
+
+pub mod analyze;
+pub mod checksum;
+pub mod clone;
+pub mod code;
+pub mod correlate;
+pub mod demangle;
+pub mod klp;
+pub mod refs;
+pub mod select;
+pub mod special;
+pub mod symvers;
+
+use klpforge_elf::ElfObject;
+
+pub use select::{CallbackKind, Refusal, Selection};
+pub use symvers::Symvers;
+
+/// Options of one diff.
+#[derive(Debug, Clone)]
+pub struct DiffOptions {
+    /// The object being patched: `vmlinux` or a module name.
+    pub objname: String,
+    /// Exports of the kernel build.
+    pub symvers: Symvers,
+    /// Print correlation and cloning decisions on stderr.
+    pub debug: bool,
+}
+
+impl Default for DiffOptions {
+    fn default() -> Self {
+        DiffOptions {
+            objname: "vmlinux".into(),
+            symvers: Symvers::assume_all_vmlinux(),
+            debug: false,
+        }
+    }
+}
+
+/// Errors that stop a diff (bad input; not refusals).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiffError {
+    /// The two objects cannot be compared.
+    #[error("{0}")]
+    Incompatible(String),
+    /// Symbols could not be paired without guessing.
+    #[error("{}", .0.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("; "))]
+    Ambiguous(Vec<correlate::Ambiguity>),
+    /// The output could not be built.
+    #[error("{0}")]
+    Output(String),
+}
+
+/// A changed function, as reported.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChangedFunction {
+    /// Name in the patched object.
+    pub name: String,
+    /// Name of the original twin (the function livepatch redirects).
+    pub old_name: String,
+    /// Why it counts as changed: the first difference found.
+    pub reason: String,
+}
+
+/// What one diff found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    /// The object being patched.
+    pub objname: String,
+    /// `changed`, `no-change` or `refused`.
+    pub result: String,
+    /// Changed functions.
+    pub changed_functions: Vec<ChangedFunction>,
+    /// New functions.
+    pub new_functions: Vec<String>,
+    /// Functions that differ only in `__LINE__` immediates (not changes).
+    pub line_only_functions: Vec<String>,
+    /// Defined functions in the output (`__pfx_`/`__cfi_` left out).
+    pub output_functions: Vec<String>,
+    /// klp relocations created.
+    pub klp_relocations: Vec<serde_json::Value>,
+    /// Special-section entries kept and dropped.
+    pub special_sections: Vec<serde_json::Value>,
+    /// Callbacks found.
+    pub callbacks: Vec<String>,
+    /// Refusals.
+    pub refusals: Vec<Refusal>,
+    /// Warnings.
+    pub warnings: Vec<String>,
+}
+
+/// The outcome of a diff.
+pub enum Outcome {
+    /// Something to patch: the diff object and the report.
+    Changed(Box<ElfObject<'static>>, Report),
+    /// No functional change.
+    NoChange(Report),
+    /// Changes that cannot be live-patched.
+    Refused(Report),
+}
+
+/// Describe the first difference between an original function and its patched twin.
+fn first_difference(
+    o: &analyze::ObjInfo<'_, '_>,
+    p: &analyze::ObjInfo<'_, '_>,
+    osym: klpforge_elf::SymbolId,
+    psym: klpforge_elf::SymbolId,
+) -> String {
+    let os = o.obj.symbol(osym);
+    let ps = p.obj.symbol(psym);
+    if os.size != ps.size {
+        // Keep looking for the first instruction difference; mention the size too.
+    }
+    let (Some(osec), Some(psec)) = (os.section(), ps.section()) else {
+        return "definition changed".into();
+    };
+    let empty = code::CodeMap::default();
+    let oc = o
+        .code(osec)
+        .unwrap_or(&empty)
+        .range(os.value, os.value + os.size);
+    let pc = p
+        .code(psec)
+        .unwrap_or(&empty)
+        .range(ps.value, ps.value + ps.size);
+    let orel = o.relocations(osec);
+    let prel = p.relocations(psec);
+    let describe = |info: &analyze::ObjInfo<'_, '_>,
+                    sec,
+                    insn: &code::CodeInsn,
+                    rel: &[klpforge_elf::Relocation]| {
+        let data = info.obj.section(sec).bytes();
+        let bytes = &data[insn.offset as usize..(insn.offset + u64::from(insn.len)) as usize];
+        let mut hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut refs = Vec::new();
+        for r in rel
+            .iter()
+            .filter(|r| r.offset >= insn.offset && r.offset < insn.offset + u64::from(insn.len))
+        {
+            let off = (r.offset - insn.offset) as usize;
+            let size = info
+                .arch
+                .reloc_info(r.r_type)
+                .map_or(4, |i| usize::from(i.size));
+            for h in hex.iter_mut().skip(off).take(size) {
+                *h = "__".into();
+            }
+            refs.push(match refs::resolve(info, sec, r) {
+                refs::Target::Symbol { sym, offset } => {
+                    format!("{}{offset:+#x}", info.sym(sym).name)
+                }
+                refs::Target::String { sec: s, start, .. } => {
+                    format!(
+                        "\"{}\"",
+                        String::from_utf8_lossy(refs::string_at(
+                            info.obj.section(s).bytes(),
+                            start
+                        ))
+                        .escape_default()
+                    )
+                }
+                refs::Target::Constant { sec: s, offset } => {
+                    format!("{}{offset:+#x}", info.obj.section(s).name_lossy())
+                }
+                refs::Target::Section { sec: s, offset } => {
+                    format!("{}{offset:+#x}", info.obj.section(s).name_lossy())
+                }
+                refs::Target::Absolute => "abs".into(),
+            });
+        }
+        let mut text = hex.join(" ");
+        if !refs.is_empty() {
+            text.push_str(&format!(" -> {}", refs.join(", ")));
+        }
+        text
+    };
+    for (i, (a, b)) in oc.iter().zip(pc.iter()).enumerate() {
+        let da = describe(o, osec, a, &orel);
+        let db = describe(p, psec, b, &prel);
+        if da != db {
+            return format!(
+                "instruction {i} at +{:#x}: {da}  =>  {db}",
+                b.offset - ps.value
+            );
+        }
+    }
+    if oc.len() != pc.len() || os.size != ps.size {
+        return format!(
+            "size {:#x} -> {:#x} ({} -> {} instructions)",
+            os.size,
+            ps.size,
+            oc.len(),
+            pc.len()
+        );
+    }
+    if !o.sym(osym).children.is_empty() || !p.sym(psym).children.is_empty() {
+        return "its .cold part changed".into();
+    }
+    "a referenced string, constant or target changed".into()
+}
+
+/// Compare the original and patched builds of one object.
+pub fn diff(
+    orig: &ElfObject<'_>,
+    patched: &ElfObject<'_>,
+    opts: &DiffOptions,
+) -> Result<Outcome, DiffError> {
+    let oh = &orig.header;
+    let ph = &patched.header;
+    if (oh.e_machine, oh.endian, oh.e_type) != (ph.e_machine, ph.endian, ph.e_type) {
+        return Err(DiffError::Incompatible(
+            "the two objects differ in machine, byte order or file type".into(),
+        ));
+    }
+    if oh.e_type != 1 {
+        return Err(DiffError::Incompatible(
+            "only relocatable objects (ET_REL) can be compared".into(),
+        ));
+    }
+    let big_endian = oh.endian == klpforge_elf::Endian::Big;
+    let arch = klpforge_arch::for_machine(oh.e_machine, big_endian)
+        .ok_or_else(|| DiffError::Incompatible(format!("unsupported machine {}", oh.e_machine)))?;
+    let o = analyze::ObjInfo::new(orig, arch);
+    let p = analyze::ObjInfo::new(patched, arch);
+    let oc = checksum::compute(&o);
+    let pc = checksum::compute(&p);
+    let twins = correlate::correlate(&o, &p, &oc, &pc).map_err(DiffError::Ambiguous)?;
+    if opts.debug {
+        for (id, _) in orig.symbols() {
+            let name = &o.sym(id).name;
+            match twins.of_orig(id) {
+                Some(t) if &p.sym(t).name != name => {
+                    eprintln!("klpforge: debug: correlate {name} <-> {}", p.sym(t).name)
+                }
+                None if !o.sym(id).never_correlate && orig.symbol(id).section().is_some() => {
+                    eprintln!("klpforge: debug: no correlation: {name}")
+                }
+                _ => {}
+            }
+        }
+    }
+    let sel = select::select(&o, &p, &oc, &pc, &twins);
+    let mut report = Report {
+        objname: opts.objname.clone(),
+        changed_functions: sel
+            .changed
+            .iter()
+            .map(|&(ps, os)| ChangedFunction {
+                name: p.sym(ps).name.clone(),
+                old_name: o.sym(os).name.clone(),
+                reason: first_difference(&o, &p, os, ps),
+            })
+            .collect(),
+        new_functions: sel
+            .new_functions
+            .iter()
+            .map(|&f| p.sym(f).name.clone())
+            .collect(),
+        line_only_functions: sel.line_only.clone(),
+        callbacks: sel
+            .callbacks
+            .iter()
+            .map(|&(k, f)| format!("{}: {}", k.name(), p.sym(f).name))
+            .collect(),
+        refusals: sel.refusals.clone(),
+        warnings: sel.warnings.clone(),
+        ..Report::default()
+    };
+    if !report.refusals.is_empty() {
+        report.result = "refused".into();
+        return Ok(Outcome::Refused(report));
+    }
+    if sel.changed.is_empty() && sel.new_functions.is_empty() && sel.callbacks.is_empty() {
+        report.result = "no-change".into();
+        return Ok(Outcome::NoChange(report));
+    }
+    let result = clone::clone(&o, &p, &twins, &sel, opts).map_err(DiffError::Output)?;
+    report.output_functions = result.output_functions;
+    report.klp_relocations = result
+        .klp_relocs
+        .iter()
+        .map(|k| serde_json::to_value(k).expect("serialisable"))
+        .collect();
+    report.special_sections = result
+        .special
+        .iter()
+        .map(|s| serde_json::to_value(s).expect("serialisable"))
+        .collect();
+    report.warnings.extend(result.warnings);
+    if !result.refusals.is_empty() {
+        report.refusals.extend(result.refusals);
+        report.result = "refused".into();
+        return Ok(Outcome::Refused(report));
+    }
+    report.result = "changed".into();
+    Ok(Outcome::Changed(Box::new(result.obj), report))
+}

@@ -27,12 +27,24 @@ impl SectionId {
     pub fn index(self) -> usize {
         self.0 as usize
     }
+
+    /// The identity of arena slot `index` (below [`ElfObject::section_arena_len`]), for
+    /// walking side tables; the slot may hold a removed section.
+    pub fn from_index(index: usize) -> SectionId {
+        SectionId(index as u32)
+    }
 }
 
 impl SymbolId {
     /// The arena slot, for use as a dense index in side tables.
     pub fn index(self) -> usize {
         self.0 as usize
+    }
+
+    /// The identity of arena slot `index` (below [`ElfObject::symbol_arena_len`]), for
+    /// walking side tables; the slot may hold a removed symbol.
+    pub fn from_index(index: usize) -> SymbolId {
+        SymbolId(index as u32)
     }
 }
 

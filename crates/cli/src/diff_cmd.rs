@@ -1,0 +1,108 @@
+//! `klpforge diff`: compare two builds of an object and extract the changed functions.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use klpforge_diff::{diff, DiffOptions, Outcome, Report, Symvers};
+use klpforge_elf::ElfFile;
+
+/// Exit status: the diff object was written.
+pub const EXIT_CHANGED: u8 = 0;
+/// Exit status: no functional change; nothing written.
+pub const EXIT_NO_CHANGE: u8 = 3;
+/// Exit status: the change cannot be live-patched.
+pub const EXIT_REFUSED: u8 = 4;
+
+/// Arguments of `klpforge diff`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Exit status: 0 = OUT written; 3 = no functional change (OUT not written); \
+4 = the change cannot be live-patched (reasons printed); 1 = bad input or other error; 2 = usage error."
+)]
+pub struct DiffArgs {
+    /// The object as built from the original source (with -ffunction-sections -fdata-sections).
+    pub orig: PathBuf,
+    /// The same object built from the patched source.
+    pub patched: PathBuf,
+    /// Where to write the diff object.
+    pub out: PathBuf,
+    /// Module.symvers of the kernel build: which references stay normal relocations. Without
+    /// it every undefined global counts as exported by vmlinux.
+    #[arg(long, value_name = "FILE")]
+    pub symvers: Option<PathBuf>,
+    /// The object being patched: `vmlinux` or a module name.
+    #[arg(long, value_name = "NAME", default_value = "vmlinux")]
+    pub objname: String,
+    /// Write a machine-readable report.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Print correlation and cloning decisions on stderr.
+    #[arg(long)]
+    pub debug: bool,
+}
+
+fn print_report(report: &Report) {
+    for f in &report.changed_functions {
+        println!("changed function: {}", f.name);
+    }
+    for f in &report.new_functions {
+        println!("new function: {}", f);
+    }
+    for c in &report.callbacks {
+        println!("callback: {c}");
+    }
+    for w in &report.warnings {
+        eprintln!("klpforge: warning: {w}");
+    }
+    for r in &report.refusals {
+        eprintln!(
+            "klpforge: refused: {}: {} ({})",
+            r.symbol, r.reason, r.remedy
+        );
+    }
+}
+
+/// Run `klpforge diff`.
+pub fn run(args: DiffArgs) -> Result<ExitCode> {
+    let symvers = match &args.symvers {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("{}: cannot read", path.display()))?;
+            Symvers::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => Symvers::assume_all_vmlinux(),
+    };
+    let opts = DiffOptions {
+        objname: args.objname.clone(),
+        symvers,
+        debug: args.debug,
+    };
+    let orig_file = ElfFile::open(&args.orig)?;
+    let patched_file = ElfFile::open(&args.patched)?;
+    let orig = orig_file.parse()?;
+    let patched = patched_file.parse()?;
+    let outcome = diff(&orig, &patched, &opts).map_err(|e| {
+        anyhow::anyhow!("{} vs {}: {e}", args.orig.display(), args.patched.display())
+    })?;
+    let (report, code) = match outcome {
+        Outcome::Changed(obj, report) => {
+            klpforge_elf::write::write_file(&obj, &args.out)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
+            (report, EXIT_CHANGED)
+        }
+        Outcome::NoChange(report) => {
+            println!("no functional change: nothing to patch");
+            (report, EXIT_NO_CHANGE)
+        }
+        Outcome::Refused(report) => (report, EXIT_REFUSED),
+    };
+    print_report(&report);
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).context("serialising the report")?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    Ok(ExitCode::from(code))
+}

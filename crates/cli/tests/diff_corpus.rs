@@ -1,0 +1,210 @@
+//! `klpforge diff` on the shared peer corpus (real kernel object pairs from the kpatch unit
+//! tests), for every architecture in `expectations.tsv`.
+//!
+//! PASS rows must give exit 0 and exactly the peer's set of output functions, unless a
+//! documented deviation below says why our set is more correct; FAIL rows must give exit 3
+//! or 4 as their reason says. The `extra_check` column is checked where it states something
+//! about the output. Every output must be byte-identical across runs, read cleanly under
+//! `readelf -W -a`, and link with `ld -r`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use klpforge_testkit::{corpus_dir, load_expectations, toolchain, Expect, ScratchDir};
+
+/// Cases where our output deliberately differs from the peer's, with the reason.
+const DEVIATIONS: &[(&str, &str, &[&str], &str)] = &[(
+    "x86_64",
+    "cold-change-parent",
+    &["meminfo_proc_show", "meminfo_proc_show.cold.0"],
+    "a .cold part jumps back into its parent at fixed offsets: when the parent is replaced, \
+     the original cold part would return into the original parent's code. klpforge always \
+     carries a function's .cold part with it (as upstream klp-build does); the peer kept the \
+     original cold part.",
+)];
+
+fn run_diff(orig: &Path, patched: &Path, out: &Path, json: &Path) -> (i32, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_klpforge"))
+        .arg("diff")
+        .arg(orig)
+        .arg(patched)
+        .arg(out)
+        .arg("--json")
+        .arg(json)
+        .output()
+        .expect("run klpforge diff");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code().unwrap_or(-1), text)
+}
+
+fn dump(obj: &Path) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_klpforge"))
+        .args(["elf", "dump"])
+        .arg(obj)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Check an `extra_check` statement that can be verified on the output; returns an error.
+fn extra_check(test: &str, out: &Path) -> Result<(), String> {
+    let text = dump(out);
+    match test {
+        "convert-global-local" => text
+            .lines()
+            .any(|l| {
+                l.starts_with("symbol [") && l.contains(" __kmalloc ") && l.contains("bind=LOCAL")
+            })
+            .then_some(())
+            .ok_or("__kmalloc is not LOCAL in the output".into()),
+        "dynamic-debug-jump-label-issue-1253" => (!text.lines().any(|l| {
+            l.starts_with("symbol [") && l.contains("type=SECTION") && l.contains("shndx=UND")
+        }))
+        .then_some(())
+        .ok_or("an undefined section symbol is in the output".into()),
+        "import-ns" => {
+            let bytes = std::fs::read(out).unwrap();
+            let count = bytes.windows(10).filter(|w| w == b"import_ns=").count();
+            (count == 4)
+                .then_some(())
+                .ok_or(format!("{count} import_ns= entries, expected 4"))
+        }
+        "mcount_loc-issue-1102" => text
+            .lines()
+            .any(|l| {
+                l.starts_with("reloc [")
+                    && l.contains("__mcount_loc")
+                    && l.contains("type=R_X86_64_64")
+                    && l.contains(" netlbl_catmap_getlong addend=0x0")
+            })
+            .then_some(())
+            .ok_or("no R_X86_64_64 __mcount_loc relocation against netlbl_catmap_getlong+0".into()),
+        _ => Ok(()),
+    }
+}
+
+#[test]
+fn corpus_function_sets_match_the_peer() {
+    let Some(corpus) = corpus_dir() else {
+        return;
+    };
+    let expectations = load_expectations(&corpus).unwrap();
+    let scratch = ScratchDir::new("diff-corpus").unwrap();
+    let mut failures = Vec::new();
+    let mut summary = std::collections::BTreeMap::<String, (usize, usize)>::new();
+    for e in &expectations {
+        let pair = e.find_pair(&corpus).unwrap();
+        let out = scratch.path().join(format!("{}-{}.o", e.arch, e.test));
+        let json = scratch.path().join(format!("{}-{}.json", e.arch, e.test));
+        let (code, text) = run_diff(&pair.orig, &pair.patched, &out, &json);
+        let label = format!("{}/{}", e.arch, e.test);
+        let entry = summary.entry(e.arch.clone()).or_default();
+        entry.1 += 1;
+        let mut fail = |why: String| {
+            failures.push(format!(
+                "{label}: {why}\n    output: {}",
+                text.trim().replace('\n', "\n    ")
+            ))
+        };
+        match &e.expect {
+            Expect::Fail(reason) => {
+                let reason = reason.clone().unwrap_or_default();
+                let want = if reason.contains("exit status 3") {
+                    3
+                } else {
+                    4
+                };
+                if code != want {
+                    fail(format!("exit {code}, expected {want} ({reason})"));
+                    continue;
+                }
+            }
+            Expect::Pass => {
+                if code != 0 {
+                    fail(format!("exit {code}, expected 0"));
+                    continue;
+                }
+                let report: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+                let ours: BTreeSet<String> = report["output_functions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect();
+                let peer: BTreeSet<String> = e.peer_functions.iter().cloned().collect();
+                let deviation = DEVIATIONS.iter().find(|d| d.0 == e.arch && d.1 == e.test);
+                let expected: BTreeSet<String> = match deviation {
+                    Some(d) => d.2.iter().map(|s| s.to_string()).collect(),
+                    None => peer.clone(),
+                };
+                if ours != expected {
+                    fail(format!(
+                        "functions {ours:?}, expected {expected:?} (peer {peer:?})"
+                    ));
+                    continue;
+                }
+                if let Err(why) = extra_check(&e.test, &out) {
+                    fail(why);
+                    continue;
+                }
+                // Deterministic output.
+                let again = scratch
+                    .path()
+                    .join(format!("{}-{}.again.o", e.arch, e.test));
+                let (code2, _) = run_diff(&pair.orig, &pair.patched, &again, &json);
+                if code2 != 0 || std::fs::read(&out).unwrap() != std::fs::read(&again).unwrap() {
+                    fail("output differs between two runs".into());
+                    continue;
+                }
+                let re = Command::new("readelf")
+                    .args(["-W", "-a"])
+                    .arg(&out)
+                    .output()
+                    .unwrap();
+                if !re.stderr.is_empty() {
+                    fail(format!(
+                        "readelf warns: {}",
+                        String::from_utf8_lossy(&re.stderr)
+                    ));
+                    continue;
+                }
+                if let Some(tc) = toolchain(&e.arch) {
+                    let ld = Command::new(tc.ld())
+                        .arg("-r")
+                        .arg("-o")
+                        .arg(scratch.path().join("ld.o"))
+                        .arg(&out)
+                        .output()
+                        .unwrap();
+                    if !ld.status.success() || !ld.stderr.is_empty() {
+                        fail(format!(
+                            "ld -r failed: {}",
+                            String::from_utf8_lossy(&ld.stderr)
+                        ));
+                        continue;
+                    }
+                }
+            }
+        }
+        entry.0 += 1;
+    }
+    for (arch, (ok, all)) in &summary {
+        eprintln!("diff corpus {arch}: {ok}/{all} cases as expected");
+    }
+    for (arch, test, _, why) in DEVIATIONS {
+        eprintln!("diff corpus deviation {arch}/{test}: {why}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} corpus cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -1,0 +1,534 @@
+//! Facts about one object that every later phase needs: what each section is for, which
+//! symbol owns which bytes, FILE scopes, demangled names, `.cold` parents, and which symbols
+//! must never be correlated with the other build.
+
+use std::collections::HashMap;
+
+use klpforge_arch::Arch;
+use klpforge_elf::{ElfObject, Relocation, SectionData, SectionId, SymbolId, SymbolPlace};
+
+use crate::demangle::{cold_parent, demangle, static_local_base};
+
+/// What a section holds, as far as differencing is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecKind {
+    /// Executable code.
+    Text,
+    /// Writable data.
+    Data,
+    /// Read-only data.
+    Rodata,
+    /// Zero-initialised data.
+    Bss,
+    /// NUL-terminated strings (`SHF_STRINGS`): referenced by content.
+    Strings,
+    /// Mergeable constants (`.rodata.cst*`): referenced by content.
+    Constants,
+    /// An array of per-code-location entries (`__bug_table`, `__jump_table`, ...).
+    Special,
+    /// Code or data only reachable through special entries (`.altinstr_replacement`, ...).
+    SpecialAux,
+    /// Debugging and unwinding information, comments, notes.
+    Debug,
+    /// Markers of the patch author for kpatch or upstream klp-build (callbacks, ignore, force).
+    Marker,
+    /// Sections the diff does not look at (`.modinfo`, `.discard.addressable`, groups, ...).
+    Other,
+    /// Relocation sections, symbol and string tables.
+    Meta,
+}
+
+/// Sections that are arrays of entries describing code locations.
+pub const SPECIAL_SECTIONS: &[&str] = &[
+    "__bug_table",
+    "__jump_table",
+    ".altinstructions",
+    "__ex_table",
+    ".static_call_sites",
+    "__mcount_loc",
+    "__patchable_function_entries",
+    ".smp_locks",
+    ".parainstructions",
+    ".printk_index",
+    ".kcfi_traps",
+    ".call_sites",
+    ".retpoline_sites",
+    ".return_sites",
+    ".ibt_endbr_seal",
+    ".orc_unwind",
+    ".orc_unwind_ip",
+    "__tracepoints_ptrs",
+    ".s390_indirect_jump",
+    ".s390_indirect_call",
+    ".s390_indirect_branches",
+    ".s390_return_reg",
+    ".s390_return_mem",
+    "__ftr_fixup",
+    "__mmu_ftr_fixup",
+    "__fw_ftr_fixup",
+    "__lwsync_fixup",
+    "__barrier_nospec_fixup",
+];
+
+/// Sections referenced only from special entries.
+pub const SPECIAL_AUX_SECTIONS: &[&str] = &[".altinstr_replacement", ".altinstr_aux", ".fixup"];
+
+/// Name prefixes of function-scope statics that have no identity worth keeping: a fresh copy
+/// in the patch module is correct (WARN_ONCE flags, `__func__` strings, lockdep keys, printk
+/// index entries, ratelimit state, dynamic-debug descriptors, switch tables).
+const UNCORRELATED_STATICS: &[&str] = &[
+    "__already_done",
+    "__func__",
+    "__FUNCTION__",
+    "__key",
+    "__warned",
+    "_entry",
+    "_entry_ptr",
+    "_rs",
+    "descriptor",
+    "CSWTCH",
+    "__print_once",
+    "__print_fmt",
+];
+
+/// What a symbol is, for differencing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymKind {
+    /// `STT_FUNC` (or `STT_GNU_IFUNC`).
+    Function,
+    /// `STT_OBJECT` or `STT_TLS`, and `STT_COMMON`.
+    Object,
+    /// `STT_SECTION`.
+    Section,
+    /// `STT_FILE`.
+    File,
+    /// `STT_NOTYPE` and anything else.
+    Other,
+}
+
+/// Per-symbol facts.
+#[derive(Debug, Clone)]
+pub struct SymInfo {
+    /// Name as UTF-8 (lossy).
+    pub name: String,
+    /// Demangled name (see [`crate::demangle`]).
+    pub demangled: String,
+    /// Kind.
+    pub kind: SymKind,
+    /// The FILE symbol whose scope a local symbol is in.
+    pub file: Option<SymbolId>,
+    /// Must be cloned fresh rather than correlated.
+    pub never_correlate: bool,
+    /// For a `.cold` split-off: the function it belongs to.
+    pub parent: Option<SymbolId>,
+    /// `.cold` split-offs of this function.
+    pub children: Vec<SymbolId>,
+    /// A `__pfx_`/`__cfi_` padding symbol that precedes this function.
+    pub prefix: Option<SymbolId>,
+    /// A function-scope static (`name.N`), correlated by its users.
+    pub static_local: bool,
+}
+
+/// Per-section facts.
+#[derive(Debug, Clone)]
+pub struct SecInfo {
+    /// What the section holds.
+    pub kind: SecKind,
+    /// Part of `__init`/`__exit` code or data: already run and freed, or only run at unload.
+    pub init: bool,
+    /// The relocation sections applying to it (usually one).
+    pub relocs: Vec<SectionId>,
+    /// Named FUNC/OBJECT symbols in it, sorted by value: `(start, end, symbol)`.
+    pub ranges: Vec<(u64, u64, SymbolId)>,
+    /// Its `STT_SECTION` symbol.
+    pub section_symbol: Option<SymbolId>,
+}
+
+/// Everything known about one object.
+pub struct ObjInfo<'a, 'data> {
+    /// The object.
+    pub obj: &'a ElfObject<'data>,
+    /// Its architecture.
+    pub arch: &'static dyn Arch,
+    /// Facts per symbol, indexed by `SymbolId::index()`.
+    pub syms: Vec<SymInfo>,
+    /// Facts per section, indexed by `SectionId::index()`.
+    pub secs: Vec<SecInfo>,
+    /// Symbols by full name.
+    pub by_name: HashMap<String, Vec<SymbolId>>,
+    /// Decoded instructions of each code section (index = section arena slot).
+    pub code: Vec<Option<crate::code::CodeMap>>,
+}
+
+fn classify_section(obj: &ElfObject<'_>, id: SectionId) -> (SecKind, bool) {
+    let s = obj.section(id);
+    let name = s.name_lossy();
+    let name = name.as_ref();
+    let init = name.starts_with(".init.")
+        || name.starts_with(".exit.")
+        || name == ".init"
+        || name.starts_with(".initcall")
+        || name.starts_with(".head.text");
+    let kind = match &s.data {
+        SectionData::Relocations { .. }
+        | SectionData::SymbolTable
+        | SectionData::Strings(_)
+        | SectionData::ExtendedIndices
+        | SectionData::Group { .. } => SecKind::Meta,
+        _ if SPECIAL_SECTIONS.contains(&name) => SecKind::Special,
+        _ if SPECIAL_AUX_SECTIONS.contains(&name) => SecKind::SpecialAux,
+        _ if name.starts_with(".kpatch.")
+            || name == ".discard.klp_callback_ptrs"
+            || name.starts_with(".discard.klp") =>
+        {
+            SecKind::Marker
+        }
+        _ if name.starts_with(".discard.addressable")
+            || name.starts_with(".discard.sym_checksum") =>
+        {
+            SecKind::Other
+        }
+        _ if name.starts_with(".discard.") => SecKind::Special,
+        _ if name.starts_with(".debug")
+            || name.starts_with(".eh_frame")
+            || name == ".comment"
+            || name.starts_with(".note")
+            || name.starts_with(".gnu.")
+            || name.starts_with(".llvm")
+            || name.starts_with(".BTF")
+            || name == ".modinfo"
+            || name.starts_with(".sframe") =>
+        {
+            if name == ".modinfo" {
+                SecKind::Other
+            } else {
+                SecKind::Debug
+            }
+        }
+        _ if !s.is_alloc() => SecKind::Other,
+        _ if s.is_exec() => SecKind::Text,
+        _ if s.sh_flags & 0x20 != 0 => SecKind::Strings,
+        _ if s.sh_flags & 0x10 != 0 && s.sh_entsize > 0 => SecKind::Constants,
+        SectionData::NoBits { .. } => SecKind::Bss,
+        _ if s.sh_flags & 0x1 != 0 => SecKind::Data,
+        _ => SecKind::Rodata,
+    };
+    (kind, init)
+}
+
+fn sym_kind(st_type: u8) -> SymKind {
+    match st_type {
+        2 | 10 => SymKind::Function,
+        1 | 5 | 6 => SymKind::Object,
+        3 => SymKind::Section,
+        4 => SymKind::File,
+        _ => SymKind::Other,
+    }
+}
+
+fn is_prefix_symbol(name: &str) -> bool {
+    name.starts_with("__pfx_") || name.starts_with("__cfi_")
+}
+
+/// Sections whose objects are compiler- or macro-generated with no identity to keep.
+fn anonymous_data_section(name: &str) -> bool {
+    name.contains("Lubsan")
+        || name.contains("L__unnamed")
+        || name.contains("__unnamed_")
+        || name.contains(".Lanon.")
+        || name == ".data..once"
+        || name == ".data.once"
+        || name == "__dyndbg"
+        || name == "__verbose"
+        || name.starts_with(".data..ro_after_init..once")
+}
+
+impl<'a, 'data> ObjInfo<'a, 'data> {
+    /// Analyse `obj`.
+    pub fn new(obj: &'a ElfObject<'data>, arch: &'static dyn Arch) -> ObjInfo<'a, 'data> {
+        let mut secs: Vec<SecInfo> = (0..obj.section_arena_len())
+            .map(|_| SecInfo {
+                kind: SecKind::Other,
+                init: false,
+                relocs: Vec::new(),
+                ranges: Vec::new(),
+                section_symbol: None,
+            })
+            .collect();
+        for (id, s) in obj.sections() {
+            let (kind, init) = classify_section(obj, id);
+            secs[id.index()].kind = kind;
+            secs[id.index()].init = init;
+            if let Some(target) = s.relocation_target() {
+                if let Some(info) = secs.get_mut(target.index()) {
+                    info.relocs.push(id);
+                }
+            }
+        }
+
+        let mut syms: Vec<SymInfo> = Vec::with_capacity(obj.symbol_arena_len());
+        let mut by_name: HashMap<String, Vec<SymbolId>> = HashMap::new();
+        let mut current_file: Option<SymbolId> = None;
+        for i in 0..obj.symbol_arena_len() {
+            let id = SymbolId::from_index(i);
+            let s = obj.symbol(id);
+            let name = s.name_lossy().into_owned();
+            let kind = sym_kind(s.kind());
+            syms.push(SymInfo {
+                demangled: demangle(&name),
+                name,
+                kind,
+                file: None,
+                never_correlate: false,
+                parent: None,
+                children: Vec::new(),
+                prefix: None,
+                static_local: false,
+            });
+        }
+        // FILE scopes follow table order; globals have none.
+        for (id, s) in obj.symbols() {
+            let info = &mut syms[id.index()];
+            if info.kind == SymKind::File {
+                current_file = Some(id);
+                continue;
+            }
+            if s.is_local() {
+                info.file = current_file;
+            }
+            by_name.entry(info.name.clone()).or_default().push(id);
+            if let SymbolPlace::Section(sec) = s.place {
+                if info.kind == SymKind::Section {
+                    secs[sec.index()].section_symbol.get_or_insert(id);
+                } else if matches!(info.kind, SymKind::Function | SymKind::Object)
+                    && !is_prefix_symbol(&info.name)
+                {
+                    secs[sec.index()]
+                        .ranges
+                        .push((s.value, s.value + s.size, id));
+                }
+            }
+        }
+        for sec in &mut secs {
+            sec.ranges.sort_by_key(|&(start, end, id)| (start, end, id));
+        }
+
+        // Classes, parents and prefixes.
+        let ids: Vec<SymbolId> = obj.symbol_ids().to_vec();
+        for &id in &ids {
+            let s = obj.symbol(id);
+            let sec_kind = s.section().map(|sec| secs[sec.index()].kind);
+            let sec_name = s
+                .section()
+                .map(|sec| obj.section(sec).name_lossy().into_owned())
+                .unwrap_or_default();
+            let info = &syms[id.index()];
+            let name = info.name.as_str();
+            let base = static_local_base(name);
+            let local_object = s.is_local() && info.kind == SymKind::Object;
+            let never = match info.kind {
+                SymKind::File | SymKind::Section => true,
+                _ if is_prefix_symbol(name) => true,
+                _ if name.starts_with(".L") => true,
+                _ if s.place == SymbolPlace::Absolute => true,
+                _ if name.starts_with("__initcall__") || name.starts_with("__initstub__") => true,
+                _ if local_object
+                    && UNCORRELATED_STATICS
+                        .iter()
+                        .any(|p| base == *p || name.starts_with(&format!("{p}."))) =>
+                {
+                    true
+                }
+                _ if name.contains("__UNIQUE_ID_ddebug") => true,
+                _ if anonymous_data_section(&sec_name) => true,
+                _ if matches!(
+                    sec_kind,
+                    Some(
+                        SecKind::Strings
+                            | SecKind::Constants
+                            | SecKind::Special
+                            | SecKind::SpecialAux
+                    )
+                ) =>
+                {
+                    true
+                }
+                // Local untyped symbols are labels (`$x`/`$d` mapping symbols, LoongArch
+                // `L0^A`, `.LVL*`): resolved to the function or object around them.
+                _ if info.kind == SymKind::Other && s.is_local() && s.section().is_some() => true,
+                _ => false,
+            };
+            let static_local =
+                !never && local_object && name.contains('.') && name != demangle(name).as_str();
+            let info = &mut syms[id.index()];
+            info.never_correlate = never;
+            info.static_local = static_local;
+        }
+        for &id in &ids {
+            let info = &syms[id.index()];
+            if info.kind != SymKind::Function {
+                continue;
+            }
+            if let Some(parent_name) = cold_parent(&info.name) {
+                let file = info.file;
+                let parent = by_name.get(parent_name).and_then(|cands| {
+                    cands
+                        .iter()
+                        .copied()
+                        .find(|&c| {
+                            syms[c.index()].kind == SymKind::Function
+                                && syms[c.index()].file == file
+                        })
+                        .or_else(|| {
+                            cands
+                                .iter()
+                                .copied()
+                                .find(|&c| syms[c.index()].kind == SymKind::Function)
+                        })
+                });
+                if let Some(p) = parent {
+                    syms[id.index()].parent = Some(p);
+                    syms[p.index()].children.push(id);
+                }
+            }
+            let name = syms[id.index()].name.clone();
+            for prefix in ["__pfx_", "__cfi_"] {
+                if let Some(cands) = by_name.get(&format!("{prefix}{name}")) {
+                    let place = obj.symbol(id).place;
+                    if let Some(&p) = cands.iter().find(|&&c| obj.symbol(c).place == place) {
+                        syms[id.index()].prefix = Some(p);
+                    }
+                }
+            }
+        }
+        let mut info = ObjInfo {
+            obj,
+            arch,
+            syms,
+            secs,
+            by_name,
+            code: Vec::new(),
+        };
+        info.code = crate::code::decode_all(&info);
+        info
+    }
+
+    /// The decoded instructions of a code section.
+    pub fn code(&self, sec: SectionId) -> Option<&crate::code::CodeMap> {
+        self.code.get(sec.index()).and_then(Option::as_ref)
+    }
+
+    /// Facts about a symbol.
+    pub fn sym(&self, id: SymbolId) -> &SymInfo {
+        &self.syms[id.index()]
+    }
+
+    /// Facts about a section.
+    pub fn sec(&self, id: SectionId) -> &SecInfo {
+        &self.secs[id.index()]
+    }
+
+    /// The named FUNC/OBJECT symbol whose bytes contain `offset` of `section`: the innermost
+    /// sized symbol, else a zero-sized one exactly at `offset`, else (for a reference one past
+    /// the end, as loop bounds produce) the symbol ending exactly there.
+    pub fn symbol_at(&self, section: SectionId, offset: i64) -> Option<SymbolId> {
+        if offset < 0 {
+            return None;
+        }
+        let offset = offset as u64;
+        let ranges = &self.secs[section.index()].ranges;
+        let mut best: Option<(u64, SymbolId)> = None;
+        for &(start, end, id) in ranges {
+            if start > offset {
+                break;
+            }
+            if offset < end && best.is_none_or(|(size, _)| end - start < size) {
+                best = Some((end - start, id));
+            }
+        }
+        if let Some((_, id)) = best {
+            return Some(id);
+        }
+        if let Some(&(_, _, id)) = ranges
+            .iter()
+            .find(|&&(start, end, _)| start == end && start == offset)
+        {
+            return Some(id);
+        }
+        ranges
+            .iter()
+            .rev()
+            .find(|&&(start, end, _)| end == offset && end > start)
+            .map(|&(_, _, id)| id)
+    }
+
+    /// The relocations applying to `section`, sorted by offset.
+    pub fn relocations(&self, section: SectionId) -> Vec<Relocation> {
+        let mut out: Vec<Relocation> = self.secs[section.index()]
+            .relocs
+            .iter()
+            .filter_map(|&r| self.obj.section(r).relocations())
+            .flatten()
+            .copied()
+            .collect();
+        out.sort_by_key(|r| r.offset);
+        out
+    }
+
+    /// The byte range of a defined symbol within its section's data.
+    pub fn symbol_bytes(&self, id: SymbolId) -> &[u8] {
+        let s = self.obj.symbol(id);
+        let Some(sec) = s.section() else { return &[] };
+        let data = self.obj.section(sec).bytes();
+        let start = (s.value as usize).min(data.len());
+        let end = (s.value.saturating_add(s.size) as usize).min(data.len());
+        &data[start..end]
+    }
+
+    /// Whether a defined function has an ftrace entry: a call to `__fentry__`/`_mcount` in
+    /// its first bytes, a `__patchable_function_entries` or `__mcount_loc` entry pointing at
+    /// its start, or (s390) the `jgnop` instruction at its entry.
+    pub fn has_ftrace_entry(&self, id: SymbolId) -> bool {
+        let s = self.obj.symbol(id);
+        let Some(sec) = s.section() else { return false };
+        for r in self.relocations(sec) {
+            if r.offset < s.value || r.offset > s.value + 32 {
+                continue;
+            }
+            if let Some(t) = r.symbol {
+                let n = &self.syms[t.index()].name;
+                if n == "__fentry__" || n == "_mcount" || n == "__mcount" || n == "mcount" {
+                    return true;
+                }
+            }
+        }
+        let bytes = self.symbol_bytes(id);
+        if self.arch.name() == "s390x" && bytes.starts_with(&[0xc0, 0x04, 0, 0, 0, 0]) {
+            return true;
+        }
+        // Entries in __patchable_function_entries / __mcount_loc naming this function.
+        for (rid, rs) in self.obj.sections() {
+            let Some(target) = rs.relocation_target() else {
+                continue;
+            };
+            let tname = self.obj.section(target).name.as_ref();
+            if tname != b"__patchable_function_entries" && tname != b"__mcount_loc" {
+                continue;
+            }
+            let _ = rid;
+            for r in rs.relocations().unwrap_or(&[]) {
+                let Some(t) = r.symbol else { continue };
+                let ts = self.obj.symbol(t);
+                if ts.section() != Some(sec) {
+                    continue;
+                }
+                let at = ts.value as i64 + r.addend;
+                // The entry points at or shortly before (patchable padding) the function.
+                if at >= s.value as i64 - 16 && at < s.value as i64 + 16 {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}

@@ -1,0 +1,311 @@
+//! Position-independent checksums (xxh3-64) of every function and data object.
+//!
+//! A checksum covers what the code or data *means*, not where things were laid out:
+//! instruction bytes with relocated fields zeroed, each reference hashed as
+//! (demangled target name, true offset within the target), strings and constants by content,
+//! branches that leave the function without a relocation by their target, and a function's
+//! `.cold` parts together with it. Two builds of an unchanged function therefore checksum
+//! equal even when everything around it moved or was renumbered.
+//!
+//! Each function also gets a *line-insensitive* checksum, in which immediates that only carry
+//! `__LINE__` into a known callee (`__might_sleep(file, line)`, `__warn_printk(fmt, file,
+//! line)`, ...) are masked. Two functions whose full checksums differ but whose
+//! line-insensitive ones agree differ only in line numbers.
+
+use klpforge_elf::{Relocation, SectionId, SymbolId};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::analyze::{ObjInfo, SymKind};
+use crate::code::CodeInsn;
+use crate::refs::{resolve, string_at, Target};
+
+/// Callees whose second argument (`%esi` on x86_64) is always a line number.
+const LINE_IN_ARG2: &[&str] = &[
+    "__might_sleep",
+    "___might_sleep",
+    "__might_fault",
+    "__might_resched",
+    "warn_slowpath_null",
+    "warn_slowpath_fmt",
+    "lockdep_rcu_suspicious",
+];
+
+/// Callees whose third argument (`%edx`) is always a line number.
+const LINE_IN_ARG3: &[&str] = &[
+    "__btrfs_abort_transaction",
+    "__btrfs_handle_fs_error",
+    "__btrfs_panic",
+];
+
+/// Variadic printing callees that receive `__LINE__` as the second or third argument in
+/// `WARN`-style macros. The argument cannot be told from another constant, so masking it is a
+/// heuristic, reported as a warning when it decides the outcome.
+const LINE_IN_VARARGS: &[&str] = &["__warn_printk", "printk", "_printk"];
+
+/// Checksums of one object.
+#[derive(Debug, Clone, Default)]
+pub struct Checksums {
+    /// Full checksum per symbol arena slot (0 = none computed).
+    pub full: Vec<u64>,
+    /// Line-insensitive checksum per symbol arena slot.
+    pub noline: Vec<u64>,
+    /// Whether the line-insensitive checksum masked arguments to a variadic printing callee.
+    pub varargs_masked: Vec<bool>,
+}
+
+struct Hashers {
+    full: Xxh3,
+    noline: Xxh3,
+    varargs_masked: bool,
+}
+
+impl Hashers {
+    fn both(&mut self, bytes: &[u8]) {
+        self.full.update(bytes);
+        self.noline.update(bytes);
+    }
+}
+
+/// Hash a layout-independent reference.
+fn hash_target(h: &mut Hashers, info: &ObjInfo<'_, '_>, target: Target) {
+    // `.altinstr_aux` code is always reached through alternatives; entries added anywhere in
+    // the object shift every offset into it without changing what the code does.
+    let aux = match target {
+        Target::Section { sec, .. } => Some(sec),
+        Target::Symbol { sym, .. } => info.obj.symbol(sym).section(),
+        _ => None,
+    };
+    if let Some(sec) = aux {
+        if info.obj.section(sec).name.as_ref() == b".altinstr_aux" {
+            h.both(b"altinstr_aux");
+            return;
+        }
+    }
+    match target {
+        Target::Absolute => h.both(b"A"),
+        Target::Symbol { sym, offset } => {
+            h.both(b"S");
+            h.both(info.sym(sym).demangled.as_bytes());
+            h.both(&[0]);
+            h.both(&offset.to_le_bytes());
+        }
+        Target::String { sec, start, delta } => {
+            h.both(b"T");
+            h.both(string_at(info.obj.section(sec).bytes(), start));
+            h.both(&[0]);
+            h.both(&delta.to_le_bytes());
+        }
+        Target::Constant { sec, offset } => {
+            let s = info.obj.section(sec);
+            let data = s.bytes();
+            let size = s.sh_entsize.max(1) as usize;
+            let start = (offset.max(0) as usize).min(data.len());
+            let end = (start + size).min(data.len());
+            h.both(b"C");
+            h.both(&data[start..end]);
+        }
+        Target::Section { sec, offset } => {
+            h.both(b"X");
+            h.both(&info.obj.section(sec).name);
+            h.both(&[0]);
+            h.both(&offset.to_le_bytes());
+        }
+    }
+}
+
+/// The relocations of `sec` within `[start, end)` (input sorted by offset).
+fn relocs_in(relocs: &[Relocation], start: u64, end: u64) -> &[Relocation] {
+    let a = relocs.partition_point(|r| r.offset < start);
+    let b = relocs.partition_point(|r| r.offset < end);
+    &relocs[a..b]
+}
+
+fn field_size(info: &ObjInfo<'_, '_>, r: &Relocation) -> usize {
+    info.arch
+        .reloc_info(r.r_type)
+        .map_or(4, |i| usize::from(i.size))
+}
+
+/// Which `mov $imm32, %esi/%edx` instructions only pass `__LINE__` to a known callee; the
+/// value tells whether the callee is variadic.
+fn line_arguments(
+    info: &ObjInfo<'_, '_>,
+    sec: SectionId,
+    insns: &[CodeInsn],
+    relocs: &[Relocation],
+) -> Vec<Option<bool>> {
+    let data = info.obj.section(sec).bytes();
+    let mut out = vec![None; insns.len()];
+    if info.arch.name() != "x86_64" {
+        return out;
+    }
+    let mut pending: Vec<(usize, u8)> = Vec::new();
+    for (i, insn) in insns.iter().enumerate() {
+        let bytes = &data[insn.offset as usize..(insn.offset + u64::from(insn.len)) as usize];
+        if insn.len == 5 && (bytes[0] == 0xbe || bytes[0] == 0xba) {
+            pending.push((i, bytes[0]));
+            continue;
+        }
+        if insn.len == 5 && bytes[0] == 0xe8 {
+            let callee = relocs_in(relocs, insn.offset, insn.offset + 5)
+                .first()
+                .and_then(|r| r.symbol)
+                .map(|s| info.sym(s).name.as_str())
+                .unwrap_or("");
+            for &(j, op) in &pending {
+                let esi = op == 0xbe;
+                let hit = (esi && LINE_IN_ARG2.contains(&callee))
+                    || (!esi && LINE_IN_ARG3.contains(&callee));
+                if hit {
+                    out[j] = Some(false);
+                } else if LINE_IN_VARARGS.contains(&callee) {
+                    out[j] = Some(true);
+                }
+            }
+            pending.clear();
+        }
+    }
+    out
+}
+
+/// Hash the code of one function part (`[start, end)` of `sec`).
+fn hash_code(h: &mut Hashers, info: &ObjInfo<'_, '_>, sec: SectionId, start: u64, end: u64) {
+    let data = info.obj.section(sec).bytes();
+    let all_relocs = info.relocations(sec);
+    let relocs = relocs_in(&all_relocs, start, end);
+    let insns = info.code(sec).map(|c| c.range(start, end)).unwrap_or(&[]);
+    let line_args = line_arguments(info, sec, insns, relocs);
+    let mut covered = start;
+    let mut buf = Vec::with_capacity(16);
+    for (i, insn) in insns.iter().enumerate() {
+        let (a, b) = (insn.offset, insn.offset + u64::from(insn.len));
+        if b > end {
+            break;
+        }
+        buf.clear();
+        buf.extend_from_slice(&data[a as usize..b as usize]);
+        let here = relocs_in(relocs, a, b);
+        for r in here {
+            let off = (r.offset - a) as usize;
+            let size = field_size(info, r).min(buf.len().saturating_sub(off));
+            buf[off..off + size].fill(0);
+        }
+        let mut branch_target = None;
+        if let Some(br) = insn.branch {
+            if here.is_empty() && !(br.target >= start as i64 && br.target < end as i64) {
+                let off = usize::from(br.disp_offset);
+                let size = usize::from(br.disp_size).min(buf.len().saturating_sub(off));
+                buf[off..off + size].fill(0);
+                branch_target = Some(br.target);
+            }
+        }
+        h.full.update(&[insn.len]);
+        h.full.update(&buf);
+        h.noline.update(&[insn.len]);
+        if let Some(varargs) = line_args[i] {
+            buf[1..5].fill(0);
+            h.varargs_masked |= varargs;
+        }
+        h.noline.update(&buf);
+        if let Some(t) = branch_target {
+            match info.symbol_at(sec, t) {
+                Some(sym) => hash_target(
+                    h,
+                    info,
+                    Target::Symbol {
+                        sym,
+                        offset: t - info.obj.symbol(sym).value as i64,
+                    },
+                ),
+                None => hash_target(h, info, Target::Section { sec, offset: t }),
+            }
+        }
+        for r in here {
+            h.both(&r.r_type.to_le_bytes());
+            h.both(&((r.offset - a) as u32).to_le_bytes());
+            hash_target(h, info, resolve(info, sec, r));
+        }
+        covered = b;
+    }
+    // Bytes that did not decode (or a non-code section): raw, with relocated fields zeroed.
+    if covered < end {
+        let mut rest = data
+            [covered.min(data.len() as u64) as usize..end.min(data.len() as u64) as usize]
+            .to_vec();
+        for r in relocs_in(relocs, covered, end) {
+            let off = (r.offset - covered) as usize;
+            let size = field_size(info, r).min(rest.len().saturating_sub(off));
+            rest[off..off + size].fill(0);
+        }
+        h.both(b"R");
+        h.both(&rest);
+        for r in relocs_in(relocs, covered, end) {
+            h.both(&r.r_type.to_le_bytes());
+            h.both(&(r.offset - covered).to_le_bytes());
+            hash_target(h, info, resolve(info, sec, r));
+        }
+    }
+}
+
+/// Hash a data object: size, bytes with relocated fields zeroed, and each reference.
+fn hash_object(h: &mut Hashers, info: &ObjInfo<'_, '_>, sym: SymbolId) {
+    let s = info.obj.symbol(sym);
+    h.both(b"O");
+    h.both(&s.size.to_le_bytes());
+    let Some(sec) = s.section() else { return };
+    let mut bytes = info.symbol_bytes(sym).to_vec();
+    let all = info.relocations(sec);
+    let relocs = relocs_in(&all, s.value, s.value + s.size.max(1));
+    for r in relocs {
+        let off = (r.offset - s.value) as usize;
+        let size = field_size(info, r).min(bytes.len().saturating_sub(off));
+        bytes[off..off + size].fill(0);
+    }
+    h.both(&bytes);
+    for r in relocs {
+        h.both(&(r.offset - s.value).to_le_bytes());
+        h.both(&r.r_type.to_le_bytes());
+        hash_target(h, info, resolve(info, sec, r));
+    }
+}
+
+/// Compute the checksums of every defined function and data object of `info`.
+pub fn compute(info: &ObjInfo<'_, '_>) -> Checksums {
+    let n = info.obj.symbol_arena_len();
+    let mut out = Checksums {
+        full: vec![0; n],
+        noline: vec![0; n],
+        varargs_masked: vec![false; n],
+    };
+    for (id, s) in info.obj.symbols() {
+        let Some(sec) = s.section() else { continue };
+        let si = info.sym(id);
+        let mut h = Hashers {
+            full: Xxh3::new(),
+            noline: Xxh3::new(),
+            varargs_masked: false,
+        };
+        match si.kind {
+            SymKind::Function => {
+                h.both(b"F");
+                hash_code(&mut h, info, sec, s.value, s.value + s.size);
+                let mut children = si.children.clone();
+                children.sort_by(|a, b| info.sym(*a).demangled.cmp(&info.sym(*b).demangled));
+                for c in children {
+                    let cs = info.obj.symbol(c);
+                    if let Some(csec) = cs.section() {
+                        h.both(b"K");
+                        h.both(info.sym(c).demangled.as_bytes());
+                        hash_code(&mut h, info, csec, cs.value, cs.value + cs.size);
+                    }
+                }
+            }
+            SymKind::Object => hash_object(&mut h, info, id),
+            _ => continue,
+        }
+        out.full[id.index()] = h.full.digest();
+        out.noline[id.index()] = h.noline.digest();
+        out.varargs_masked[id.index()] = h.varargs_masked;
+    }
+    out
+}

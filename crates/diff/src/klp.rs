@@ -1,0 +1,87 @@
+//! Livepatch relocations: which references must be resolved by the livepatch core at patch
+//! time, the symbol names they use, and the intermediate encoding that survives `ld -r`.
+//!
+//! A reference from patched code to a symbol that exists in the running kernel but that the
+//! module loader cannot resolve (a local symbol, an unexported global, an export of another
+//! module) becomes a *klp relocation* against `.klp.sym.<objname>.<name>,<sympos>`. The module
+//! linker would destroy the real livepatch format (`SHN_LIVEPATCH` symbols, `.klp.rela.*`
+//! sections with `SHF_RELA_LIVEPATCH`), so the diff object carries each one in two parts that
+//! `klpforge post-link` turns into the final form:
+//!
+//! * a *placeholder*: the original relocation, kept in place against the klp symbol, which is
+//!   an undefined `STB_WEAK` symbol (so linkers and modpost accept it);
+//! * a *record* in section [`KLP_RELOCS_SECTION`], 24 bytes per relocation:
+//!   `u64 place` (an absolute relocation to the patched section's symbol plus the offset),
+//!   `u64 symbol` (an absolute relocation to the klp symbol plus the original addend) and
+//!   `u32 type` (the original relocation type), then 4 bytes of padding.
+//!
+//! post-link finds each record, deletes the placeholder at `place`, zeroes the bytes there,
+//! and emits the relocation into `.klp.rela.<objname>.<section>`.
+
+/// The section holding klp relocation records.
+pub const KLP_RELOCS_SECTION: &str = ".klp_forge.relocs";
+/// Size of one record.
+pub const KLP_RELOC_RECORD_SIZE: usize = 24;
+/// The section holding one object record per diff object: `name`, `funcs`, `nr_funcs`, and the
+/// four callbacks (`pre_patch`, `post_patch`, `pre_unpatch`, `post_unpatch`), each 8 bytes.
+pub const KLP_OBJECTS_SECTION: &str = ".klp_forge.objects";
+/// Size of one object record.
+pub const KLP_OBJECT_RECORD_SIZE: usize = 56;
+/// The section holding function records: `old_name`, `new_func`, `sympos`, each 8 bytes.
+pub const KLP_FUNCS_SECTION: &str = ".klp_forge.funcs";
+/// Size of one function record.
+pub const KLP_FUNC_RECORD_SIZE: usize = 24;
+/// The string section of the metadata (object and function names).
+pub const KLP_STRINGS_SECTION: &str = ".rodata.klp_forge.str1.1";
+
+/// The maximum objname length the kernel accepts in a klp symbol name (`MODULE_NAME_LEN - 1`).
+pub const MAX_OBJNAME: usize = 55;
+/// The maximum symbol-name length in a klp symbol name (`KSYM_NAME_LEN - 1`).
+pub const MAX_SYMNAME: usize = 511;
+
+/// The name of a klp symbol, checked against what the kernel's parser accepts.
+pub fn klp_symbol_name(objname: &str, name: &str, sympos: u64) -> Result<String, String> {
+    if objname.is_empty() || objname.len() > MAX_OBJNAME || objname.contains('.') {
+        return Err(format!(
+            "object name '{objname}' cannot be used in a klp symbol (1 to {MAX_OBJNAME} characters, no '.')"
+        ));
+    }
+    if name.is_empty() || name.len() > MAX_SYMNAME || name.contains(',') {
+        return Err(format!(
+            "symbol name '{name}' cannot be used in a klp symbol (1 to {MAX_SYMNAME} characters, no ',')"
+        ));
+    }
+    Ok(format!(".klp.sym.{objname}.{name},{sympos}"))
+}
+
+/// Split a klp symbol name into `(objname, name, sympos)`, as the kernel parses it.
+pub fn parse_klp_symbol_name(full: &str) -> Option<(&str, &str, u64)> {
+    let rest = full.strip_prefix(".klp.sym.")?;
+    let (objname, rest) = rest.split_once('.')?;
+    let (name, pos) = rest.rsplit_once(',')?;
+    if objname.is_empty()
+        || objname.len() > MAX_OBJNAME
+        || name.is_empty()
+        || name.len() > MAX_SYMNAME
+    {
+        return None;
+    }
+    Some((objname, name, pos.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_limits_hold() {
+        let n = klp_symbol_name("vmlinux", "count.3", 2).unwrap();
+        assert_eq!(n, ".klp.sym.vmlinux.count.3,2");
+        assert_eq!(parse_klp_symbol_name(&n), Some(("vmlinux", "count.3", 2)));
+        assert!(klp_symbol_name("a.b", "x", 0).is_err());
+        assert!(klp_symbol_name("vmlinux", "a,b", 0).is_err());
+        assert!(klp_symbol_name(&"m".repeat(56), "x", 0).is_err());
+        assert!(parse_klp_symbol_name(".klp.sym.vmlinux.foo").is_none());
+        assert!(parse_klp_symbol_name(".klp.sym.vmlinux.foo,x").is_none());
+    }
+}

@@ -1,0 +1,379 @@
+//! Deciding what changed, what is new, and what cannot be live-patched.
+//!
+//! A correlated function whose checksum differs is *changed*, unless only `__LINE__`
+//! immediates differ (the line-insensitive checksums agree). A patched function with no twin
+//! is *new*. Changes that a live patch cannot carry are *refusals*, each naming the symbol,
+//! the reason and the usual remedy: changed `__init`/`__exit` code or data, changed
+//! initialised data or data layout, a changed function without an ftrace entry, and a removed
+//! reference to a function-scope static.
+//!
+//! Patch-author markers of both peers are honoured here: kpatch's `KPATCH_IGNORE_FUNCTION`,
+//! `KPATCH_IGNORE_SECTION`, `KPATCH_FORCE_UNSAFE` and callback records, and upstream's
+//! `KLP_*_CALLBACK` pointers in `.discard.klp_callback_ptrs`.
+
+use std::collections::{BTreeSet, HashSet};
+
+use klpforge_elf::{SectionId, SymbolId};
+
+use crate::analyze::{ObjInfo, SecKind, SymKind};
+use crate::checksum::Checksums;
+use crate::correlate::Twins;
+use crate::refs::{resolve, string_at, Target};
+
+/// A change that cannot be live-patched.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Refusal {
+    /// The symbol (or section) concerned.
+    pub symbol: String,
+    /// Why it cannot be patched.
+    pub reason: String,
+    /// What the patch author can do instead.
+    pub remedy: String,
+}
+
+/// The four livepatch callbacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackKind {
+    /// Before the patch is enabled.
+    PrePatch,
+    /// After the patch is enabled.
+    PostPatch,
+    /// Before the patch is disabled.
+    PreUnpatch,
+    /// After the patch is disabled.
+    PostUnpatch,
+}
+
+impl CallbackKind {
+    /// All kinds, in `struct klp_callbacks` order.
+    pub const ALL: [CallbackKind; 4] = [
+        CallbackKind::PrePatch,
+        CallbackKind::PostPatch,
+        CallbackKind::PreUnpatch,
+        CallbackKind::PostUnpatch,
+    ];
+
+    /// `pre_patch`, `post_patch`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            CallbackKind::PrePatch => "pre_patch",
+            CallbackKind::PostPatch => "post_patch",
+            CallbackKind::PreUnpatch => "pre_unpatch",
+            CallbackKind::PostUnpatch => "post_unpatch",
+        }
+    }
+}
+
+/// What the patch changes in one object.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Changed functions: (patched symbol, original twin), parents only.
+    pub changed: Vec<(SymbolId, SymbolId)>,
+    /// New functions (patched symbols without a twin), parents only.
+    pub new_functions: Vec<SymbolId>,
+    /// Callback functions (patched symbols).
+    pub callbacks: Vec<(CallbackKind, SymbolId)>,
+    /// Functions whose only differences are `__LINE__` immediates.
+    pub line_only: Vec<String>,
+    /// Changes that cannot be patched.
+    pub refusals: Vec<Refusal>,
+    /// Warnings.
+    pub warnings: Vec<String>,
+}
+
+fn refusal(symbol: &str, reason: impl Into<String>, remedy: impl Into<String>) -> Refusal {
+    Refusal {
+        symbol: symbol.to_string(),
+        reason: reason.into(),
+        remedy: remedy.into(),
+    }
+}
+
+/// Functions and sections named by the author markers of a patched object.
+struct Markers {
+    ignored_functions: HashSet<SymbolId>,
+    ignored_sections: HashSet<SectionId>,
+    forced: HashSet<SymbolId>,
+    callbacks: Vec<(CallbackKind, SymbolId)>,
+}
+
+fn kpatch_callback_kind(section: &str) -> Option<CallbackKind> {
+    Some(match section.strip_prefix(".kpatch.callbacks.")? {
+        "pre_patch" => CallbackKind::PrePatch,
+        "post_patch" => CallbackKind::PostPatch,
+        "pre_unpatch" => CallbackKind::PreUnpatch,
+        "post_unpatch" => CallbackKind::PostUnpatch,
+        _ => return None,
+    })
+}
+
+fn upstream_callback_kind(symbol: &str) -> Option<CallbackKind> {
+    for kind in CallbackKind::ALL {
+        if symbol.starts_with(&format!("__klp_{}_callback_", kind.name())) {
+            return Some(kind);
+        }
+    }
+    None
+}
+
+fn markers(p: &ObjInfo<'_, '_>) -> Markers {
+    let mut m = Markers {
+        ignored_functions: HashSet::new(),
+        ignored_sections: HashSet::new(),
+        forced: HashSet::new(),
+        callbacks: Vec::new(),
+    };
+    for (sec, s) in p.obj.sections() {
+        if p.sec(sec).kind != SecKind::Marker {
+            continue;
+        }
+        let name = s.name_lossy().into_owned();
+        for r in p.relocations(sec) {
+            let target = resolve(p, sec, &r);
+            let func = match target {
+                Target::Symbol { sym, .. } if p.sym(sym).kind == SymKind::Function => Some(sym),
+                _ => None,
+            };
+            match name.as_str() {
+                ".kpatch.ignore.functions" => m.ignored_functions.extend(func),
+                ".kpatch.force" => m.forced.extend(func),
+                ".kpatch.ignore.sections" => {
+                    if let Target::String {
+                        sec: ssec, start, ..
+                    } = target
+                    {
+                        let wanted = string_at(p.obj.section(ssec).bytes(), start).to_vec();
+                        if let Some(id) = p.obj.section_by_name(&wanted) {
+                            m.ignored_sections.insert(id);
+                        }
+                    }
+                }
+                ".discard.klp_callback_ptrs" => {
+                    let holder = p.symbol_at(sec, r.offset as i64);
+                    let kind = holder.and_then(|h| upstream_callback_kind(&p.sym(h).name));
+                    if let (Some(kind), Some(f)) = (kind, func) {
+                        m.callbacks.push((kind, f));
+                    }
+                }
+                n => {
+                    if let (Some(kind), Some(f)) = (kpatch_callback_kind(n), func) {
+                        m.callbacks.push((kind, f));
+                    }
+                }
+            }
+        }
+    }
+    m.callbacks.sort();
+    m.callbacks.dedup();
+    m
+}
+
+/// Select the changes between `orig` and `patched`.
+pub fn select(
+    orig: &ObjInfo<'_, '_>,
+    patched: &ObjInfo<'_, '_>,
+    oc: &Checksums,
+    pc: &Checksums,
+    twins: &Twins,
+) -> Selection {
+    let mut sel = Selection::default();
+    let marks = markers(patched);
+    sel.callbacks = marks.callbacks.clone();
+    let callback_fns: HashSet<SymbolId> = marks.callbacks.iter().map(|&(_, f)| f).collect();
+    for &f in &marks.ignored_functions {
+        sel.warnings.push(format!(
+            "ignoring function {} (KPATCH_IGNORE_FUNCTION)",
+            patched.sym(f).name
+        ));
+    }
+
+    for (p, s) in patched.obj.symbols() {
+        let si = patched.sym(p);
+        let Some(sec) = s.section() else { continue };
+        if si.never_correlate || si.parent.is_some() {
+            continue;
+        }
+        let sec_info = patched.sec(sec);
+        if marks.ignored_sections.contains(&sec) || sec_info.kind == SecKind::Marker {
+            continue;
+        }
+        match si.kind {
+            SymKind::Function => {
+                if marks.ignored_functions.contains(&p) {
+                    continue;
+                }
+                let Some(o) = twins.of_patched(p) else {
+                    if sec_info.init {
+                        continue; // New init code never runs after boot.
+                    }
+                    sel.new_functions.push(p);
+                    continue;
+                };
+                let forced = marks.forced.contains(&p);
+                if oc.full[o.index()] == pc.full[p.index()] && !forced {
+                    continue;
+                }
+                if oc.noline[o.index()] == pc.noline[p.index()] && !forced {
+                    if pc.varargs_masked[p.index()] || oc.varargs_masked[o.index()] {
+                        sel.warnings.push(format!(
+                            "{}: only immediate arguments of a printing call differ; treated as a __LINE__ change (klpforge build keeps __LINE__ stable and avoids this heuristic)",
+                            si.name
+                        ));
+                    }
+                    sel.line_only.push(si.name.clone());
+                    continue;
+                }
+                let osec = orig.obj.symbol(o).section();
+                if sec_info.init || osec.is_some_and(|os| orig.sec(os).init) {
+                    sel.refusals.push(refusal(
+                        &si.name,
+                        format!(
+                            "changed __init/__exit function (section {}): init code has already run and been freed, exit code runs outside any patch",
+                            patched.obj.section(sec).name_lossy()
+                        ),
+                        "move the change out of __init code, or make it take effect at the next boot",
+                    ));
+                    continue;
+                }
+                if !orig.has_ftrace_entry(o) {
+                    sel.refusals.push(refusal(
+                        &si.name,
+                        "changed function has no ftrace entry (no __fentry__ call or patchable entry: notrace, noinstr or always-inline code) so livepatch cannot redirect it",
+                        "patch its callers instead, or mark the function KPATCH_IGNORE_FUNCTION if the change does not matter",
+                    ));
+                    continue;
+                }
+                check_static_locals(orig, patched, twins, o, p, &mut sel);
+                sel.changed.push((p, o));
+            }
+            SymKind::Object => {
+                let Some(o) = twins.of_patched(p) else {
+                    continue;
+                };
+                if sec_info.kind == SecKind::Special || sec_info.kind == SecKind::SpecialAux {
+                    continue;
+                }
+                let os = orig.obj.symbol(o);
+                if os.size != s.size {
+                    sel.refusals.push(refusal(
+                        &si.name,
+                        format!("data layout changed (size {} -> {})", os.size, s.size),
+                        "a live patch cannot resize existing data: use shadow variables (klp_shadow_*) for new fields",
+                    ));
+                } else if oc.full[o.index()] != pc.full[p.index()] {
+                    let init = sec_info.init;
+                    sel.refusals.push(refusal(
+                        &si.name,
+                        if init {
+                            "changed __init data: it was used at boot and freed".to_string()
+                        } else {
+                            "changed initialised data: the running kernel keeps the old contents".to_string()
+                        },
+                        "change the data from a callback (KLP_POST_PATCH_CALLBACK) or use shadow variables instead",
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    // Forced and callback functions count as included even when unchanged.
+    for &f in marks.forced.iter().chain(callback_fns.iter()) {
+        if twins.of_patched(f).is_none() && !sel.new_functions.contains(&f) {
+            sel.new_functions.push(f);
+        }
+    }
+    sel.changed.sort();
+    sel.changed.dedup();
+    sel.new_functions.sort();
+    sel.new_functions.dedup();
+    drop_aliases(patched, &mut sel);
+    sel
+}
+
+/// Keep one of several function symbols at the same address (`SYSCALL_DEFINE` aliases and
+/// the like): the one its function section is named after, else the first. Patching one name
+/// redirects the code for all of them.
+fn drop_aliases(p: &ObjInfo<'_, '_>, sel: &mut Selection) {
+    let place = |f: SymbolId| {
+        let s = p.obj.symbol(f);
+        (s.section(), s.value)
+    };
+    let preferred = |f: SymbolId| {
+        let s = p.obj.symbol(f);
+        let sec = s
+            .section()
+            .map(|x| p.obj.section(x).name_lossy().into_owned())
+            .unwrap_or_default();
+        !sec.ends_with(&format!(".{}", p.sym(f).name))
+    };
+    let mut all: Vec<SymbolId> = sel
+        .changed
+        .iter()
+        .map(|c| c.0)
+        .chain(sel.new_functions.iter().copied())
+        .collect();
+    all.sort_by_key(|&f| (place(f), preferred(f), f));
+    let mut keep: HashSet<SymbolId> = HashSet::new();
+    let mut last = None;
+    for f in all {
+        if last != Some(place(f)) {
+            keep.insert(f);
+            last = Some(place(f));
+        } else {
+            sel.warnings.push(format!(
+                "{} is an alias of another changed function; patched through it",
+                p.sym(f).name
+            ));
+        }
+    }
+    sel.changed.retain(|c| keep.contains(&c.0));
+    sel.new_functions.retain(|f| keep.contains(f));
+}
+
+/// Refuse when a changed function stopped using a function-scope static it used before: the
+/// static could then not be correlated, and the patched code would get a fresh copy.
+fn check_static_locals(
+    orig: &ObjInfo<'_, '_>,
+    patched: &ObjInfo<'_, '_>,
+    twins: &Twins,
+    o: SymbolId,
+    p: SymbolId,
+    sel: &mut Selection,
+) {
+    let used = |info: &ObjInfo<'_, '_>, f: SymbolId| -> BTreeSet<SymbolId> {
+        let mut parts = vec![f];
+        parts.extend(info.sym(f).children.iter().copied());
+        let mut out = BTreeSet::new();
+        for part in parts {
+            let s = info.obj.symbol(part);
+            let Some(sec) = s.section() else { continue };
+            for r in info.relocations(sec) {
+                if r.offset < s.value || r.offset >= s.value + s.size {
+                    continue;
+                }
+                if let Target::Symbol { sym, .. } = resolve(info, sec, &r) {
+                    if info.sym(sym).static_local {
+                        out.insert(sym);
+                    }
+                }
+            }
+        }
+        out
+    };
+    let now = used(patched, p);
+    for s in used(orig, o) {
+        let still = twins.of_orig(s).is_some_and(|t| now.contains(&t));
+        if !still {
+            sel.refusals.push(refusal(
+                &orig.sym(s).name,
+                format!(
+                    "reference to static local variable {} in {} was removed",
+                    orig.sym(s).name,
+                    orig.sym(o).name
+                ),
+                "keep a reference to the variable in the patched function, or rename the function so it is new code",
+            ));
+        }
+    }
+}

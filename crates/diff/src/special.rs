@@ -1,0 +1,111 @@
+//! Special sections: arrays of entries that each describe one code location (`__bug_table`,
+//! `__jump_table`, `.altinstructions`, `__ex_table`, `__mcount_loc`, ...).
+//!
+//! The diff object must carry exactly the entries that describe kept code. Entry boundaries
+//! come from `sh_entsize` when the assembler recorded it, and otherwise from the relocation
+//! stride: every entry of a special section carries the same relocations at the same offsets,
+//! so the entry size is the one for which the relocations repeat with a fixed pattern. An
+//! entry size that cannot be established is an error naming the section; klpforge never needs
+//! a per-kernel table of structure sizes.
+
+use klpforge_elf::{Relocation, SectionId};
+
+use crate::analyze::ObjInfo;
+
+/// One entry: `[start, end)` within the section.
+pub type Entry = (u64, u64);
+
+/// Split special section `sec` into entries.
+pub fn entries(info: &ObjInfo<'_, '_>, sec: SectionId) -> Result<Vec<Entry>, String> {
+    let s = info.obj.section(sec);
+    let size = s.bytes().len() as u64;
+    if size == 0 {
+        return Ok(Vec::new());
+    }
+    if s.sh_entsize > 0 && size % s.sh_entsize == 0 {
+        let e = s.sh_entsize;
+        return Ok((0..size / e).map(|i| (i * e, (i + 1) * e)).collect());
+    }
+    let relocs = info.relocations(sec);
+    match stride(&relocs, size) {
+        Some(e) => Ok((0..size / e).map(|i| (i * e, (i + 1) * e)).collect()),
+        None if relocs.is_empty() => Err(format!(
+            "special section {} has no relocations and no sh_entsize: its entry size cannot be established",
+            s.name_lossy()
+        )),
+        None => Err(format!(
+            "special section {}: entry size cannot be established (no sh_entsize, and its {} relocations over {} bytes do not repeat with a fixed stride)",
+            s.name_lossy(),
+            relocs.len(),
+            size
+        )),
+    }
+}
+
+/// The entry size implied by relocations that repeat with a fixed pattern, if exactly one
+/// pattern fits (the one with the fewest relocations per entry wins).
+pub fn stride(relocs: &[Relocation], size: u64) -> Option<u64> {
+    let n = relocs.len();
+    if n == 0 {
+        return None;
+    }
+    for per_entry in 1..=n.min(16) {
+        if n % per_entry != 0 {
+            continue;
+        }
+        let count = (n / per_entry) as u64;
+        if size % count != 0 {
+            continue;
+        }
+        let e = size / count;
+        let pattern: Vec<(u64, u32)> = relocs[..per_entry]
+            .iter()
+            .map(|r| (r.offset, r.r_type))
+            .collect();
+        let consistent = relocs.chunks(per_entry).enumerate().all(|(i, chunk)| {
+            let base = i as u64 * e;
+            chunk
+                .iter()
+                .zip(&pattern)
+                .all(|(r, &(off, ty))| r.offset == base + off && r.r_type == ty)
+        });
+        if consistent && pattern.iter().all(|&(off, _)| off < e) {
+            return Some(e);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(offset: u64, r_type: u32) -> Relocation {
+        Relocation {
+            offset,
+            symbol: None,
+            r_type,
+            addend: 0,
+        }
+    }
+
+    #[test]
+    fn stride_of_two_relocation_entries() {
+        // 12-byte entries with relocations at 0 and 4 (a bug table).
+        let relocs: Vec<_> = (0..5)
+            .flat_map(|i| [r(12 * i, 2), r(12 * i + 4, 2)])
+            .collect();
+        assert_eq!(stride(&relocs, 60), Some(12));
+        // 16-byte jump entries with three relocations.
+        let relocs: Vec<_> = (0..3)
+            .flat_map(|i| [r(16 * i, 2), r(16 * i + 4, 2), r(16 * i + 8, 24)])
+            .collect();
+        assert_eq!(stride(&relocs, 48), Some(16));
+        // Pointer arrays.
+        let relocs: Vec<_> = (0..4).map(|i| r(8 * i, 1)).collect();
+        assert_eq!(stride(&relocs, 32), Some(8));
+        // Irregular: no stride.
+        assert_eq!(stride(&[r(0, 2), r(4, 2), r(12, 2)], 24), None);
+        assert_eq!(stride(&[], 24), None);
+    }
+}
