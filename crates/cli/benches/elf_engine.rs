@@ -30,7 +30,11 @@ fn measure(args: &[&std::ffi::OsStr]) -> Measure {
             .stdout(std::process::Stdio::null())
             .output()
             .expect("run /usr/bin/time");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stderr);
         let field = |name: &str| -> String {
             text.lines()
@@ -40,7 +44,9 @@ fn measure(args: &[&std::ffi::OsStr]) -> Measure {
         // /usr/bin/time's wall clock has 10 ms resolution; time the process here instead
         // (the wrapper adds well under a millisecond).
         let wall_s = started.elapsed().as_secs_f64();
-        let rss: u64 = field("Maximum resident set size (kbytes):").parse().unwrap();
+        let rss: u64 = field("Maximum resident set size (kbytes):")
+            .parse()
+            .unwrap();
         let m = Measure {
             wall_s,
             max_rss_kib: rss,
@@ -133,7 +139,11 @@ fn main() {
         .max_by_key(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
     {
         let name = largest.file_name().unwrap().to_string_lossy().into_owned();
-        report(&format!("corpus largest ({name})"), &largest, scratch.path());
+        report(
+            &format!("corpus largest ({name})"),
+            &largest,
+            scratch.path(),
+        );
     }
     if let Some(tc) = toolchain("x86_64") {
         let many: PathBuf = compile_many_functions(&tc, 70_000, scratch.path()).unwrap();

@@ -242,14 +242,23 @@ fn json_dump_matches_text_dump() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     let text = dump(&obj);
     let count = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
-    assert_eq!(json["sections"].as_array().unwrap().len(), count("section ["));
+    assert_eq!(
+        json["sections"].as_array().unwrap().len(),
+        count("section [")
+    );
     assert_eq!(json["symbols"].as_array().unwrap().len(), count("symbol ["));
-    assert_eq!(json["relocations"].as_array().unwrap().len(), count("reloc ["));
+    assert_eq!(
+        json["relocations"].as_array().unwrap().len(),
+        count("reloc [")
+    );
     assert_eq!(json["header"]["machine"], "x86_64");
     // Every relocation names a type and a symbol index that exists.
     let nsyms = json["symbols"].as_array().unwrap().len() as u64;
     for r in json["relocations"].as_array().unwrap() {
-        assert!(r["r_type"].as_str().unwrap().starts_with("R_X86_64_"), "{r}");
+        assert!(
+            r["r_type"].as_str().unwrap().starts_with("R_X86_64_"),
+            "{r}"
+        );
         assert!(r["symbol"].as_u64().unwrap() <= nsyms, "{r}");
     }
 }

@@ -42,14 +42,19 @@ pub fn entries(info: &ObjInfo<'_, '_>, sec: SectionId) -> Result<Vec<Entry>, Str
     }
 }
 
-/// The entry size implied by relocations that repeat with a fixed pattern, if exactly one
-/// pattern fits (the one with the fewest relocations per entry wins).
+/// Most relocations one entry of a special section carries (a jump-table entry has three,
+/// printk-index entries a few more). Bounding it keeps a section whose relocations do not
+/// repeat from being read as one giant entry.
+pub const MAX_RELOCS_PER_ENTRY: usize = 6;
+
+/// The entry size implied by relocations that repeat with a fixed pattern, if one fits (the
+/// pattern with the fewest relocations per entry wins).
 pub fn stride(relocs: &[Relocation], size: u64) -> Option<u64> {
     let n = relocs.len();
     if n == 0 {
         return None;
     }
-    for per_entry in 1..=n.min(16) {
+    for per_entry in 1..=n.min(MAX_RELOCS_PER_ENTRY) {
         if n % per_entry != 0 {
             continue;
         }
@@ -104,8 +109,19 @@ mod tests {
         // Pointer arrays.
         let relocs: Vec<_> = (0..4).map(|i| r(8 * i, 1)).collect();
         assert_eq!(stride(&relocs, 32), Some(8));
-        // Irregular: no stride.
-        assert_eq!(stride(&[r(0, 2), r(4, 2), r(12, 2)], 24), None);
+        // A single entry with three relocations.
+        assert_eq!(stride(&[r(0, 2), r(4, 2), r(12, 2)], 24), Some(24));
+        // Irregular: entries of one and two relocations mixed.
+        let mixed: Vec<_> = (0..8)
+            .flat_map(|i| {
+                if i % 2 == 0 {
+                    vec![r(12 * i, 2)]
+                } else {
+                    vec![r(12 * i, 2), r(12 * i + 4, 2)]
+                }
+            })
+            .collect();
+        assert_eq!(stride(&mixed, 96), None);
         assert_eq!(stride(&[], 24), None);
     }
 }
