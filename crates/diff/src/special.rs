@@ -28,7 +28,9 @@ pub fn entries(info: &ObjInfo<'_, '_>, sec: SectionId) -> Result<Vec<Entry>, Str
     }
     let relocs = info.relocations(sec);
     match stride(&relocs, size) {
-        Some(e) => Ok((0..size / e).map(|i| (i * e, (i + 1) * e)).collect()),
+        Some(e) => Ok((0..size.div_ceil(e))
+            .map(|i| (i * e, ((i + 1) * e).min(size)))
+            .collect()),
         None if relocs.is_empty() => Err(format!(
             "special section {} has no relocations and no sh_entsize: its entry size cannot be established",
             s.name_lossy()
@@ -48,7 +50,8 @@ pub fn entries(info: &ObjInfo<'_, '_>, sec: SectionId) -> Result<Vec<Entry>, Str
 pub const MAX_RELOCS_PER_ENTRY: usize = 6;
 
 /// The entry size implied by relocations that repeat with a fixed pattern, if one fits (the
-/// pattern with the fewest relocations per entry wins).
+/// pattern with the fewest relocations per entry wins). The last entry may be shorter than
+/// the others: assemblers do not pad the end of a section to the structure's alignment.
 pub fn stride(relocs: &[Relocation], size: u64) -> Option<u64> {
     let n = relocs.len();
     if n == 0 {
@@ -59,14 +62,22 @@ pub fn stride(relocs: &[Relocation], size: u64) -> Option<u64> {
             continue;
         }
         let count = (n / per_entry) as u64;
-        if size % count != 0 {
-            continue;
-        }
-        let e = size / count;
         let pattern: Vec<(u64, u32)> = relocs[..per_entry]
             .iter()
             .map(|r| (r.offset, r.r_type))
             .collect();
+        let e = if count == 1 {
+            size
+        } else {
+            relocs[per_entry].offset.saturating_sub(relocs[0].offset)
+        };
+        if e == 0 || pattern.iter().any(|&(off, _)| off >= e) {
+            continue;
+        }
+        // The last entry starts inside the section and the section ends within it.
+        if (count - 1) * e >= size || size > count * e {
+            continue;
+        }
         let consistent = relocs.chunks(per_entry).enumerate().all(|(i, chunk)| {
             let base = i as u64 * e;
             chunk
@@ -74,7 +85,7 @@ pub fn stride(relocs: &[Relocation], size: u64) -> Option<u64> {
                 .zip(&pattern)
                 .all(|(r, &(off, ty))| r.offset == base + off && r.r_type == ty)
         });
-        if consistent && pattern.iter().all(|&(off, _)| off < e) {
+        if consistent {
             return Some(e);
         }
     }
@@ -106,22 +117,20 @@ mod tests {
             .flat_map(|i| [r(16 * i, 2), r(16 * i + 4, 2), r(16 * i + 8, 24)])
             .collect();
         assert_eq!(stride(&relocs, 48), Some(16));
+        // 16-byte entries whose last one is not padded (`.parainstructions`).
+        let relocs: Vec<_> = (0..8).map(|i| r(16 * i, 1)).collect();
+        assert_eq!(stride(&relocs, 124), Some(16));
         // Pointer arrays.
         let relocs: Vec<_> = (0..4).map(|i| r(8 * i, 1)).collect();
         assert_eq!(stride(&relocs, 32), Some(8));
         // A single entry with three relocations.
         assert_eq!(stride(&[r(0, 2), r(4, 2), r(12, 2)], 24), Some(24));
-        // Irregular: entries of one and two relocations mixed.
-        let mixed: Vec<_> = (0..8)
-            .flat_map(|i| {
-                if i % 2 == 0 {
-                    vec![r(12 * i, 2)]
-                } else {
-                    vec![r(12 * i, 2), r(12 * i + 4, 2)]
-                }
-            })
+        // Irregular: no period fits.
+        let irregular: Vec<_> = [0, 5, 9, 30, 31, 40, 47, 50]
+            .iter()
+            .map(|&o| r(o, 2))
             .collect();
-        assert_eq!(stride(&mixed, 96), None);
+        assert_eq!(stride(&irregular, 64), None);
         assert_eq!(stride(&[], 24), None);
     }
 }
