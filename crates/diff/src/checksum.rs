@@ -15,9 +15,12 @@
 use klpforge_elf::{Relocation, SectionId, SymbolId};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::analyze::{ObjInfo, SymKind};
+use std::collections::HashMap;
+
+use crate::analyze::{ObjInfo, SecKind, SymKind};
 use crate::code::CodeInsn;
 use crate::refs::{resolve, string_at, Target};
+use crate::special;
 
 /// Callees whose second argument (`%esi` on x86_64) is always a line number.
 const LINE_IN_ARG2: &[&str] = &[
@@ -269,6 +272,146 @@ fn hash_object(h: &mut Hashers, info: &ObjInfo<'_, '_>, sym: SymbolId) {
     }
 }
 
+/// Special sections whose entries change what a function does without changing its bytes:
+/// which code an alternative patches in, which static key a branch follows, where an
+/// exception is fixed up, what a bug-table entry reports. Their entries are hashed into the
+/// function they describe.
+const CODE_ANNOTATION_SECTIONS: &[&str] = &[
+    ".altinstructions",
+    "__jump_table",
+    "__ex_table",
+    "__bug_table",
+    ".static_call_sites",
+    ".smp_locks",
+    ".parainstructions",
+];
+
+/// The hash of one special entry, and where in its function it applies.
+struct Annotation {
+    at: (u64, u64),
+    full: u64,
+    noline: u64,
+}
+
+/// Hash each entry of the [`CODE_ANNOTATION_SECTIONS`] and attach it to the function (the
+/// parent, for `.cold` parts) its first code reference lands in.
+fn code_annotations(info: &ObjInfo<'_, '_>) -> HashMap<SymbolId, Vec<Annotation>> {
+    let mut out: HashMap<SymbolId, Vec<Annotation>> = HashMap::new();
+    // Boundaries of the pieces of auxiliary code (alternative replacements, fixups), from
+    // every reference special entries make into them.
+    let mut aux_bounds: HashMap<SectionId, Vec<u64>> = HashMap::new();
+    let specials: Vec<SectionId> = info
+        .obj
+        .sections()
+        .filter(|(id, s)| {
+            info.sec(*id).kind == SecKind::Special
+                && CODE_ANNOTATION_SECTIONS.contains(&s.name_lossy().as_ref())
+        })
+        .map(|(id, _)| id)
+        .collect();
+    for &sec in &specials {
+        for r in info.relocations(sec) {
+            if let Target::Section { sec: aux, offset } = resolve(info, sec, &r) {
+                if info.sec(aux).kind == SecKind::SpecialAux {
+                    aux_bounds
+                        .entry(aux)
+                        .or_default()
+                        .push(offset.max(0) as u64);
+                }
+            }
+        }
+    }
+    for list in aux_bounds.values_mut() {
+        list.sort_unstable();
+        list.dedup();
+    }
+    for sec in specials {
+        let name = info.obj.section(sec).name_lossy().into_owned();
+        let Ok(entries) = special::entries(info, sec) else {
+            continue;
+        };
+        let relocs = info.relocations(sec);
+        let data = info.obj.section(sec).bytes();
+        for (start, end) in entries {
+            let here = relocs_in(&relocs, start, end);
+            let owner = here.iter().find_map(|r| match resolve(info, sec, r) {
+                Target::Symbol { sym, offset } if info.sym(sym).kind == SymKind::Function => {
+                    let parent = info.sym(sym).parent.unwrap_or(sym);
+                    Some((parent, (u64::from(parent != sym), offset.max(0) as u64)))
+                }
+                _ => None,
+            });
+            let Some((owner, at)) = owner else { continue };
+            // A jump-label entry whose target is its own site patches nothing: compilers
+            // leave such entries behind when a branch was folded.
+            if name == "__jump_table" && degenerate_jump_entry(info, sec, here) {
+                continue;
+            }
+            let mut h = Hashers {
+                full: Xxh3::new(),
+                noline: Xxh3::new(),
+                varargs_masked: false,
+            };
+            h.both(name.as_bytes());
+            let mut bytes = data[start as usize..end as usize].to_vec();
+            for r in here {
+                let off = (r.offset - start) as usize;
+                let size = field_size(info, r).min(bytes.len().saturating_sub(off));
+                bytes[off..off + size].fill(0);
+            }
+            h.full.update(&bytes);
+            // Bug-table entries carry __LINE__ in their unrelocated bytes.
+            if name != "__bug_table" {
+                h.noline.update(&bytes);
+            }
+            for r in here {
+                h.both(&(r.offset - start).to_le_bytes());
+                h.both(&r.r_type.to_le_bytes());
+                match resolve(info, sec, r) {
+                    Target::Section { sec: aux, offset }
+                        if info.sec(aux).kind == SecKind::SpecialAux =>
+                    {
+                        // The replacement code itself, by content.
+                        let bounds = &aux_bounds[&aux];
+                        let a = offset.max(0) as u64;
+                        let size = info.obj.section(aux).bytes().len() as u64;
+                        let b = bounds.iter().copied().find(|&x| x > a).unwrap_or(size);
+                        h.both(b"AUX");
+                        hash_code(&mut h, info, aux, a, b);
+                    }
+                    t => hash_target(&mut h, info, t),
+                }
+            }
+            out.entry(owner).or_default().push(Annotation {
+                at,
+                full: h.full.digest(),
+                noline: h.noline.digest(),
+            });
+        }
+    }
+    for list in out.values_mut() {
+        list.sort_by_key(|a| (a.at, a.full));
+        // Identical entries for one site say the same thing once.
+        list.dedup_by_key(|a| (a.at, a.full, a.noline));
+    }
+    out
+}
+
+/// Whether the first two code references of a jump-table entry (site and target) coincide.
+fn degenerate_jump_entry(info: &ObjInfo<'_, '_>, sec: SectionId, relocs: &[Relocation]) -> bool {
+    let code: Vec<(SymbolId, i64)> = relocs
+        .iter()
+        .filter_map(|r| match resolve(info, sec, r) {
+            Target::Symbol { sym, offset } if info.sym(sym).kind == SymKind::Function => {
+                Some((sym, offset))
+            }
+            _ => None,
+        })
+        .take(2)
+        .collect();
+    code.len() == 2 && code[0] == code[1]
+}
+
 /// Compute the checksums of every defined function and data object of `info`.
 pub fn compute(info: &ObjInfo<'_, '_>) -> Checksums {
     let n = info.obj.symbol_arena_len();
@@ -277,6 +420,7 @@ pub fn compute(info: &ObjInfo<'_, '_>) -> Checksums {
         noline: vec![0; n],
         varargs_masked: vec![false; n],
     };
+    let annotations = code_annotations(info);
     for (id, s) in info.obj.symbols() {
         let Some(sec) = s.section() else { continue };
         let si = info.sym(id);
@@ -297,6 +441,12 @@ pub fn compute(info: &ObjInfo<'_, '_>) -> Checksums {
                         h.both(b"K");
                         h.both(info.sym(c).demangled.as_bytes());
                         hash_code(&mut h, info, csec, cs.value, cs.value + cs.size);
+                    }
+                }
+                if let Some(list) = annotations.get(&id) {
+                    for a in list {
+                        h.full.update(&a.full.to_le_bytes());
+                        h.noline.update(&a.noline.to_le_bytes());
                     }
                 }
             }

@@ -768,7 +768,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                         .relocations(psec)
                         .iter()
                         .any(|r| self.targets_kept_code(psec, r));
-                    if relevant {
+                    if relevant && !self.refusals.iter().any(|r| r.symbol == name) {
                         self.refusals.push(Refusal {
                             symbol: name.clone(),
                             reason: e,

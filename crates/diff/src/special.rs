@@ -10,7 +10,8 @@
 
 use klpforge_elf::{Relocation, SectionId};
 
-use crate::analyze::ObjInfo;
+use crate::analyze::{ObjInfo, SecKind};
+use crate::refs::{resolve, Target};
 
 /// One entry: `[start, end)` within the section.
 pub type Entry = (u64, u64);
@@ -26,7 +27,15 @@ pub fn entries(info: &ObjInfo<'_, '_>, sec: SectionId) -> Result<Vec<Entry>, Str
         let e = s.sh_entsize;
         return Ok((0..size / e).map(|i| (i * e, (i + 1) * e)).collect());
     }
-    let relocs = info.relocations(sec);
+    let relocs: Vec<Field> = info
+        .relocations(sec)
+        .iter()
+        .map(|r| Field {
+            offset: r.offset,
+            r_type: r.r_type,
+            target: target_class(info, sec, r),
+        })
+        .collect();
     match stride(&relocs, size) {
         Some(e) => Ok((0..size.div_ceil(e))
             .map(|i| (i * e, ((i + 1) * e).min(size)))
@@ -49,10 +58,34 @@ pub fn entries(info: &ObjInfo<'_, '_>, sec: SectionId) -> Result<Vec<Entry>, Str
 /// repeat from being read as one giant entry.
 pub const MAX_RELOCS_PER_ENTRY: usize = 6;
 
+/// One relocated field of a special section, as the stride search sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    /// Offset in the section.
+    pub offset: u64,
+    /// Relocation type.
+    pub r_type: u32,
+    /// What kind of thing it points at (see [`target_class`]).
+    pub target: u8,
+}
+
+/// A coarse class of relocation target: code (1), anything else (3), or nothing (0). Fields
+/// of one entry usually point at different classes (code and key, code and file name), which
+/// tells an entry of several pointers from several entries of one pointer.
+pub fn target_class(info: &ObjInfo<'_, '_>, sec: SectionId, r: &Relocation) -> u8 {
+    let code = |s: SectionId| matches!(info.sec(s).kind, SecKind::Text | SecKind::SpecialAux);
+    match resolve(info, sec, r) {
+        Target::Absolute => 0,
+        Target::Section { sec, .. } if code(sec) => 1,
+        Target::Symbol { sym, .. } if info.obj.symbol(sym).section().is_some_and(code) => 1,
+        _ => 3,
+    }
+}
+
 /// The entry size implied by relocations that repeat with a fixed pattern, if one fits (the
 /// pattern with the fewest relocations per entry wins). The last entry may be shorter than
 /// the others: assemblers do not pad the end of a section to the structure's alignment.
-pub fn stride(relocs: &[Relocation], size: u64) -> Option<u64> {
+pub fn stride(relocs: &[Field], size: u64) -> Option<u64> {
     let n = relocs.len();
     if n == 0 {
         return None;
@@ -62,16 +95,16 @@ pub fn stride(relocs: &[Relocation], size: u64) -> Option<u64> {
             continue;
         }
         let count = (n / per_entry) as u64;
-        let pattern: Vec<(u64, u32)> = relocs[..per_entry]
+        let pattern: Vec<(u64, u32, u8)> = relocs[..per_entry]
             .iter()
-            .map(|r| (r.offset, r.r_type))
+            .map(|r| (r.offset, r.r_type, r.target))
             .collect();
         let e = if count == 1 {
             size
         } else {
             relocs[per_entry].offset.saturating_sub(relocs[0].offset)
         };
-        if e == 0 || pattern.iter().any(|&(off, _)| off >= e) {
+        if e == 0 || pattern.iter().any(|&(off, _, _)| off >= e) {
             continue;
         }
         // The last entry starts inside the section and the section ends within it.
@@ -80,10 +113,9 @@ pub fn stride(relocs: &[Relocation], size: u64) -> Option<u64> {
         }
         let consistent = relocs.chunks(per_entry).enumerate().all(|(i, chunk)| {
             let base = i as u64 * e;
-            chunk
-                .iter()
-                .zip(&pattern)
-                .all(|(r, &(off, ty))| r.offset == base + off && r.r_type == ty)
+            chunk.iter().zip(&pattern).all(|(r, &(off, ty, class))| {
+                r.offset == base + off && r.r_type == ty && r.target == class
+            })
         });
         if consistent {
             return Some(e);
@@ -96,12 +128,19 @@ pub fn stride(relocs: &[Relocation], size: u64) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn r(offset: u64, r_type: u32) -> Relocation {
-        Relocation {
+    fn r(offset: u64, r_type: u32) -> Field {
+        Field {
             offset,
-            symbol: None,
             r_type,
-            addend: 0,
+            target: 1,
+        }
+    }
+
+    fn rc(offset: u64, r_type: u32, target: u8) -> Field {
+        Field {
+            offset,
+            r_type,
+            target,
         }
     }
 
@@ -120,6 +159,18 @@ mod tests {
         // 16-byte entries whose last one is not padded (`.parainstructions`).
         let relocs: Vec<_> = (0..8).map(|i| r(16 * i, 1)).collect();
         assert_eq!(stride(&relocs, 124), Some(16));
+        // 24-byte absolute jump entries: code, code, key. Same type everywhere; the key's
+        // class tells the entries apart from a pointer array.
+        let relocs: Vec<_> = (0..4)
+            .flat_map(|i| {
+                [
+                    rc(24 * i, 1, 1),
+                    rc(24 * i + 8, 1, 1),
+                    rc(24 * i + 16, 1, 3),
+                ]
+            })
+            .collect();
+        assert_eq!(stride(&relocs, 96), Some(24));
         // Pointer arrays.
         let relocs: Vec<_> = (0..4).map(|i| r(8 * i, 1)).collect();
         assert_eq!(stride(&relocs, 32), Some(8));
