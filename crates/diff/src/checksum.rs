@@ -12,6 +12,7 @@
 //! line)`, ...) are masked. Two functions whose full checksums differ but whose
 //! line-insensitive ones agree differ only in line numbers.
 
+use klpforge_arch::RelocKind;
 use klpforge_elf::{Relocation, SectionId, SymbolId};
 use xxhash_rust::xxh3::Xxh3;
 
@@ -129,44 +130,93 @@ fn field_size(info: &ObjInfo<'_, '_>, r: &Relocation) -> usize {
         .map_or(4, |i| usize::from(i.size))
 }
 
-/// Which `mov $imm32, %esi/%edx` instructions only pass `__LINE__` to a known callee; the
-/// value tells whether the callee is variadic.
+/// If `bytes` is an instruction that loads a small immediate into the second or third
+/// argument register, which one (2 or 3).
+fn immediate_argument(arch: &str, bytes: &[u8]) -> Option<u8> {
+    let word = |le: bool| {
+        bytes.get(..4).map(|b| {
+            let b = [b[0], b[1], b[2], b[3]];
+            if le {
+                u32::from_le_bytes(b)
+            } else {
+                u32::from_be_bytes(b)
+            }
+        })
+    };
+    match arch {
+        // mov $imm32, %esi / %edx
+        "x86_64" if bytes.len() == 5 => match bytes[0] {
+            0xbe => Some(2),
+            0xba => Some(3),
+            _ => None,
+        },
+        // movz w1 / w2, #imm16
+        "aarch64" => match word(true)? & 0xffe0_001f {
+            0x5280_0001 => Some(2),
+            0x5280_0002 => Some(3),
+            _ => None,
+        },
+        // li r4 / r5, imm
+        "ppc64le" => match word(true)? & 0xffff_0000 {
+            0x3880_0000 => Some(2),
+            0x38a0_0000 => Some(3),
+            _ => None,
+        },
+        // lghi / lhi %r3 / %r4, imm
+        "s390x" if bytes.len() == 4 => match (bytes[0], bytes[1]) {
+            (0xa7, 0x39 | 0x38) => Some(2),
+            (0xa7, 0x49 | 0x48) => Some(3),
+            _ => None,
+        },
+        // addi.w / ori $a1 / $a2, $zero, imm
+        "loongarch64" => match word(true)? & 0xffc0_03ff {
+            0x0280_0005 | 0x0380_0005 => Some(2),
+            0x0280_0006 | 0x0380_0006 => Some(3),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// For each instruction: if it only passes `__LINE__` to a known callee, the argument it
+/// loads and whether the callee is variadic (the heuristic case).
 fn line_arguments(
     info: &ObjInfo<'_, '_>,
     sec: SectionId,
     insns: &[CodeInsn],
     relocs: &[Relocation],
-) -> Vec<Option<bool>> {
+) -> Vec<Option<(u8, bool)>> {
     let data = info.obj.section(sec).bytes();
+    let arch = info.arch.name();
     let mut out = vec![None; insns.len()];
-    if info.arch.name() != "x86_64" {
-        return out;
-    }
     let mut pending: Vec<(usize, u8)> = Vec::new();
     for (i, insn) in insns.iter().enumerate() {
-        let bytes = &data[insn.offset as usize..(insn.offset + u64::from(insn.len)) as usize];
-        if insn.len == 5 && (bytes[0] == 0xbe || bytes[0] == 0xba) {
-            pending.push((i, bytes[0]));
+        let end = insn.offset + u64::from(insn.len);
+        let bytes = &data[insn.offset as usize..end as usize];
+        if let Some(arg) = immediate_argument(arch, bytes) {
+            pending.push((i, arg));
             continue;
         }
-        if insn.len == 5 && bytes[0] == 0xe8 {
-            let callee = relocs_in(relocs, insn.offset, insn.offset + 5)
-                .first()
-                .and_then(|r| r.symbol)
-                .map(|s| info.sym(s).name.as_str())
-                .unwrap_or("");
-            for &(j, op) in &pending {
-                let esi = op == 0xbe;
-                let hit = (esi && LINE_IN_ARG2.contains(&callee))
-                    || (!esi && LINE_IN_ARG3.contains(&callee));
-                if hit {
-                    out[j] = Some(false);
-                } else if LINE_IN_VARARGS.contains(&callee) {
-                    out[j] = Some(true);
-                }
+        // A direct call: on x86 `call rel32`; elsewhere any branch relocation.
+        let call = relocs_in(relocs, insn.offset, end).iter().find(|r| {
+            if arch == "x86_64" {
+                bytes[0] == 0xe8
+            } else {
+                info.arch.reloc_info(r.r_type).map(|i| i.kind) == Some(RelocKind::Branch)
             }
-            pending.clear();
+        });
+        let Some(call) = call else { continue };
+        let callee = call.symbol.map(|s| info.sym(s).name.as_str()).unwrap_or("");
+        for &(j, arg) in &pending {
+            if (arg == 2 && LINE_IN_ARG2.contains(&callee))
+                || (arg == 3 && LINE_IN_ARG3.contains(&callee))
+            {
+                out[j] = Some((arg, false));
+            } else if LINE_IN_VARARGS.contains(&callee) {
+                out[j] = Some((arg, true));
+            }
         }
+        pending.clear();
     }
     out
 }
@@ -205,11 +255,13 @@ fn hash_code(h: &mut Hashers, info: &ObjInfo<'_, '_>, sec: SectionId, start: u64
         h.full.update(&[insn.len]);
         h.full.update(&buf);
         h.noline.update(&[insn.len]);
-        if let Some(varargs) = line_args[i] {
-            buf[1..5].fill(0);
-            h.varargs_masked |= varargs;
+        match line_args[i] {
+            Some((arg, varargs)) => {
+                h.noline.update(&[b'L', arg]);
+                h.varargs_masked |= varargs;
+            }
+            None => h.noline.update(&buf),
         }
-        h.noline.update(&buf);
         if let Some(t) = branch_target {
             match info.symbol_at(sec, t) {
                 Some(sym) => hash_target(

@@ -805,7 +805,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                     .filter(|r| r.offset >= start && r.offset < end)
                     .copied()
                     .collect();
-                if !here.iter().any(|r| self.targets_kept_code(psec, r)) {
+                if !self.entry_relevant(&name, psec, &here) {
                     continue;
                 }
                 done.insert((psec, start));
@@ -817,7 +817,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                     continue;
                 }
                 stat.0 += 1;
-                let link = self.linked_output(psec);
+                let link = self.entry_link(psec, &here);
                 let out = self.out_section_for(psec, link);
                 let bytes = p.obj.section(psec).bytes()[start as usize..end as usize].to_vec();
                 let align = p
@@ -864,6 +864,56 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             ));
         }
         Ok(Some((orc, size / n)))
+    }
+
+    /// For an entry of an `SHF_LINK_ORDER` section (`__patchable_function_entries`): the
+    /// output section of the code it describes, which its output section must link to.
+    fn entry_link(&self, psec: SectionId, relocs: &[Relocation]) -> Option<SectionId> {
+        if self.p.obj.section(psec).sh_flags & SHF_LINK_ORDER == 0 {
+            return None;
+        }
+        relocs.iter().find_map(|r| match resolve(self.p, psec, r) {
+            Target::Symbol { sym, .. } => self
+                .clone_of
+                .get(&sym)
+                .and_then(|&c| self.out.symbol(c).section()),
+            _ => None,
+        })
+    }
+
+    /// Whether a special entry describes kept code: it points into a kept function, or (for
+    /// `.printk_index`, whose entries point at records naming their function only through
+    /// a `__func__` string) its record names a kept function.
+    fn entry_relevant(&self, name: &str, psec: SectionId, relocs: &[Relocation]) -> bool {
+        if relocs.iter().any(|r| self.targets_kept_code(psec, r)) {
+            return true;
+        }
+        if name != ".printk_index" {
+            return false;
+        }
+        let p = self.p;
+        relocs.iter().any(|r| {
+            let Target::Symbol { sym: record, .. } = resolve(p, psec, r) else {
+                return false;
+            };
+            let rs = p.obj.symbol(record);
+            let Some(rsec) = rs.section() else {
+                return false;
+            };
+            p.relocations(rsec)
+                .iter()
+                .filter(|r2| r2.offset >= rs.value && r2.offset < rs.value + rs.size)
+                .any(|r2| match resolve(p, rsec, r2) {
+                    Target::Symbol { sym, .. } if p.sym(sym).name.starts_with("__func__") => {
+                        let func_name = string_at(p.symbol_bytes(sym), 0);
+                        self.clone_of.keys().any(|&k| {
+                            p.sym(k).kind == SymKind::Function
+                                && p.sym(k).name.as_bytes() == func_name
+                        })
+                    }
+                    _ => false,
+                })
+        })
     }
 
     /// Whether a relocation points into a function that is in the output.
@@ -1131,6 +1181,21 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             );
         }
         self.import_namespaces();
+        // Keep the object's stack marking (ld warns about an executable stack without it).
+        if let Some(note) = self.p.obj.section_by_name(b".note.GNU-stack") {
+            let flags = self.p.obj.section(note).sh_flags;
+            self.out.add_section(Section {
+                name: Cow::Borrowed(b".note.GNU-stack"),
+                sh_type: SHT_PROGBITS,
+                sh_flags: flags,
+                sh_addr: 0,
+                sh_addralign: 1,
+                sh_entsize: 0,
+                link: Link::None,
+                info: Info::None,
+                data: SectionData::Bytes(Cow::Owned(Vec::new())),
+            });
+        }
 
         // Section contents and relocation sections.
         let secs: Vec<SectionId> = self.out_secs.keys().copied().collect();
