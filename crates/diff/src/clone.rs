@@ -800,11 +800,9 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                 if done.contains(&(psec, start)) {
                     continue;
                 }
-                let here: Vec<Relocation> = relocs
-                    .iter()
-                    .filter(|r| r.offset >= start && r.offset < end)
-                    .copied()
-                    .collect();
+                let a = relocs.partition_point(|r| r.offset < start);
+                let b = relocs.partition_point(|r| r.offset < end);
+                let here: Vec<Relocation> = relocs[a..b].to_vec();
                 if !self.entry_relevant(&name, psec, &here) {
                     continue;
                 }
