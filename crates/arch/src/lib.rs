@@ -122,6 +122,13 @@ pub trait Arch: Send + Sync + std::fmt::Debug {
     /// width ones decode lengths. Bytes that cannot be decoded give an error, never a guess.
     fn decode_lengths(&self, code: &[u8]) -> Result<Vec<Insn>, DecodeError>;
 
+    /// The text of the one instruction at the start of `bytes` (assumed at address `ip`), for
+    /// messages; `None` where klpforge has no disassembler for the architecture.
+    fn disassemble(&self, bytes: &[u8], ip: u64) -> Option<String> {
+        let _ = (bytes, ip);
+        None
+    }
+
     /// The name of `r_type`, falling back to the placeholder `R_UNKNOWN_0x..` (type in hex)
     /// for types klpforge does not know.
     fn reloc_name(&self, r_type: u32) -> Cow<'static, str> {

@@ -107,6 +107,18 @@ fn decode_each(
 }
 
 impl Arch for X86_64 {
+    fn disassemble(&self, bytes: &[u8], ip: u64) -> Option<String> {
+        use iced_x86::{Formatter, GasFormatter};
+        let mut decoder = Decoder::with_ip(64, bytes, ip, OPTIONS);
+        let instr = decoder.decode();
+        if instr.is_invalid() {
+            return None;
+        }
+        let mut text = String::new();
+        GasFormatter::new().format(&instr, &mut text);
+        Some(text)
+    }
+
     fn name(&self) -> &'static str {
         "x86_64"
     }

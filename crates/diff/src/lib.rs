@@ -181,7 +181,11 @@ fn first_difference(
                 refs::Target::Absolute => "abs".into(),
             });
         }
-        let mut text = hex.join(" ");
+        // Disassembly where available (relocated fields read as zero), else the bytes.
+        let mut text = match info.arch.disassemble(bytes, insn.offset) {
+            Some(asm) => format!("{asm}  [{}]", hex.join(" ")),
+            None => hex.join(" "),
+        };
         if !refs.is_empty() {
             text.push_str(&format!(" -> {}", refs.join(", ")));
         }
