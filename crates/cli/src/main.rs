@@ -6,6 +6,7 @@
 
 mod diff_cmd;
 mod elf_cmd;
+mod module_cmd;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,13 @@ struct Cli {
 enum Command {
     /// Compare two builds of an object and extract the changed functions into a diff object.
     Diff(diff_cmd::DiffArgs),
+    /// Build a livepatch module from diff objects with the kernel's kbuild, then post-link it.
+    Module(module_cmd::ModuleArgs),
+    /// Convert a linked module's klp relocation records into the kernel's livepatch format.
+    PostLink(module_cmd::PostLinkArgs),
+    /// Turn references of a hand-written livepatch module to unexported symbols into klp
+    /// relocations (klp-convert).
+    Convert(module_cmd::ConvertArgs),
     /// Inspect and rewrite ELF objects (kernel objects and modules).
     #[command(subcommand)]
     Elf(elf_cmd::ElfCommand),
@@ -32,6 +40,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Diff(args) => diff_cmd::run(args),
+        Command::Module(args) => module_cmd::run_module(args),
+        Command::PostLink(args) => module_cmd::run_post_link(args),
+        Command::Convert(args) => module_cmd::run_convert(args),
         Command::Elf(cmd) => elf_cmd::run(cmd),
     };
     match result {

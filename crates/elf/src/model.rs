@@ -492,6 +492,25 @@ impl<'data> ElfObject<'data> {
         self.section_order.retain(|s| live[s.index()]);
     }
 
+    /// Remove sections together with the symbols defined in them (their section symbols,
+    /// labels): what a tool means when it drops a section it no longer wants. Relocation
+    /// sections applying to them are removed too.
+    pub fn remove_sections_and_symbols(&mut self, ids: &[SectionId]) {
+        let mut all: Vec<SectionId> = ids.to_vec();
+        for (id, s) in self.sections() {
+            if s.relocation_target().is_some_and(|t| ids.contains(&t)) {
+                all.push(id);
+            }
+        }
+        let doomed: Vec<SymbolId> = self
+            .symbols()
+            .filter(|(_, s)| s.section().is_some_and(|sec| all.contains(&sec)))
+            .map(|(id, _)| id)
+            .collect();
+        self.remove_symbols(&doomed);
+        self.remove_sections(&all);
+    }
+
     /// Remove many symbols at once (linear in the symbol count).
     pub fn remove_symbols(&mut self, ids: &[SymbolId]) {
         for &id in ids {

@@ -1,1 +1,9 @@
-//! Placeholder for the `klpforge-module` layer; see DESIGN.md. Filled by its own issue.
+//! Livepatch modules: assembling diff objects into a module with the kernel's kbuild
+//! ([`assemble`]), post-linking it into the exact ELF format the kernel's livepatch core
+//! requires ([`postlink`]), and converting hand-written source-based livepatch modules
+//! ([`convert`], the klp-convert route) using the target's symbol table ([`kallsyms`]).
+
+pub mod assemble;
+pub mod convert;
+pub mod kallsyms;
+pub mod postlink;

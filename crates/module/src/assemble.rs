@@ -1,0 +1,260 @@
+//! Building a livepatch module from diff objects with the target kernel's own kbuild.
+//!
+//! The diff objects are linked, as prebuilt objects (`*.o_shipped`), with generated init code
+//! (`klpforge_init.c`, which registers the patch from the metadata the diff recorded) into an
+//! external module: `make -C <kernel build dir> M=<work dir> modules`. kbuild therefore
+//! produces exactly the kernel's vermagic, `.modinfo`, modversions and
+//! `.gnu.linkonce.this_module`. The result is then stripped of BTF and post-linked.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use klpforge_diff::klp::KLP_OBJECTS_SECTION;
+use klpforge_elf::ElfFile;
+
+use crate::postlink::{post_link, PostLinkReport};
+
+/// The generated init code.
+pub const INIT_C: &str = include_str!("c/klpforge_init.c");
+
+/// Options of `klpforge module`.
+#[derive(Debug, Clone)]
+pub struct ModuleOptions {
+    /// The kernel build directory (where `make modules_prepare` or a full build ran).
+    pub kernel: PathBuf,
+    /// Output module path.
+    pub out: Option<PathBuf>,
+    /// Module name (default: from the first diff object).
+    pub name: Option<String>,
+    /// Whether the patch replaces all earlier livepatches (`klp_patch.replace`).
+    pub replace: bool,
+    /// Extra make variables (`CC=...`, `LLVM=1`).
+    pub make_vars: Vec<String>,
+    /// Keep the work directory here instead of a temporary one.
+    pub work: Option<PathBuf>,
+    /// Parallel make jobs.
+    pub jobs: usize,
+}
+
+/// What `klpforge module` produced.
+#[derive(Debug, Clone)]
+pub struct ModuleReport {
+    /// The module name.
+    pub name: String,
+    /// The module file written.
+    pub path: PathBuf,
+    /// What post-link did.
+    pub post_link: PostLinkReport,
+}
+
+/// The kernel's module-name limit (`MODULE_NAME_LEN - 1`).
+pub const MAX_MODULE_NAME: usize = 55;
+
+/// A valid module name derived from `raw`: `[A-Za-z0-9_]` (anything else becomes `_`), at
+/// most 55 characters, never empty.
+pub fn sanitize_module_name(raw: &str) -> String {
+    let mut s: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() {
+        s = "klp_patch".into();
+    }
+    s.truncate(MAX_MODULE_NAME);
+    s
+}
+
+/// The default module name for diff objects: `klp_` and the first object's stem.
+pub fn default_module_name(first: &Path) -> String {
+    let stem = first
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = stem.trim_end_matches(".diff").trim_end_matches("-diff");
+    sanitize_module_name(&format!("klp_{stem}"))
+}
+
+fn config_enabled(kernel: &Path, option: &str) -> bool {
+    std::fs::read_to_string(kernel.join(".config"))
+        .map(|c| c.lines().any(|l| l == format!("{option}=y")))
+        .unwrap_or(false)
+}
+
+/// Prepare one diff object for linking: checked, and without ORC data when objtool will
+/// regenerate it for the whole linked module (kernels with IBT or Clang LTO run objtool on
+/// linked modules and skip generation when the section already exists).
+fn prepare_diff(src: &Path, dst: &Path, objtool_at_link: bool) -> Result<(), String> {
+    let file = ElfFile::open(src).map_err(|e| e.to_string())?;
+    let mut obj = file.parse().map_err(|e| e.to_string())?;
+    if obj
+        .section_by_name(KLP_OBJECTS_SECTION.as_bytes())
+        .is_none()
+    {
+        return Err(format!(
+            "{}: not a klpforge diff object (no {KLP_OBJECTS_SECTION} section)",
+            src.display()
+        ));
+    }
+    if objtool_at_link {
+        let drop: Vec<_> = obj
+            .sections()
+            .filter(|(_, s)| {
+                let n = s.name.as_ref();
+                n == b".orc_unwind"
+                    || n == b".orc_unwind_ip"
+                    || n == b".rela.orc_unwind_ip"
+                    || n == b".orc_header"
+            })
+            .map(|(id, _)| id)
+            .collect();
+        obj.remove_sections_and_symbols(&drop);
+    }
+    klpforge_elf::write::write_file(&obj, dst).map_err(|e| format!("{}: {e}", dst.display()))
+}
+
+/// Remove BTF from a built module: it describes the module against the kernel's BTF, which a
+/// livepatch module's post-linked symbols do not match.
+fn strip_btf(obj: &mut klpforge_elf::ElfObject<'_>) {
+    let drop: Vec<_> = obj
+        .sections()
+        .filter(|(_, s)| s.name.starts_with(b".BTF"))
+        .map(|(id, _)| id)
+        .collect();
+    obj.remove_sections_and_symbols(&drop);
+}
+
+/// Build the module.
+pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleReport, String> {
+    if diffs.is_empty() {
+        return Err("no diff objects given".into());
+    }
+    let kernel = &opts.kernel;
+    if !kernel.join("Makefile").exists() || !kernel.join(".config").exists() {
+        return Err(format!(
+            "{}: not a configured kernel build directory (no Makefile or .config)",
+            kernel.display()
+        ));
+    }
+    if !config_enabled(kernel, "CONFIG_LIVEPATCH") {
+        return Err(format!(
+            "{}: CONFIG_LIVEPATCH is not enabled",
+            kernel.display()
+        ));
+    }
+    let name = match &opts.name {
+        Some(n) => {
+            let s = sanitize_module_name(n);
+            if &s != n {
+                eprintln!("klpforge: note: module name '{n}' sanitised to '{s}'");
+            }
+            s
+        }
+        None => default_module_name(&diffs[0]),
+    };
+    let tmp;
+    let work: PathBuf = match &opts.work {
+        Some(w) => {
+            std::fs::create_dir_all(w).map_err(|e| format!("{}: {e}", w.display()))?;
+            w.clone()
+        }
+        None => {
+            tmp = tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let objtool_at_link = config_enabled(kernel, "CONFIG_OBJTOOL")
+        && (config_enabled(kernel, "CONFIG_X86_KERNEL_IBT")
+            || config_enabled(kernel, "CONFIG_LTO_CLANG"));
+    let mut parts = Vec::new();
+    for (i, d) in diffs.iter().enumerate() {
+        let part = format!("klpforge_part{i}.o");
+        prepare_diff(d, &work.join(format!("{part}_shipped")), objtool_at_link)?;
+        // modpost reads each object's .cmd file; kbuild's copy rule for shipped objects
+        // writes none.
+        std::fs::write(
+            work.join(format!(".{part}.cmd")),
+            format!("savedcmd_{part} := klpforge diff object {}\n", d.display()),
+        )
+        .map_err(|e| e.to_string())?;
+        parts.push(part);
+    }
+    std::fs::write(work.join("klpforge_init.c"), INIT_C).map_err(|e| e.to_string())?;
+    let kbuild = format!(
+        "# Generated by klpforge.\nobj-m := {name}.o\n{name}-y := klpforge_init.o {}\nCFLAGS_klpforge_init.o := -DKLPFORGE_REPLACE={}\n",
+        parts.join(" "),
+        if opts.replace { "true" } else { "false" }
+    );
+    std::fs::write(work.join("Kbuild"), kbuild).map_err(|e| e.to_string())?;
+
+    let mut cmd = Command::new("make");
+    cmd.arg("-C")
+        .arg(kernel)
+        .arg(format!("M={}", work.display()))
+        .arg(format!("-j{}", opts.jobs.max(1)))
+        .args(&opts.make_vars)
+        .arg("modules");
+    let out = cmd.output().map_err(|e| format!("cannot run make: {e}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let tail: Vec<&str> = stderr
+            .lines()
+            .chain(stdout.lines())
+            .rev()
+            .take(25)
+            .collect();
+        return Err(format!(
+            "kbuild failed to build the module (work directory {}):\n{}",
+            work.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ));
+    }
+    let built = work.join(format!("{name}.ko"));
+    let file = ElfFile::open(&built).map_err(|e| e.to_string())?;
+    let mut obj = file.parse().map_err(|e| e.to_string())?;
+    strip_btf(&mut obj);
+    let report = post_link(&mut obj).map_err(|e| format!("{}: {e}", built.display()))?;
+    let dest = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{name}.ko")));
+    klpforge_elf::write::write_file(&obj, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    Ok(ModuleReport {
+        name,
+        path: dest,
+        post_link: report,
+    })
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> Result<TempDir, String> {
+    let base = std::env::temp_dir();
+    for n in 0..1000u32 {
+        let p = base.join(format!("klpforge-module-{}-{n}", std::process::id()));
+        if std::fs::create_dir(&p).is_ok() {
+            return Ok(TempDir(p));
+        }
+    }
+    Err("cannot create a temporary directory".into())
+}

@@ -1,0 +1,280 @@
+//! Post-link: turning the intermediate klp relocation records of a linked module into the
+//! exact format the kernel's livepatch core requires.
+//!
+//! The module linker cannot produce `SHN_LIVEPATCH` symbols or `SHF_RELA_LIVEPATCH` sections,
+//! so `klpforge diff` leaves each klp relocation as a placeholder relocation against an
+//! undefined weak `.klp.sym.<objname>.<name>,<sympos>` symbol plus a record in
+//! `.klp_forge.relocs` (see `klpforge_diff::klp`). Post-link, for every record:
+//!
+//! * removes the placeholder relocation and zeroes the bytes it would have written (x86
+//!   refuses to apply a relocation over nonzero bytes);
+//! * adds the relocation to `.klp.rela.<objname>.<section>` (`SHT_RELA`,
+//!   `SHF_ALLOC|SHF_INFO_LINK|SHF_RELA_LIVEPATCH`, linked to the symbol table, applying to the
+//!   section);
+//! * gives the klp symbol `st_shndx = SHN_LIVEPATCH`.
+//!
+//! It then removes the records and checks the result: every klp symbol name parses as the
+//! kernel parses it, no normal relocation refers to a klp symbol, and every relocation type is
+//! one the kernel's module loader accepts for the architecture. Running it on a module it has
+//! already processed changes nothing.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+
+use klpforge_diff::klp::{parse_klp_symbol_name, KLP_RELOCS_SECTION, KLP_RELOC_RECORD_SIZE};
+use klpforge_elf::{
+    ElfObject, Endian, Info, Link, Relocation, Section, SectionData, SectionId, SymbolId,
+    SymbolPlace, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH,
+};
+
+/// What post-link did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PostLinkReport {
+    /// klp relocations written, per `.klp.rela.*` section.
+    pub klp_sections: BTreeMap<String, usize>,
+    /// klp symbols marked `SHN_LIVEPATCH`.
+    pub klp_symbols: usize,
+    /// Whether the module had already been post-linked (nothing to convert).
+    pub already_done: bool,
+}
+
+/// The relocation types the kernel's module loader applies, per architecture (x86_64:
+/// `arch/x86/kernel/module.c`); `None` when klpforge does not restrict them.
+pub fn allowed_relocation_types(machine: u16) -> Option<&'static [u32]> {
+    match machine {
+        // NONE, 64, PC32, PLT32, 32, 32S, PC64
+        62 => Some(&[0, 1, 2, 4, 10, 11, 24]),
+        _ => None,
+    }
+}
+
+fn read_u32(data: &[u8], off: usize, endian: Endian) -> u32 {
+    let b = [data[off], data[off + 1], data[off + 2], data[off + 3]];
+    match endian {
+        Endian::Little => u32::from_le_bytes(b),
+        Endian::Big => u32::from_be_bytes(b),
+    }
+}
+
+fn reloc_size(obj: &ElfObject<'_>, r_type: u32) -> usize {
+    let big = obj.header.endian == Endian::Big;
+    klpforge_arch::for_machine(obj.header.e_machine, big)
+        .and_then(|a| a.reloc_info(r_type))
+        .map_or(4, |i| usize::from(i.size))
+}
+
+/// Check that `name` is a well-formed klp symbol name, as the kernel's livepatch core parses it.
+pub fn check_klp_symbol(name: &str) -> Result<(), String> {
+    match parse_klp_symbol_name(name) {
+        Some((objname, sym, _)) if !objname.contains(['.', ',']) && !sym.contains(',') => Ok(()),
+        _ => Err(format!(
+            "malformed livepatch symbol name '{name}': expected .klp.sym.<objname>.<symbol>,<sympos> with an objname of at most 55 characters and no '.', a symbol name of at most 511 characters, and a decimal sympos"
+        )),
+    }
+}
+
+/// Post-link `obj` in place.
+pub fn post_link(obj: &mut ElfObject<'_>) -> Result<PostLinkReport, String> {
+    let mut report = PostLinkReport::default();
+    let Some(records_sec) = obj.section_by_name(KLP_RELOCS_SECTION.as_bytes()) else {
+        report.already_done = true;
+        validate(obj)?;
+        for (_, s) in obj.sections() {
+            if s.sh_flags & SHF_RELA_LIVEPATCH != 0 {
+                *report
+                    .klp_sections
+                    .entry(s.name_lossy().into_owned())
+                    .or_default() += s.relocations().map_or(0, |r| r.len());
+            }
+        }
+        report.klp_symbols = obj
+            .symbols()
+            .filter(|(_, s)| s.place == SymbolPlace::Reserved(SHN_LIVEPATCH))
+            .count();
+        return Ok(report);
+    };
+    let endian = obj.header.endian;
+    let data = obj.section(records_sec).bytes().to_vec();
+    if data.len() % KLP_RELOC_RECORD_SIZE != 0 {
+        return Err(format!(
+            "{KLP_RELOCS_SECTION}: size {} is not a multiple of the {KLP_RELOC_RECORD_SIZE}-byte record",
+            data.len()
+        ));
+    }
+    let record_relocs: Vec<SectionId> = obj.relocation_sections_for(records_sec);
+    let mut rel_at: BTreeMap<u64, Relocation> = BTreeMap::new();
+    for &rs in &record_relocs {
+        for r in obj.section(rs).relocations().unwrap_or(&[]) {
+            rel_at.insert(r.offset, *r);
+        }
+    }
+    // Decode every record: (target section, offset, klp symbol, addend, type).
+    let mut records = Vec::new();
+    for i in 0..data.len() / KLP_RELOC_RECORD_SIZE {
+        let base = (i * KLP_RELOC_RECORD_SIZE) as u64;
+        let place = rel_at.get(&base).ok_or_else(|| {
+            format!("{KLP_RELOCS_SECTION} record {i}: no relocation for its place")
+        })?;
+        let sym = rel_at.get(&(base + 8)).ok_or_else(|| {
+            format!("{KLP_RELOCS_SECTION} record {i}: no relocation for its symbol")
+        })?;
+        let r_type = read_u32(&data, base as usize + 16, endian);
+        let place_sym = place
+            .symbol
+            .ok_or_else(|| format!("{KLP_RELOCS_SECTION} record {i}: place has no symbol"))?;
+        let ps = obj.symbol(place_sym);
+        let target = ps
+            .section()
+            .ok_or_else(|| format!("{KLP_RELOCS_SECTION} record {i}: place is not in a section"))?;
+        let offset = (ps.value as i64 + place.addend) as u64;
+        let klp_sym = sym
+            .symbol
+            .ok_or_else(|| format!("{KLP_RELOCS_SECTION} record {i}: no klp symbol"))?;
+        let name = obj.symbol(klp_sym).name_lossy().into_owned();
+        check_klp_symbol(&name).map_err(|e| format!("{KLP_RELOCS_SECTION} record {i}: {e}"))?;
+        records.push((target, offset, klp_sym, sym.addend, r_type, name));
+    }
+
+    // Remove the placeholders and zero what they would have written.
+    let mut new_sections: BTreeMap<(String, SectionId), Vec<Relocation>> = BTreeMap::new();
+    let mut klp_symbols: HashSet<SymbolId> = HashSet::new();
+    for (target, offset, klp_sym, addend, r_type, name) in records {
+        let mut removed = false;
+        for rs in obj.relocation_sections_for(target) {
+            if obj.section(rs).sh_flags & SHF_RELA_LIVEPATCH != 0 {
+                continue;
+            }
+            if let SectionData::Relocations { entries, .. } = &mut obj.section_mut(rs).data {
+                let before = entries.len();
+                entries.retain(|r| !(r.offset == offset && r.symbol == Some(klp_sym)));
+                removed |= entries.len() != before;
+            }
+        }
+        if !removed {
+            return Err(format!(
+                "no placeholder relocation for {name} at {}+{offset:#x}",
+                obj.section(target).name_lossy()
+            ));
+        }
+        let size = reloc_size(obj, r_type);
+        if let SectionData::Bytes(bytes) = &mut obj.section_mut(target).data {
+            let b = bytes.to_mut();
+            let end = (offset as usize + size).min(b.len());
+            if (offset as usize) < end {
+                b[offset as usize..end].fill(0);
+            }
+        }
+        let (objname, _, _) = parse_klp_symbol_name(&name).expect("checked above");
+        new_sections
+            .entry((objname.to_string(), target))
+            .or_default()
+            .push(Relocation {
+                offset,
+                symbol: Some(klp_sym),
+                r_type,
+                addend,
+            });
+        klp_symbols.insert(klp_sym);
+    }
+    for (id, s) in obj.sections() {
+        // Existing klp sections (a second diff object already post-linked) keep their symbols.
+        if s.sh_flags & SHF_RELA_LIVEPATCH != 0 {
+            for r in s.relocations().unwrap_or(&[]) {
+                klp_symbols.extend(r.symbol);
+            }
+            let _ = id;
+        }
+    }
+    for &k in &klp_symbols {
+        let s = obj.symbol_mut(k);
+        s.place = SymbolPlace::Reserved(SHN_LIVEPATCH);
+    }
+    report.klp_symbols = klp_symbols.len();
+    let symtab = obj.symbol_table();
+    for ((objname, target), mut entries) in new_sections {
+        entries.sort_by_key(|r| r.offset);
+        let name = format!(".klp.rela.{objname}.{}", obj.section(target).name_lossy());
+        report.klp_sections.insert(name.clone(), entries.len());
+        obj.add_section(Section {
+            name: Cow::Owned(name.into_bytes()),
+            sh_type: 4,
+            sh_flags: 0x2 | 0x40 | SHF_RELA_LIVEPATCH,
+            sh_addr: 0,
+            sh_addralign: 8,
+            sh_entsize: 24,
+            link: symtab.map_or(Link::None, Link::Section),
+            info: Info::Section(target),
+            data: SectionData::Relocations {
+                rela: true,
+                entries,
+            },
+        });
+    }
+    let _ = record_relocs;
+    obj.remove_sections_and_symbols(&[records_sec]);
+    validate(obj)?;
+    Ok(report)
+}
+
+/// Check a (post-linked) module: klp symbols well named and `SHN_LIVEPATCH`, referenced only
+/// from klp sections, and relocation types the loader accepts.
+pub fn validate(obj: &ElfObject<'_>) -> Result<(), String> {
+    let allowed = allowed_relocation_types(obj.header.e_machine);
+    for (_, s) in obj.symbols() {
+        let name = s.name_lossy();
+        if name.starts_with(".klp.sym.") {
+            check_klp_symbol(&name)?;
+        }
+        if s.place == SymbolPlace::Reserved(SHN_LIVEPATCH) && !name.starts_with(".klp.sym.") {
+            return Err(format!(
+                "symbol '{name}' is SHN_LIVEPATCH but not named .klp.sym.*"
+            ));
+        }
+    }
+    for (_, s) in obj.sections() {
+        let Some(entries) = s.relocations() else {
+            continue;
+        };
+        let klp_section = s.sh_flags & SHF_RELA_LIVEPATCH != 0;
+        let sname = s.name_lossy();
+        if klp_section {
+            let rest = sname.strip_prefix(".klp.rela.").ok_or_else(|| {
+                format!("section '{sname}' has SHF_RELA_LIVEPATCH but is not named .klp.rela.*")
+            })?;
+            let objname = rest.split('.').next().unwrap_or("");
+            if objname.is_empty() || objname.len() > 55 {
+                return Err(format!(
+                    "malformed livepatch relocation section name '{sname}'"
+                ));
+            }
+        }
+        for r in entries {
+            if let Some(allowed) = allowed {
+                if !allowed.contains(&r.r_type) {
+                    return Err(format!(
+                        "{sname}+{:#x}: relocation type {} is not accepted by the kernel's module loader",
+                        r.offset, r.r_type
+                    ));
+                }
+            }
+            let Some(sym) = r.symbol else { continue };
+            let target = obj.symbol(sym);
+            let is_klp = target.name.starts_with(b".klp.sym.");
+            if is_klp && !klp_section {
+                return Err(format!(
+                    "{sname}+{:#x}: normal relocation against livepatch symbol '{}' (not post-linked?)",
+                    r.offset,
+                    target.name_lossy()
+                ));
+            }
+            if klp_section && target.place != SymbolPlace::Reserved(SHN_LIVEPATCH) {
+                return Err(format!(
+                    "{sname}+{:#x}: livepatch relocation against '{}', which is not SHN_LIVEPATCH",
+                    r.offset,
+                    target.name_lossy()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
