@@ -58,7 +58,8 @@ pub struct ConvertArgs {
     /// The target's linked image: vmlinux, or the module being patched (with --objname).
     #[arg(long, value_name = "FILE")]
     pub vmlinux: PathBuf,
-    /// Module.symvers: exports of vmlinux stay normal relocations.
+    /// Module.symvers: exports of vmlinux stay normal relocations (default: the exports
+    /// recorded in the target image's __ksymtab_* symbols).
     #[arg(long, value_name = "FILE")]
     pub symvers: Option<PathBuf>,
     /// The object being patched: vmlinux or a module name.
@@ -121,6 +122,12 @@ pub fn run_convert(args: ConvertArgs) -> Result<ExitCode> {
     let target_file = ElfFile::open(&args.vmlinux)?;
     let target = target_file.parse()?;
     let index = SymbolIndex::new(&target);
+    // Without Module.symvers, the target's own export table says what is exported.
+    let symvers = if args.symvers.is_none() && args.objname == "vmlinux" {
+        Symvers::from_names(index.exported_names(), "vmlinux")
+    } else {
+        symvers
+    };
     let file = ElfFile::open(&args.module)?;
     let mut obj = file.parse()?;
     let report = klpforge_module::convert::convert(&mut obj, &index, &args.objname, &symvers)

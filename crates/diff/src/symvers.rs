@@ -70,6 +70,26 @@ impl Symvers {
         })
     }
 
+    /// Exports listed by name, all owned by `owner` (for example the `__ksymtab_<name>`
+    /// symbols of a vmlinux when no Module.symvers is at hand).
+    pub fn from_names<I: IntoIterator<Item = String>>(names: I, owner: &str) -> Symvers {
+        Symvers {
+            exports: names
+                .into_iter()
+                .map(|n| {
+                    (
+                        n,
+                        Export {
+                            owner: owner.to_string(),
+                            namespace: None,
+                        },
+                    )
+                })
+                .collect(),
+            assume_vmlinux: false,
+        }
+    }
+
     /// The export of `name`, if it is exported.
     pub fn lookup(&self, name: &str) -> Option<Export> {
         if self.assume_vmlinux {

@@ -86,9 +86,11 @@ pub fn parse_annotations(data: &[u8]) -> Result<Vec<Annotation>, String> {
         });
         match parsed {
             Some(a) if !a.objname.is_empty() && !a.name.is_empty() => out.push(a),
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "malformed annotation '{text}' in {SYMPOS_SECTION}: expected objname:symbol,sympos"
-            )),
+            ))
+            }
         }
     }
     Ok(out)

@@ -62,6 +62,15 @@ impl SymbolIndex {
         SymbolIndex { by_name }
     }
 
+    /// The names exported by the image: those with a `__ksymtab_<name>` entry.
+    pub fn exported_names(&self) -> Vec<String> {
+        self.by_name
+            .keys()
+            .filter_map(|k| k.strip_prefix("__ksymtab_"))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The symbols named `name`, in kallsyms order.
     pub fn lookup(&self, name: &str) -> &[KSym] {
         self.by_name.get(name).map_or(&[], Vec::as_slice)
