@@ -1,1 +1,7 @@
-//! Placeholder for the `klpforge-build` layer; see DESIGN.md. Filled by its own issue.
+//! The build driver of klpforge: from source patches to a livepatch module.
+//!
+//! * [`patch`]: unified diffs, parsed and printed back exactly.
+//! * [`fixlines`]: `#line` directives that keep `__LINE__` stable below an edit.
+
+pub mod fixlines;
+pub mod patch;

@@ -4,6 +4,7 @@
 //! library crates, prints one-line errors and maps outcomes to exit statuses
 //! (0 success, 1 error, 2 usage error; `diff` adds 3 and 4).
 
+mod build_cmd;
 mod diff_cmd;
 mod elf_cmd;
 mod module_cmd;
@@ -31,6 +32,8 @@ enum Command {
     /// Turn references of a hand-written livepatch module to unexported symbols into klp
     /// relocations (klp-convert).
     Convert(module_cmd::ConvertArgs),
+    /// Rewrite a patch with #line directives so __LINE__ does not shift below an edit.
+    FixLines(build_cmd::FixLinesArgs),
     /// Inspect and rewrite ELF objects (kernel objects and modules).
     #[command(subcommand)]
     Elf(elf_cmd::ElfCommand),
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Module(args) => module_cmd::run_module(args),
         Command::PostLink(args) => module_cmd::run_post_link(args),
         Command::Convert(args) => module_cmd::run_convert(args),
+        Command::FixLines(args) => build_cmd::run_fix_lines(args),
         Command::Elf(cmd) => elf_cmd::run(cmd),
     };
     match result {
