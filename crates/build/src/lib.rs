@@ -5,3 +5,5 @@
 
 pub mod fixlines;
 pub mod patch;
+pub mod compile;
+pub mod kbuild;

@@ -1,0 +1,157 @@
+//! Compiling single objects, original and patched, without writing to the user's trees.
+//!
+//! The command kbuild recorded for the object is replayed from the build tree with its
+//! output, dependency file and (for the patched build) source redirected into the work
+//! directory. The patched build compiles a copy of the source file with the patch applied;
+//! patched headers shadow the tree's through `-I` directories placed before the originals,
+//! and `-fmacro-prefix-map` keeps `__FILE__` what it is in the tree. Both builds get
+//! `-ffunction-sections -fdata-sections`, so a production kernel built without them still
+//! gives comparable objects.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::kbuild::{CmdFile, KernelTree};
+
+/// Which version of an object to build.
+#[derive(Debug, Clone)]
+pub enum Variant {
+    /// From the tree's sources.
+    Original,
+    /// From the patched copies under this directory (mirroring the source tree).
+    Patched(PathBuf),
+}
+
+/// The flags klpforge needs in both builds.
+pub const SECTION_FLAGS: [&str; 2] = ["-ffunction-sections", "-fdata-sections"];
+
+/// Rewrite the recorded command of `cmd` to build `variant` into `out`.
+pub fn rewrite_command(tree: &KernelTree, cmd: &CmdFile, variant: &Variant, out: &Path, depfile: &Path) -> Result<String, String> {
+    let out_s = out.to_string_lossy();
+    let mut tokens: Vec<String> = Vec::new();
+    let mut saw_output = false;
+    let mut saw_source = false;
+    let words: Vec<&str> = cmd.command.split(' ').collect();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        if w == "-o" && words.get(i + 1) == Some(&cmd.object.as_str()) {
+            tokens.push("-o".into());
+            tokens.push(out_s.to_string());
+            saw_output = true;
+            i += 2;
+            continue;
+        }
+        if let Some(_dep) = w.strip_prefix("-Wp,-MMD,").or_else(|| w.strip_prefix("-Wp,-MD,")) {
+            tokens.push(format!("-Wp,-MMD,{}", depfile.display()));
+            i += 1;
+            continue;
+        }
+        if w == cmd.object {
+            // Post-processing steps (objtool, ld -r) name the object too.
+            tokens.push(out_s.to_string());
+            i += 1;
+            continue;
+        }
+        if w == cmd.source {
+            saw_source = true;
+            match variant {
+                Variant::Original => tokens.push(w.to_string()),
+                Variant::Patched(root) => {
+                    let rel = tree
+                        .source_relative(w)
+                        .ok_or_else(|| format!("{}: source {w} is outside the source tree", cmd.object))?;
+                    tokens.push(root.join(rel).to_string_lossy().into_owned());
+                }
+            }
+            i += 1;
+            continue;
+        }
+        if let (Variant::Patched(root), Some(dir)) = (variant, w.strip_prefix("-I")) {
+            if let Some(rel) = tree.source_relative(dir) {
+                let shadow = root.join(&rel);
+                if !rel.is_empty() && shadow.is_dir() {
+                    tokens.push(format!("-I{}", shadow.display()));
+                }
+            }
+        }
+        tokens.push(w.to_string());
+        i += 1;
+    }
+    if !saw_output || !saw_source {
+        return Err(format!(
+            "{}: cannot understand the recorded build command (no -o {} or no {})",
+            cmd.object, cmd.object, cmd.source
+        ));
+    }
+    // The extra flags go right after the compiler name. The prefix map only matches the
+    // copies' paths, so kbuild's own map (for `../`) does not compete with it.
+    let mut extra: Vec<String> = SECTION_FLAGS
+        .iter()
+        .filter(|f| !tokens.iter().any(|t| t == *f))
+        .map(|f| f.to_string())
+        .collect();
+    if let Variant::Patched(root) = variant {
+        extra.push(format!("-fmacro-prefix-map={}/=", root.display()));
+    }
+    let compiler_end = 1.min(tokens.len());
+    let mut cmdline: Vec<String> = tokens[..compiler_end].to_vec();
+    cmdline.extend(extra);
+    cmdline.extend(tokens[compiler_end..].iter().cloned());
+    Ok(cmdline.join(" "))
+}
+
+/// Build one object; returns the output path.
+pub fn compile(tree: &KernelTree, cmd: &CmdFile, variant: &Variant, out_dir: &Path) -> Result<PathBuf, String> {
+    let out = out_dir.join(&cmd.object);
+    let dep = out_dir.join(format!("{}.d", cmd.object));
+    if let Some(p) = out.parent() {
+        std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    let line = rewrite_command(tree, cmd, variant, &out, &dep)?;
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .current_dir(&tree.build)
+        .output()
+        .map_err(|e| format!("cannot run the compiler: {e}"))?;
+    if !o.status.success() {
+        let which = match variant {
+            Variant::Original => "original",
+            Variant::Patched(_) => "patched",
+        };
+        return Err(format!(
+            "compiling the {which} {} failed:\n{}",
+            cmd.object,
+            String::from_utf8_lossy(&o.stderr).trim_end()
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_output_dependencies_and_source() {
+        let tree = KernelTree {
+            src: PathBuf::from("/k"),
+            build: PathBuf::from("/k/build"),
+        };
+        let cmd = CmdFile {
+            object: "fs/proc/cmdline.o".into(),
+            command: "gcc -Wp,-MMD,fs/proc/.cmdline.o.d -nostdinc -I../include -fmacro-prefix-map=../= -c -o fs/proc/cmdline.o ../fs/proc/cmdline.c ; ./tools/objtool/objtool --orc fs/proc/cmdline.o".into(),
+            source: "../fs/proc/cmdline.c".into(),
+            deps: vec![],
+        };
+        let orig = rewrite_command(&tree, &cmd, &Variant::Original, Path::new("/w/o/x.o"), Path::new("/w/x.d")).unwrap();
+        assert!(orig.starts_with("gcc -ffunction-sections -fdata-sections -Wp,-MMD,/w/x.d "), "{orig}");
+        assert!(orig.contains(" -o /w/o/x.o ../fs/proc/cmdline.c "), "{orig}");
+        assert!(orig.ends_with("objtool --orc /w/o/x.o"), "{orig}");
+        let p = rewrite_command(&tree, &cmd, &Variant::Patched(PathBuf::from("/w/src")), Path::new("/w/p/x.o"), Path::new("/w/y.d")).unwrap();
+        assert!(p.contains(" /w/src/fs/proc/cmdline.c "), "{p}");
+        assert!(p.contains("-fmacro-prefix-map=/w/src/="), "{p}");
+        assert!(!p.contains(" fs/proc/cmdline.o"), "{p}");
+    }
+}
