@@ -26,7 +26,13 @@ pub enum Variant {
 pub const SECTION_FLAGS: [&str; 2] = ["-ffunction-sections", "-fdata-sections"];
 
 /// Rewrite the recorded command of `cmd` to build `variant` into `out`.
-pub fn rewrite_command(tree: &KernelTree, cmd: &CmdFile, variant: &Variant, out: &Path, depfile: &Path) -> Result<String, String> {
+pub fn rewrite_command(
+    tree: &KernelTree,
+    cmd: &CmdFile,
+    variant: &Variant,
+    out: &Path,
+    depfile: &Path,
+) -> Result<String, String> {
     let out_s = out.to_string_lossy();
     let mut tokens: Vec<String> = Vec::new();
     let mut saw_output = false;
@@ -42,7 +48,10 @@ pub fn rewrite_command(tree: &KernelTree, cmd: &CmdFile, variant: &Variant, out:
             i += 2;
             continue;
         }
-        if let Some(_dep) = w.strip_prefix("-Wp,-MMD,").or_else(|| w.strip_prefix("-Wp,-MD,")) {
+        if let Some(_dep) = w
+            .strip_prefix("-Wp,-MMD,")
+            .or_else(|| w.strip_prefix("-Wp,-MD,"))
+        {
             tokens.push(format!("-Wp,-MMD,{}", depfile.display()));
             i += 1;
             continue;
@@ -58,9 +67,9 @@ pub fn rewrite_command(tree: &KernelTree, cmd: &CmdFile, variant: &Variant, out:
             match variant {
                 Variant::Original => tokens.push(w.to_string()),
                 Variant::Patched(root) => {
-                    let rel = tree
-                        .source_relative(w)
-                        .ok_or_else(|| format!("{}: source {w} is outside the source tree", cmd.object))?;
+                    let rel = tree.source_relative(w).ok_or_else(|| {
+                        format!("{}: source {w} is outside the source tree", cmd.object)
+                    })?;
                     tokens.push(root.join(rel).to_string_lossy().into_owned());
                 }
             }
@@ -102,7 +111,12 @@ pub fn rewrite_command(tree: &KernelTree, cmd: &CmdFile, variant: &Variant, out:
 }
 
 /// Build one object; returns the output path.
-pub fn compile(tree: &KernelTree, cmd: &CmdFile, variant: &Variant, out_dir: &Path) -> Result<PathBuf, String> {
+pub fn compile(
+    tree: &KernelTree,
+    cmd: &CmdFile,
+    variant: &Variant,
+    out_dir: &Path,
+) -> Result<PathBuf, String> {
     let out = out_dir.join(&cmd.object);
     let dep = out_dir.join(format!("{}.d", cmd.object));
     if let Some(p) = out.parent() {
@@ -145,11 +159,31 @@ mod tests {
             source: "../fs/proc/cmdline.c".into(),
             deps: vec![],
         };
-        let orig = rewrite_command(&tree, &cmd, &Variant::Original, Path::new("/w/o/x.o"), Path::new("/w/x.d")).unwrap();
-        assert!(orig.starts_with("gcc -ffunction-sections -fdata-sections -Wp,-MMD,/w/x.d "), "{orig}");
-        assert!(orig.contains(" -o /w/o/x.o ../fs/proc/cmdline.c "), "{orig}");
+        let orig = rewrite_command(
+            &tree,
+            &cmd,
+            &Variant::Original,
+            Path::new("/w/o/x.o"),
+            Path::new("/w/x.d"),
+        )
+        .unwrap();
+        assert!(
+            orig.starts_with("gcc -ffunction-sections -fdata-sections -Wp,-MMD,/w/x.d "),
+            "{orig}"
+        );
+        assert!(
+            orig.contains(" -o /w/o/x.o ../fs/proc/cmdline.c "),
+            "{orig}"
+        );
         assert!(orig.ends_with("objtool --orc /w/o/x.o"), "{orig}");
-        let p = rewrite_command(&tree, &cmd, &Variant::Patched(PathBuf::from("/w/src")), Path::new("/w/p/x.o"), Path::new("/w/y.d")).unwrap();
+        let p = rewrite_command(
+            &tree,
+            &cmd,
+            &Variant::Patched(PathBuf::from("/w/src")),
+            Path::new("/w/p/x.o"),
+            Path::new("/w/y.d"),
+        )
+        .unwrap();
         assert!(p.contains(" /w/src/fs/proc/cmdline.c "), "{p}");
         assert!(p.contains("-fmacro-prefix-map=/w/src/="), "{p}");
         assert!(!p.contains(" fs/proc/cmdline.o"), "{p}");

@@ -84,7 +84,10 @@ impl KernelTree {
     /// Where kbuild keeps the record of `object`.
     pub fn cmd_path(&self, object: &str) -> PathBuf {
         let p = Path::new(object);
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         self.build
             .join(p.parent().unwrap_or(Path::new("")))
             .join(format!(".{name}.cmd"))
@@ -100,16 +103,23 @@ impl KernelTree {
         };
         let abs = normalize(&abs);
         let src = normalize(&self.src);
-        abs.strip_prefix(&src).ok().map(|p| p.to_string_lossy().into_owned())
+        abs.strip_prefix(&src)
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
     }
 
     /// Every object of the build tree whose record depends on one of `sources` (paths
     /// relative to the source tree), with the record.
-    pub fn objects_depending_on(&self, sources: &BTreeSet<String>) -> Result<BTreeMap<String, CmdFile>, String> {
+    pub fn objects_depending_on(
+        &self,
+        sources: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, CmdFile>, String> {
         let mut out = BTreeMap::new();
         let mut stack = vec![self.build.clone()];
         while let Some(dir) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             let mut entries: Vec<_> = rd.flatten().collect();
             entries.sort_by_key(|e| e.file_name());
             for e in entries {
@@ -122,13 +132,23 @@ impl KernelTree {
                     }
                     continue;
                 }
-                let Some(obj_name) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".o.cmd")) else {
+                let Some(obj_name) = name
+                    .strip_prefix('.')
+                    .and_then(|n| n.strip_suffix(".o.cmd"))
+                else {
                     continue;
                 };
                 let rel_dir = dir.strip_prefix(&self.build).unwrap_or(Path::new(""));
-                let object = rel_dir.join(format!("{obj_name}.o")).to_string_lossy().into_owned();
-                let Ok(text) = std::fs::read_to_string(&path) else { continue };
-                let Ok(cmd) = parse_cmd(&object, &text) else { continue };
+                let object = rel_dir
+                    .join(format!("{obj_name}.o"))
+                    .to_string_lossy()
+                    .into_owned();
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                let Ok(cmd) = parse_cmd(&object, &text) else {
+                    continue;
+                };
                 // Only C compilations: the patched sources are C files and headers.
                 if !cmd.source.ends_with(".c") {
                     continue;
@@ -154,11 +174,16 @@ impl KernelTree {
             if m.is_empty() {
                 continue;
             }
-            let mod_file = self.build.join(m.replace(".o", ".mod").replace(".ko", ".mod"));
+            let mod_file = self
+                .build
+                .join(m.replace(".o", ".mod").replace(".ko", ".mod"));
             let members = std::fs::read_to_string(&mod_file).unwrap_or_default();
             let listed = members.split_whitespace().any(|x| x == object) || m == object;
             if listed {
-                let base = Path::new(m).file_stem()?.to_string_lossy().replace('-', "_");
+                let base = Path::new(m)
+                    .file_stem()?
+                    .to_string_lossy()
+                    .replace('-', "_");
                 return Some(base);
             }
         }
@@ -191,7 +216,10 @@ mod tests {
         let c = parse_cmd("fs/proc/cmdline.o", text).unwrap();
         assert!(c.command.ends_with("../fs/proc/cmdline.c"));
         assert_eq!(c.source, "../fs/proc/cmdline.c");
-        assert_eq!(c.deps, vec!["../include/linux/kconfig.h", "../fs/proc/internal.h"]);
+        assert_eq!(
+            c.deps,
+            vec!["../include/linux/kconfig.h", "../fs/proc/internal.h"]
+        );
         assert!(parse_cmd("fs/x.o", "nothing").is_err());
     }
 

@@ -3,7 +3,8 @@
 //! * [`patch`]: unified diffs, parsed and printed back exactly.
 //! * [`fixlines`]: `#line` directives that keep `__LINE__` stable below an edit.
 
-pub mod fixlines;
-pub mod patch;
 pub mod compile;
+pub mod driver;
+pub mod fixlines;
 pub mod kbuild;
+pub mod patch;

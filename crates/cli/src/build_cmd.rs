@@ -33,3 +33,159 @@ pub fn run_fix_lines(args: FixLinesArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Arguments of `klpforge build`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Exit status: 0 = module built; 3 = nothing to patch; 4 = refused (reasons printed); \
+1 = error; 2 = usage error.\n\nThe source and build trees are only read: objects are compiled by replaying \
+kbuild's recorded commands into the work directory, so an interrupted or failed build leaves them untouched."
+)]
+pub struct BuildArgs {
+    /// Patches to apply (unified diffs, -p1).
+    #[arg(required_unless_present = "recover")]
+    pub patches: Vec<PathBuf>,
+    /// The kernel source tree.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub src: PathBuf,
+    /// The build (O=) tree (default: the source tree).
+    #[arg(long, value_name = "DIR")]
+    pub build: Option<PathBuf>,
+    /// The original kernel's vmlinux, for symbol positions (default: BUILD/vmlinux).
+    #[arg(long, value_name = "FILE")]
+    pub vmlinux: Option<PathBuf>,
+    /// Module.symvers (default: BUILD/Module.symvers).
+    #[arg(long, value_name = "FILE")]
+    pub symvers: Option<PathBuf>,
+    /// Output module.
+    #[arg(short = 'o', long = "output", value_name = "OUT.ko")]
+    pub out: Option<PathBuf>,
+    /// Module name (default: klp_ plus the first patch's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Parallel jobs.
+    #[arg(short = 'j', long, default_value_t = 2)]
+    pub jobs: usize,
+    /// Do not replace earlier livepatches.
+    #[arg(long)]
+    pub no_replace: bool,
+    /// Work directory for intermediate files (default: a temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub work: Option<PathBuf>,
+    /// Keep the work directory.
+    #[arg(long)]
+    pub keep: bool,
+    /// tu: compile only the affected objects (default); vmlinux: diff whole linked objects.
+    #[arg(long, default_value = "tu", value_parser = ["tu", "vmlinux"])]
+    pub mode: String,
+    /// Write a machine-readable report.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Do not check that the compiler is the one that built the kernel.
+    #[arg(long)]
+    pub skip_compiler_check: bool,
+    /// Variables for make when building the module (CC=..., LLVM=1).
+    #[arg(long = "make-var", value_name = "VAR=VALUE")]
+    pub make_vars: Vec<String>,
+    /// Restore the trees after an interrupted build (nothing to do: klpforge build never
+    /// writes to them; kept for tooling that expects the step).
+    #[arg(long)]
+    pub recover: bool,
+}
+
+/// Run `klpforge build`.
+pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
+    use klpforge_build::driver::{build, cleanup, default_work_dir, BuildOptions, BuildResult};
+    if args.recover {
+        println!("nothing to recover: klpforge build only reads the source and build trees");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.mode == "vmlinux" {
+        anyhow::bail!("--mode vmlinux is not available yet; use the default --mode tu");
+    }
+    let src =
+        std::fs::canonicalize(&args.src).with_context(|| format!("{}", args.src.display()))?;
+    let build_dir = match &args.build {
+        Some(b) => std::fs::canonicalize(b).with_context(|| format!("{}", b.display()))?,
+        None => src.clone(),
+    };
+    let work = args.work.clone().unwrap_or_else(default_work_dir);
+    let opts = BuildOptions {
+        tree: klpforge_build::kbuild::KernelTree {
+            src,
+            build: build_dir.clone(),
+        },
+        vmlinux: args
+            .vmlinux
+            .clone()
+            .unwrap_or_else(|| build_dir.join("vmlinux")),
+        symvers: args
+            .symvers
+            .clone()
+            .unwrap_or_else(|| build_dir.join("Module.symvers")),
+        patches: args.patches.clone(),
+        out: args.out.clone(),
+        name: args.name.clone(),
+        jobs: args.jobs,
+        replace: !args.no_replace,
+        work: work.clone(),
+        skip_compiler_check: args.skip_compiler_check,
+        make_vars: args.make_vars.clone(),
+        verbose: true,
+    };
+    let result = build(&opts);
+    let keep = args.keep || args.work.is_some();
+    let (outcome, report) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            cleanup(&work, keep);
+            return Err(anyhow!(e));
+        }
+    };
+    for w in &report.warnings {
+        eprintln!("klpforge: warning: {w}");
+    }
+    for (object, d) in &report.diffs {
+        for f in d["changed_functions"].as_array().into_iter().flatten() {
+            println!(
+                "{object}: changed function: {} ({})",
+                f["name"].as_str().unwrap_or(""),
+                f["reason"].as_str().unwrap_or("")
+            );
+        }
+        for f in d["new_functions"].as_array().into_iter().flatten() {
+            println!("{object}: new function: {}", f.as_str().unwrap_or(""));
+        }
+    }
+    let times: Vec<String> = report
+        .timings
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.2}s"))
+        .collect();
+    println!(
+        "objects recompiled: {}; time: {}",
+        report.objects.len(),
+        times.join(", ")
+    );
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("{}", p.display()))?;
+    }
+    cleanup(&work, keep);
+    Ok(match outcome {
+        BuildResult::Built(path) => {
+            println!("livepatch module written to {}", path.display());
+            ExitCode::SUCCESS
+        }
+        BuildResult::NoChange => {
+            println!("no functional change: nothing to patch");
+            ExitCode::from(3)
+        }
+        BuildResult::Refused(reasons) => {
+            for r in reasons {
+                eprintln!("klpforge: refused: {r}");
+            }
+            ExitCode::from(4)
+        }
+    })
+}

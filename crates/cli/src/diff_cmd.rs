@@ -35,6 +35,10 @@ pub struct DiffArgs {
     /// The object being patched: `vmlinux` or a module name.
     #[arg(long, value_name = "NAME", default_value = "vmlinux")]
     pub objname: String,
+    /// The linked image of the patched object (vmlinux or the module's .ko): klp symbol
+    /// positions (sympos) are taken from its kallsyms order instead of the original object.
+    #[arg(long, value_name = "FILE")]
+    pub vmlinux: Option<PathBuf>,
     /// Write a machine-readable report.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -74,10 +78,22 @@ pub fn run(args: DiffArgs) -> Result<ExitCode> {
         }
         None => Symvers::assume_all_vmlinux(),
     };
+    let image = match &args.vmlinux {
+        Some(p) => {
+            let f = ElfFile::open(p)?;
+            let obj = f.parse()?;
+            Some(
+                std::sync::Arc::new(klpforge_module::kallsyms::ImageSympos::new(&obj))
+                    as std::sync::Arc<dyn klpforge_diff::klp::SymposSource>,
+            )
+        }
+        None => None,
+    };
     let opts = DiffOptions {
         objname: args.objname.clone(),
         symvers,
         debug: args.debug,
+        sympos: image,
     };
     let orig_file = ElfFile::open(&args.orig)?;
     let patched_file = ElfFile::open(&args.patched)?;

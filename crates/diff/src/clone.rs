@@ -514,9 +514,46 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
         kind == Some(RelocKind::Branch)
     }
 
-    /// sympos of an original symbol: 1-based among same-named defined symbols, 0 if unique.
+    /// sympos of an original symbol: from the image when a source is given, else 1-based
+    /// among same-named defined symbols of the original object, 0 if unique.
     fn sympos(&mut self, osym: SymbolId) -> u64 {
         let name = self.o.sym(osym).name.clone();
+        if let Some(source) = self.opts.sympos.clone() {
+            let o = self.o;
+            let local = o.obj.symbol(osym).is_local();
+            let file = o
+                .sym(osym)
+                .file
+                .filter(|_| local)
+                .map(|f| o.sym(f).name.clone());
+            let scope: Vec<String> = match o.sym(osym).file.filter(|_| local) {
+                Some(f) => o
+                    .obj
+                    .symbols()
+                    .filter(|(id, s)| {
+                        o.sym(*id).file == Some(f)
+                            && o.sym(*id).kind == SymKind::Function
+                            && s.section().is_some_and(|sec| {
+                                let n = o.obj.section(sec).name_lossy();
+                                o.obj.section(sec).is_alloc() && !n.starts_with(".discard")
+                            })
+                    })
+                    .map(|(id, _)| o.sym(id).name.clone())
+                    .collect(),
+                None => Vec::new(),
+            };
+            return match source.sympos(&name, file.as_deref(), &scope) {
+                Ok(pos) => pos,
+                Err(e) => {
+                    self.refusals.push(Refusal {
+                        symbol: name.clone(),
+                        reason: format!("cannot find its position in the patched image: {e}"),
+                        remedy: "give the vmlinux (or module) built from exactly this source and configuration".into(),
+                    });
+                    0
+                }
+            };
+        }
         let o = self.o;
         let list = self.sympos_cache.entry(name.clone()).or_insert_with(|| {
             o.by_name

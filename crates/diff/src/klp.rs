@@ -39,6 +39,15 @@ pub const MAX_OBJNAME: usize = 55;
 /// The maximum symbol-name length in a klp symbol name (`KSYM_NAME_LEN - 1`).
 pub const MAX_SYMNAME: usize = 511;
 
+/// Where `sympos` values come from when the diff is not the last word: the linked image of
+/// the patched object (vmlinux or the module), whose kallsyms order the kernel uses.
+pub trait SymposSource: Send + Sync + std::fmt::Debug {
+    /// The position of `name` among the image's symbols of that name (0 when unique). For a
+    /// local symbol, `file` is its FILE symbol's name and `scope` the names of the functions
+    /// defined in that translation unit, which identify it in the image.
+    fn sympos(&self, name: &str, file: Option<&str>, scope: &[String]) -> Result<u64, String>;
+}
+
 /// The name of a klp symbol, checked against what the kernel's parser accepts.
 pub fn klp_symbol_name(objname: &str, name: &str, sympos: u64) -> Result<String, String> {
     if objname.is_empty() || objname.len() > MAX_OBJNAME || objname.contains('.') {

@@ -38,6 +38,8 @@ pub struct DiffOptions {
     pub symvers: Symvers,
     /// Print correlation and cloning decisions on stderr.
     pub debug: bool,
+    /// Where `sympos` comes from; without one it is counted in the original object.
+    pub sympos: Option<std::sync::Arc<dyn klp::SymposSource>>,
 }
 
 impl Default for DiffOptions {
@@ -46,6 +48,7 @@ impl Default for DiffOptions {
             objname: "vmlinux".into(),
             symvers: Symvers::assume_all_vmlinux(),
             debug: false,
+            sympos: None,
         }
     }
 }

@@ -76,3 +76,92 @@ impl SymbolIndex {
         self.by_name.get(name).map_or(&[], Vec::as_slice)
     }
 }
+
+/// The symbols of one translation unit in a linked image: a FILE symbol and the local
+/// symbols that follow it.
+#[derive(Debug, Clone)]
+struct FileBlock {
+    file: String,
+    /// (name, address) of its local FUNC/OBJECT symbols.
+    locals: Vec<(String, u64)>,
+}
+
+/// `sympos` from a linked image (vmlinux or a module), as `klpforge diff` needs it.
+///
+/// Locals are found through their translation unit: the image's FILE block with the same
+/// file name whose functions include every function of the object being diffed (the way
+/// kallsyms-based tools have always identified a unit). The position is then the rank, by
+/// address (vmlinux) or symbol-table order (modules), among all symbols of that name.
+#[derive(Debug, Clone)]
+pub struct ImageSympos {
+    index: SymbolIndex,
+    blocks: Vec<FileBlock>,
+    by_address: bool,
+}
+
+impl ImageSympos {
+    /// Index a linked image.
+    pub fn new(obj: &ElfObject<'_>) -> ImageSympos {
+        let by_address = obj.header.e_type == 2;
+        let mut blocks: Vec<FileBlock> = Vec::new();
+        for (pos, (_, s)) in obj.symbols().enumerate() {
+            if s.kind() == 4 {
+                blocks.push(FileBlock {
+                    file: s.name_lossy().into_owned(),
+                    locals: Vec::new(),
+                });
+                continue;
+            }
+            if !s.is_local() || !matches!(s.kind(), 1 | 2) || s.section().is_none() {
+                continue;
+            }
+            if let Some(b) = blocks.last_mut() {
+                let key = if by_address { s.value } else { pos as u64 };
+                b.locals.push((s.name_lossy().into_owned(), key));
+            }
+        }
+        ImageSympos {
+            index: SymbolIndex::new(obj),
+            blocks,
+            by_address,
+        }
+    }
+}
+
+impl klpforge_diff::klp::SymposSource for ImageSympos {
+    fn sympos(&self, name: &str, file: Option<&str>, scope: &[String]) -> Result<u64, String> {
+        let all = self.index.lookup(name);
+        let Some(file) = file else {
+            // Globals are unique by definition.
+            return Ok(0);
+        };
+        let matching: Vec<&FileBlock> = self
+            .blocks
+            .iter()
+            .filter(|b| b.file == file)
+            .filter(|b| scope.iter().all(|f| b.locals.iter().any(|(n, _)| n == f)))
+            .collect();
+        let block = match matching.len() {
+            1 => matching[0],
+            0 => {
+                return Err(format!(
+                    "no translation unit {file} in the image defines all of {}",
+                    scope.join(", ")
+                ))
+            }
+            n => {
+                return Err(format!(
+                    "{n} translation units named {file} in the image match; cannot tell which one holds {name}"
+                ))
+            }
+        };
+        let Some(&(_, key)) = block.locals.iter().find(|(n, _)| n == name) else {
+            return Err(format!("{name} is not in the image's symbols of {file}"));
+        };
+        if all.len() <= 1 {
+            return Ok(0);
+        }
+        let _ = self.by_address;
+        Ok(all.iter().filter(|k| k.key < key).count() as u64 + 1)
+    }
+}

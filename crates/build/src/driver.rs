@@ -1,0 +1,468 @@
+//! `klpforge build` in translation-unit mode: from patches to a livepatch module.
+//!
+//! 1. Check the tree (livepatch configured, no randomising plugins, same compiler).
+//! 2. Read the patches, refuse files that cannot be live-patched, add `#line` directives.
+//! 3. Copy the touched files into the work directory and apply the patches there.
+//! 4. Find the objects: edited `.c` files, and every object whose kbuild record depends on
+//!    an edited header; find the binary each belongs to.
+//! 5. Compile each object twice (original and patched) by replaying kbuild's command.
+//! 6. Diff every pair, in parallel, with `sympos` from the original vmlinux.
+//! 7. Assemble and post-link the module.
+//!
+//! The source and build trees are only read: everything is written below the work
+//! directory, so an interrupted or failed build leaves nothing to restore.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::compile::{compile, Variant};
+use crate::fixlines::fix_lines;
+use crate::kbuild::{CmdFile, KernelTree};
+use crate::patch::{parse, print};
+
+/// Options of `klpforge build`.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The kernel tree.
+    pub tree: KernelTree,
+    /// The original kernel's vmlinux (symbol positions).
+    pub vmlinux: PathBuf,
+    /// Module.symvers.
+    pub symvers: PathBuf,
+    /// The patches.
+    pub patches: Vec<PathBuf>,
+    /// Output module.
+    pub out: Option<PathBuf>,
+    /// Module name.
+    pub name: Option<String>,
+    /// Parallel jobs.
+    pub jobs: usize,
+    /// Whether the patch replaces earlier ones.
+    pub replace: bool,
+    /// Work directory.
+    pub work: PathBuf,
+    /// Skip the compiler identity check.
+    pub skip_compiler_check: bool,
+    /// Variables passed to make when building the module.
+    pub make_vars: Vec<String>,
+    /// Print progress lines.
+    pub verbose: bool,
+}
+
+/// How a build ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildResult {
+    /// A module was written.
+    Built(PathBuf),
+    /// Nothing to patch.
+    NoChange,
+    /// Refused, with reasons.
+    Refused(Vec<String>),
+}
+
+/// The report of a build.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BuildReport {
+    /// Objects compiled (each twice).
+    pub objects: Vec<String>,
+    /// Per object: its binary, and what the diff found.
+    pub diffs: BTreeMap<String, serde_json::Value>,
+    /// Warnings.
+    pub warnings: Vec<String>,
+    /// The module written, if any.
+    pub module: Option<String>,
+    /// Seconds per stage.
+    pub timings: BTreeMap<String, f64>,
+}
+
+/// What diffing one object gave: the diff object (if any), the report, refusal reasons.
+type DiffRun = Result<(Option<PathBuf>, serde_json::Value, Vec<String>), String>;
+
+/// Paths of the source tree a patch must not touch, with the reason.
+fn refused_path(path: &str) -> Option<&'static str> {
+    if path.ends_with(".S") || path.ends_with(".s") {
+        return Some("assembly code has no ftrace entries and no symbols livepatch can redirect");
+    }
+    if path.starts_with("lib/") {
+        return Some("lib/ objects are linked from an archive, only when referenced; their changes cannot be tracked reliably");
+    }
+    if path.contains("/vdso/") || path.contains("/vdso") && path.starts_with("arch/") {
+        return Some("the vDSO is mapped into user space and is not patched by livepatch");
+    }
+    if path.starts_with("arch/x86/realmode/") || path.contains("/realmode/") {
+        return Some("real-mode code runs before the kernel and cannot be live-patched");
+    }
+    if path.starts_with("arch/x86/boot/")
+        || path.starts_with("scripts/")
+        || path.starts_with("tools/")
+    {
+        return Some("not part of the running kernel");
+    }
+    if path.ends_with("Makefile") || path.ends_with("Kbuild") || path.contains("Kconfig") {
+        return Some("a build or configuration change cannot be applied to a running kernel");
+    }
+    None
+}
+
+fn config_value(tree: &KernelTree, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(tree.build.join(".config")).ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix(&format!("{key}="))
+            .map(|v| v.trim_matches('"').to_string())
+    })
+}
+
+/// Check that the tree can produce livepatches.
+pub fn check_tree(opts: &BuildOptions) -> Result<(), String> {
+    let tree = &opts.tree;
+    if !tree.build.join(".config").exists() {
+        return Err(format!(
+            "{}: no .config: not a configured kernel build tree",
+            tree.build.display()
+        ));
+    }
+    for needed in [
+        "CONFIG_LIVEPATCH",
+        "CONFIG_DYNAMIC_FTRACE",
+        "CONFIG_MODULES",
+        "CONFIG_KALLSYMS",
+    ] {
+        if config_value(tree, needed).as_deref() != Some("y") {
+            return Err(format!(
+                "{needed} is not enabled in {}/.config",
+                tree.build.display()
+            ));
+        }
+    }
+    for bad in [
+        "CONFIG_GCC_PLUGIN_RANDSTRUCT",
+        "CONFIG_RANDSTRUCT_FULL",
+        "CONFIG_RANDSTRUCT_PERFORMANCE",
+        "CONFIG_GCC_PLUGIN_LATENT_ENTROPY",
+    ] {
+        if config_value(tree, bad).as_deref() == Some("y") {
+            return Err(format!(
+                "{bad} is enabled: objects built again would not match the running kernel"
+            ));
+        }
+    }
+    if !opts.vmlinux.exists() {
+        return Err(format!(
+            "{}: the original vmlinux is needed for symbol positions",
+            opts.vmlinux.display()
+        ));
+    }
+    if !opts.skip_compiler_check {
+        let want = config_value(tree, "CONFIG_CC_VERSION_TEXT").unwrap_or_default();
+        let cc = std::env::var("CC").unwrap_or_else(|_| "gcc".into());
+        let have = Command::new(&cc)
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        if !want.is_empty() && have.trim() != want.trim() {
+            return Err(format!(
+                "compiler mismatch: the kernel was built with '{want}', {cc} is '{have}' (use --skip-compiler-check to override)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn step(opts: &BuildOptions, msg: &str) {
+    if opts.verbose {
+        eprintln!("klpforge: {msg}");
+    }
+}
+
+/// Run the whole pipeline.
+pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> {
+    let mut report = BuildReport::default();
+    let t0 = Instant::now();
+    check_tree(opts)?;
+    let tree = &opts.tree;
+    let work = &opts.work;
+    std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
+
+    // Patches: refuse what cannot be patched, add #line directives.
+    step(opts, "reading patches");
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    let mut fixed_patches = Vec::new();
+    for (i, p) in opts.patches.iter().enumerate() {
+        let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let mut patch = parse(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+        for f in &patch.files {
+            let Some(target) = f.target() else {
+                return Err(format!(
+                    "{}: deleting {} is not supported",
+                    p.display(),
+                    f.old_path
+                ));
+            };
+            if f.source().is_none() {
+                return Err(format!("{}: adding the new file {target} is not supported: add its code to an existing file", p.display()));
+            }
+            if target.starts_with("Documentation/") {
+                continue;
+            }
+            if let Some(why) = refused_path(&target) {
+                return Err(format!(
+                    "{}: refusing to patch {target}: {why}",
+                    p.display()
+                ));
+            }
+            if !(target.ends_with(".c") || target.ends_with(".h")) {
+                return Err(format!(
+                    "{}: {target}: only C sources and headers can be live-patched",
+                    p.display()
+                ));
+            }
+            touched.insert(target);
+        }
+        fix_lines(&mut patch);
+        let fixed = work.join(format!("patch-{i}.patch"));
+        std::fs::write(&fixed, print(&patch)).map_err(|e| e.to_string())?;
+        fixed_patches.push(fixed);
+    }
+    if touched.is_empty() {
+        return Ok((BuildResult::NoChange, report));
+    }
+
+    // Private copies of the touched files, patched.
+    step(opts, "applying patches to private copies");
+    let src_copy = work.join("src");
+    let _ = std::fs::remove_dir_all(&src_copy);
+    for f in &touched {
+        let from = tree.src.join(f);
+        let to = src_copy.join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).map_err(|e| e.to_string())?;
+        std::fs::copy(&from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
+    }
+    for p in &fixed_patches {
+        let out = Command::new("patch")
+            .args(["-p1", "-s", "-f", "--no-backup-if-mismatch", "-d"])
+            .arg(&src_copy)
+            .arg("-i")
+            .arg(p)
+            .output()
+            .map_err(|e| format!("cannot run patch: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "the patch does not apply: {}",
+                String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .replace('\n', "; ")
+            ));
+        }
+    }
+    report
+        .timings
+        .insert("prepare".into(), t0.elapsed().as_secs_f64());
+
+    // Objects.
+    let t1 = Instant::now();
+    step(opts, "finding affected objects");
+    let mut objects: BTreeMap<String, CmdFile> = BTreeMap::new();
+    let headers: BTreeSet<String> = touched
+        .iter()
+        .filter(|f| f.ends_with(".h"))
+        .cloned()
+        .collect();
+    for f in touched.iter().filter(|f| f.ends_with(".c")) {
+        let object = format!("{}.o", f.trim_end_matches(".c"));
+        match tree.cmd_file(&object) {
+            Ok(cmd) => {
+                objects.insert(object, cmd);
+            }
+            Err(_) => report.warnings.push(format!(
+                "{f} is not built in this configuration; its changes are ignored"
+            )),
+        }
+    }
+    if !headers.is_empty() {
+        objects.extend(tree.objects_depending_on(&headers)?);
+    }
+    if objects.is_empty() {
+        return Ok((BuildResult::NoChange, report));
+    }
+    report.objects = objects.keys().cloned().collect();
+    report
+        .timings
+        .insert("find-objects".into(), t1.elapsed().as_secs_f64());
+
+    // Compile original and patched, in parallel.
+    let t2 = Instant::now();
+    step(
+        opts,
+        &format!("compiling {} object(s) twice", objects.len()),
+    );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs.max(1))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let orig_dir = work.join("orig");
+    let patched_dir = work.join("patched");
+    let jobs: Vec<(String, CmdFile, bool)> = objects
+        .iter()
+        .flat_map(|(o, c)| [(o.clone(), c.clone(), false), (o.clone(), c.clone(), true)])
+        .collect();
+    let results: Vec<Result<(String, bool, PathBuf), String>> = pool.install(|| {
+        use rayon::prelude::*;
+        jobs.par_iter()
+            .map(|(o, c, patched)| {
+                let (variant, dir) = if *patched {
+                    (Variant::Patched(src_copy.clone()), &patched_dir)
+                } else {
+                    (Variant::Original, &orig_dir)
+                };
+                compile(tree, c, &variant, dir).map(|p| (o.clone(), *patched, p))
+            })
+            .collect()
+    });
+    let mut pairs: BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)> = BTreeMap::new();
+    for r in results {
+        let (o, patched, p) = r?;
+        let e = pairs.entry(o).or_default();
+        if patched {
+            e.1 = Some(p);
+        } else {
+            e.0 = Some(p);
+        }
+    }
+    report
+        .timings
+        .insert("compile".into(), t2.elapsed().as_secs_f64());
+
+    // Diff.
+    let t3 = Instant::now();
+    step(opts, "comparing");
+    let symvers_text = std::fs::read_to_string(&opts.symvers)
+        .map_err(|e| format!("{}: {e}", opts.symvers.display()))?;
+    let symvers = klpforge_diff::Symvers::parse(&symvers_text)
+        .map_err(|e| format!("{}: {e}", opts.symvers.display()))?;
+    let vm_file = klpforge_elf::ElfFile::open(&opts.vmlinux).map_err(|e| e.to_string())?;
+    let vm = vm_file.parse().map_err(|e| e.to_string())?;
+    let vm_sympos: Arc<dyn klpforge_diff::klp::SymposSource> =
+        Arc::new(klpforge_module::kallsyms::ImageSympos::new(&vm));
+    drop(vm);
+    let diff_dir = work.join("diff");
+    let mut diffs = Vec::new();
+    let mut refusals = Vec::new();
+    let outcomes: Vec<(String, DiffRun)> = pool.install(|| {
+        use rayon::prelude::*;
+        pairs
+            .par_iter()
+            .map(|(object, (o, p))| {
+                let owner = tree.owner_module(object);
+                let opts_d = klpforge_diff::DiffOptions {
+                    objname: owner.clone().unwrap_or_else(|| "vmlinux".into()),
+                    symvers: symvers.clone(),
+                    debug: false,
+                    // Module symbol positions would need the module's .ko; vmlinux's only
+                    // apply to vmlinux objects.
+                    sympos: owner.is_none().then(|| vm_sympos.clone()),
+                };
+                let run = || -> DiffRun {
+                    let (o, p) = (o.as_ref().unwrap(), p.as_ref().unwrap());
+                    let of = klpforge_elf::ElfFile::open(o).map_err(|e| e.to_string())?;
+                    let pf = klpforge_elf::ElfFile::open(p).map_err(|e| e.to_string())?;
+                    let oo = of.parse().map_err(|e| e.to_string())?;
+                    let po = pf.parse().map_err(|e| e.to_string())?;
+                    match klpforge_diff::diff(&oo, &po, &opts_d)
+                        .map_err(|e| format!("{object}: {e}"))?
+                    {
+                        klpforge_diff::Outcome::Changed(obj, rep) => {
+                            let out = diff_dir.join(object);
+                            std::fs::create_dir_all(out.parent().unwrap())
+                                .map_err(|e| e.to_string())?;
+                            klpforge_elf::write::write_file(&obj, &out)
+                                .map_err(|e| e.to_string())?;
+                            Ok((Some(out), serde_json::to_value(&rep).unwrap(), Vec::new()))
+                        }
+                        klpforge_diff::Outcome::NoChange(rep) => {
+                            Ok((None, serde_json::to_value(&rep).unwrap(), Vec::new()))
+                        }
+                        klpforge_diff::Outcome::Refused(rep) => {
+                            let reasons = rep
+                                .refusals
+                                .iter()
+                                .map(|r| {
+                                    format!("{object}: {}: {} ({})", r.symbol, r.reason, r.remedy)
+                                })
+                                .collect();
+                            Ok((None, serde_json::to_value(&rep).unwrap(), reasons))
+                        }
+                    }
+                };
+                (object.clone(), run())
+            })
+            .collect()
+    });
+    for (object, r) in outcomes {
+        let (out, value, reasons) = r?;
+        if let Some(ws) = value.get("warnings").and_then(|w| w.as_array()) {
+            for w in ws {
+                report
+                    .warnings
+                    .push(format!("{object}: {}", w.as_str().unwrap_or_default()));
+            }
+        }
+        report.diffs.insert(object, value);
+        refusals.extend(reasons);
+        diffs.extend(out);
+    }
+    report
+        .timings
+        .insert("diff".into(), t3.elapsed().as_secs_f64());
+    if !refusals.is_empty() {
+        return Ok((BuildResult::Refused(refusals), report));
+    }
+    if diffs.is_empty() {
+        return Ok((BuildResult::NoChange, report));
+    }
+
+    // Module.
+    let t4 = Instant::now();
+    step(opts, "building the module");
+    let mopts = klpforge_module::assemble::ModuleOptions {
+        kernel: tree.build.clone(),
+        out: opts.out.clone(),
+        name: opts.name.clone().or_else(|| {
+            opts.patches
+                .first()
+                .and_then(|p| p.file_stem())
+                .map(|s| format!("klp_{}", s.to_string_lossy()))
+        }),
+        replace: opts.replace,
+        make_vars: opts.make_vars.clone(),
+        work: Some(work.join("module")),
+        jobs: opts.jobs,
+    };
+    let m = klpforge_module::assemble::build_module(&diffs, &mopts)?;
+    report
+        .timings
+        .insert("module".into(), t4.elapsed().as_secs_f64());
+    report.module = Some(m.path.display().to_string());
+    Ok((BuildResult::Built(m.path), report))
+}
+
+/// The default work directory for a build.
+pub fn default_work_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("klpforge-build-{}", std::process::id()))
+}
+
+/// Remove a work directory unless it is to be kept.
+pub fn cleanup(work: &Path, keep: bool) {
+    if !keep {
+        let _ = std::fs::remove_dir_all(work);
+    }
+}
