@@ -182,6 +182,14 @@ fn step(opts: &BuildOptions, msg: &str) {
     if opts.verbose {
         eprintln!("klpforge: {msg}");
     }
+    // Test hook: `KLPFORGE_PAUSE_AT=<words of a step>` stops here for a while, so tests can
+    // interrupt the build at a known stage.
+    if let Ok(at) = std::env::var("KLPFORGE_PAUSE_AT") {
+        if !at.is_empty() && msg.starts_with(&at) {
+            eprintln!("klpforge: paused at: {msg}");
+            std::thread::sleep(std::time::Duration::from_secs(30));
+        }
+    }
 }
 
 /// Run the whole pipeline.
@@ -201,6 +209,9 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
         let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
         let mut patch = parse(&text).map_err(|e| format!("{}: {e}", p.display()))?;
         for f in &patch.files {
+            if f.old_path.is_empty() && f.new_path.is_empty() {
+                continue; // trailing text, not a file
+            }
             let Some(target) = f.target() else {
                 return Err(format!(
                     "{}: deleting {} is not supported",
@@ -409,6 +420,18 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
     });
     for (object, r) in outcomes {
         let (out, value, reasons) = r?;
+        if opts.verbose {
+            for f in value["changed_functions"].as_array().into_iter().flatten() {
+                println!(
+                    "{object}: changed function: {} ({})",
+                    f["name"].as_str().unwrap_or(""),
+                    f["reason"].as_str().unwrap_or("")
+                );
+            }
+            for f in value["new_functions"].as_array().into_iter().flatten() {
+                println!("{object}: new function: {}", f.as_str().unwrap_or(""));
+            }
+        }
         if let Some(ws) = value.get("warnings").and_then(|w| w.as_array()) {
             for w in ws {
                 report

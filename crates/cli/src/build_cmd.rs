@@ -145,18 +145,6 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
     for w in &report.warnings {
         eprintln!("klpforge: warning: {w}");
     }
-    for (object, d) in &report.diffs {
-        for f in d["changed_functions"].as_array().into_iter().flatten() {
-            println!(
-                "{object}: changed function: {} ({})",
-                f["name"].as_str().unwrap_or(""),
-                f["reason"].as_str().unwrap_or("")
-            );
-        }
-        for f in d["new_functions"].as_array().into_iter().flatten() {
-            println!("{object}: new function: {}", f.as_str().unwrap_or(""));
-        }
-    }
     let times: Vec<String> = report
         .timings
         .iter()
