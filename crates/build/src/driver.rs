@@ -373,14 +373,23 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
         pairs
             .par_iter()
             .map(|(object, (o, p))| {
-                let owner = tree.owner_module(object);
+                let owner = tree.owner(object);
+                // Symbol positions: vmlinux's for vmlinux objects, the built module's for
+                // module objects (its symbol-table order is what kallsyms uses).
+                let sympos = match &owner {
+                    None => Some(vm_sympos.clone()),
+                    Some((_, ko)) => klpforge_elf::ElfFile::open(ko).ok().and_then(|f| {
+                        f.parse().ok().map(|m| {
+                            Arc::new(klpforge_module::kallsyms::ImageSympos::new(&m))
+                                as Arc<dyn klpforge_diff::klp::SymposSource>
+                        })
+                    }),
+                };
                 let opts_d = klpforge_diff::DiffOptions {
-                    objname: owner.clone().unwrap_or_else(|| "vmlinux".into()),
+                    objname: owner.as_ref().map_or_else(|| "vmlinux".into(), |o| o.0.clone()),
                     symvers: symvers.clone(),
                     debug: false,
-                    // Module symbol positions would need the module's .ko; vmlinux's only
-                    // apply to vmlinux objects.
-                    sympos: owner.is_none().then(|| vm_sympos.clone()),
+                    sympos,
                 };
                 let run = || -> DiffRun {
                     let (o, p) = (o.as_ref().unwrap(), p.as_ref().unwrap());

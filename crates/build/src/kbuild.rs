@@ -165,6 +165,20 @@ impl KernelTree {
         Ok(out)
     }
 
+    /// The module an object is linked into and the module file, or `None` for vmlinux.
+    pub fn owner(&self, object: &str) -> Option<(String, PathBuf)> {
+        let order = std::fs::read_to_string(self.build.join("modules.order")).ok()?;
+        for m in order.lines().map(str::trim).filter(|m| !m.is_empty()) {
+            let mod_file = self.build.join(m.replace(".o", ".mod"));
+            let members = std::fs::read_to_string(&mod_file).unwrap_or_default();
+            if members.split_whitespace().any(|x| x == object) || m == object {
+                let name = Path::new(m).file_stem()?.to_string_lossy().replace('-', "_");
+                return Some((name, self.build.join(m.replace(".o", ".ko"))));
+            }
+        }
+        None
+    }
+
     /// The module an object is linked into (from kbuild's `*.mod` lists), or `None` for
     /// vmlinux. Module names use `_` as the kernel does.
     pub fn owner_module(&self, object: &str) -> Option<String> {
