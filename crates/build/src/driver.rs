@@ -305,6 +305,21 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
     if objects.is_empty() {
         return Ok((BuildResult::NoChange, report));
     }
+    // Every object compiles its patched version from the work copy of its source, so a
+    // patched header next to it (`#include "internal.h"`) is found first.
+    for cmd in objects.values() {
+        let Some(rel) = tree.source_relative(&cmd.source) else {
+            return Err(format!(
+                "{}: source {} is outside the source tree",
+                cmd.object, cmd.source
+            ));
+        };
+        let to = src_copy.join(&rel);
+        if !to.exists() {
+            std::fs::create_dir_all(to.parent().unwrap()).map_err(|e| e.to_string())?;
+            std::fs::copy(tree.src.join(&rel), &to).map_err(|e| format!("{rel}: {e}"))?;
+        }
+    }
     report.objects = objects.keys().cloned().collect();
     report
         .timings
@@ -386,7 +401,9 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
                     }),
                 };
                 let opts_d = klpforge_diff::DiffOptions {
-                    objname: owner.as_ref().map_or_else(|| "vmlinux".into(), |o| o.0.clone()),
+                    objname: owner
+                        .as_ref()
+                        .map_or_else(|| "vmlinux".into(), |o| o.0.clone()),
                     symvers: symvers.clone(),
                     debug: false,
                     sympos,

@@ -172,7 +172,10 @@ impl KernelTree {
             let mod_file = self.build.join(m.replace(".o", ".mod"));
             let members = std::fs::read_to_string(&mod_file).unwrap_or_default();
             if members.split_whitespace().any(|x| x == object) || m == object {
-                let name = Path::new(m).file_stem()?.to_string_lossy().replace('-', "_");
+                let name = Path::new(m)
+                    .file_stem()?
+                    .to_string_lossy()
+                    .replace('-', "_");
                 return Some((name, self.build.join(m.replace(".o", ".ko"))));
             }
         }

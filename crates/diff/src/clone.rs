@@ -1346,6 +1346,9 @@ pub fn clone(
     for &(_, f) in &sel.callbacks {
         c.include(f);
     }
+    for &f in &sel.through_callers {
+        c.include(f);
+    }
     let mut done = BTreeSet::new();
     let mut stats = BTreeMap::new();
     loop {

@@ -290,7 +290,11 @@ pub fn diff(
         report.result = "refused".into();
         return Ok(Outcome::Refused(report));
     }
-    if sel.changed.is_empty() && sel.new_functions.is_empty() && sel.callbacks.is_empty() {
+    if sel.changed.is_empty()
+        && sel.new_functions.is_empty()
+        && sel.callbacks.is_empty()
+        && sel.through_callers.is_empty()
+    {
         report.result = "no-change".into();
         return Ok(Outcome::NoChange(report));
     }

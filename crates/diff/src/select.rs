@@ -74,6 +74,9 @@ pub struct Selection {
     pub new_functions: Vec<SymbolId>,
     /// Callback functions (patched symbols).
     pub callbacks: Vec<(CallbackKind, SymbolId)>,
+    /// Changed functions without an ftrace entry, replaced through their callers: carried
+    /// into the module but not registered with livepatch.
+    pub through_callers: Vec<SymbolId>,
     /// Functions whose only differences are `__LINE__` immediates.
     pub line_only: Vec<String>,
     /// Changes that cannot be patched.
@@ -178,6 +181,7 @@ pub fn select(
     twins: &Twins,
 ) -> Selection {
     let mut sel = Selection::default();
+    let mut notrace: Vec<(SymbolId, SymbolId)> = Vec::new();
     let marks = markers(patched);
     sel.callbacks = marks.callbacks.clone();
     let callback_fns: HashSet<SymbolId> = marks.callbacks.iter().map(|&(_, f)| f).collect();
@@ -237,11 +241,9 @@ pub fn select(
                     continue;
                 }
                 if !orig.has_ftrace_entry(o) {
-                    sel.refusals.push(refusal(
-                        &si.name,
-                        "changed function has no ftrace entry (no __fentry__ call or patchable entry: notrace, noinstr or always-inline code) so livepatch cannot redirect it",
-                        "patch its callers instead, or mark the function KPATCH_IGNORE_FUNCTION if the change does not matter",
-                    ));
+                    // Livepatch cannot redirect it; a local one can still be replaced by
+                    // patching every function that calls it (see `through_callers`).
+                    notrace.push((p, o));
                     continue;
                 }
                 check_static_locals(orig, patched, twins, o, p, &mut sel);
@@ -277,6 +279,7 @@ pub fn select(
             _ => {}
         }
     }
+    through_callers(orig, patched, twins, notrace, &mut sel);
     // Forced and callback functions count as included even when unchanged.
     for &f in marks.forced.iter().chain(callback_fns.iter()) {
         if twins.of_patched(f).is_none() && !sel.new_functions.contains(&f) {
@@ -329,6 +332,110 @@ fn drop_aliases(p: &ObjInfo<'_, '_>, sel: &mut Selection) {
     }
     sel.changed.retain(|c| keep.contains(&c.0));
     sel.new_functions.retain(|f| keep.contains(f));
+}
+
+/// Changed functions without an ftrace entry (out-of-line copies of `static inline`
+/// functions, which the kernel builds `notrace`, and other notrace code). Livepatch cannot
+/// redirect them, but a *local* one is only reachable from its own object: its new version
+/// is carried into the patch module and every function calling it is patched to call that
+/// copy (recursively, when a caller has no ftrace entry either). A global one, or one whose
+/// address is stored in data, cannot be handled and is refused.
+fn through_callers(
+    orig: &ObjInfo<'_, '_>,
+    patched: &ObjInfo<'_, '_>,
+    twins: &Twins,
+    notrace: Vec<(SymbolId, SymbolId)>,
+    sel: &mut Selection,
+) {
+    if notrace.is_empty() {
+        return;
+    }
+    // Who refers to each function of the patched object: callers, or `None` for data.
+    let mut referrers: std::collections::HashMap<SymbolId, Vec<Option<SymbolId>>> =
+        Default::default();
+    for (sec, _) in patched.obj.sections() {
+        let kind = patched.sec(sec).kind;
+        if matches!(
+            kind,
+            SecKind::Special
+                | SecKind::SpecialAux
+                | SecKind::Debug
+                | SecKind::Meta
+                | SecKind::Other
+        ) {
+            continue;
+        }
+        for r in patched.relocations(sec) {
+            let Target::Symbol { sym, .. } = resolve(patched, sec, &r) else {
+                continue;
+            };
+            if patched.sym(sym).kind != SymKind::Function {
+                continue;
+            }
+            let from = patched
+                .symbol_at(sec, r.offset as i64)
+                .filter(|&f| patched.sym(f).kind == SymKind::Function)
+                .map(|f| patched.sym(f).parent.unwrap_or(f));
+            if from == Some(sym) {
+                continue;
+            }
+            let from = if kind == SecKind::Text { from } else { None };
+            referrers.entry(sym).or_default().push(from);
+        }
+    }
+    let mut queue: Vec<(SymbolId, SymbolId)> = notrace;
+    let mut done: HashSet<SymbolId> = HashSet::new();
+    while let Some((p, o)) = queue.pop() {
+        if !done.insert(p) {
+            continue;
+        }
+        let name = patched.sym(p).name.clone();
+        if !patched.obj.symbol(p).is_local() || !orig.obj.symbol(o).is_local() {
+            sel.refusals.push(refusal(
+                &name,
+                "changed function has no ftrace entry (notrace, noinstr or always-inline code) and is global, so its callers elsewhere cannot be found and patched",
+                "patch its callers instead, or mark the function KPATCH_IGNORE_FUNCTION if the change does not matter",
+            ));
+            continue;
+        }
+        let refs = referrers.get(&p).cloned().unwrap_or_default();
+        if refs.iter().any(Option::is_none) {
+            sel.refusals.push(refusal(
+                &name,
+                "changed function has no ftrace entry and its address is stored in data, so the stored pointers would keep calling the old code",
+                "patch the users of the pointer, or mark the function KPATCH_IGNORE_FUNCTION if the change does not matter",
+            ));
+            continue;
+        }
+        let mut callers: Vec<String> = Vec::new();
+        for caller in refs.into_iter().flatten() {
+            let csec = patched.obj.symbol(caller).section();
+            if csec.is_some_and(|s| patched.sec(s).init) {
+                continue; // init code has already run
+            }
+            callers.push(patched.sym(caller).name.clone());
+            if sel.changed.iter().any(|c| c.0 == caller) || done.contains(&caller) {
+                continue;
+            }
+            match twins.of_patched(caller) {
+                Some(co) if orig.has_ftrace_entry(co) => sel.changed.push((caller, co)),
+                Some(co) => queue.push((caller, co)),
+                None => {
+                    // A new caller is carried anyway.
+                    if !sel.new_functions.contains(&caller) {
+                        sel.new_functions.push(caller);
+                    }
+                }
+            }
+        }
+        callers.sort();
+        callers.dedup();
+        sel.warnings.push(format!(
+            "{name} has no ftrace entry (notrace); its new version is carried and its callers are patched instead: {}",
+            if callers.is_empty() { "none".to_string() } else { callers.join(", ") }
+        ));
+        sel.through_callers.push(p);
+    }
 }
 
 /// Refuse when a changed function stopped using a function-scope static it used before: the

@@ -1,0 +1,259 @@
+# Case discovery, headers and per-case module builds (sourced by tests/e2e/run).
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # the C_* arrays are read by vm.sh and run
+#
+# A case is one of
+#   patch   a *.patch against the pristine linux-source-6.12 tree (tests/e2e/cases/, PATCH_DIRs)
+#   module  a directory tests/e2e/modules/<case>/ with a hand-written livepatch module
+#           (<case>.c + Kbuild + case.conf) built with kbuild and converted by `klpforge convert`
+#   sample  the kernel's own samples/livepatch/livepatch-sample.ko (checks the harness and kernel)
+#
+# Header lines (in a patch: before the diff; in a module: case.conf, or comment lines of the .c):
+#   E2E-EXPECT: patched | no-change | refused | load-fails | tool-rejects | apply-fails | interrupted
+#   E2E-CHECK: <shell command run in the VM: fails unpatched, succeeds patched>
+#   E2E-DMESG: <extended regex dmesg must match after the case; repeatable>
+#   E2E-TOOL-ERROR: <extended regex the refusing tool's output must match (refused, tool-rejects)>
+#   E2E-CONVERT: yes | no          (module cases: run `klpforge convert`; default yes)
+#   E2E-TOOL: convert | post-link  (module cases: which klpforge command finishes the .ko)
+
+CASE_LABELS=()
+declare -A C_KIND C_SRC C_NAME C_EXPECT C_CHECK C_DMESG C_TOOLERR C_CONVERT C_TOOL C_KO C_STATUS C_WHY
+
+add_case() { # kind src label
+    local kind=$1 src=$2 label=$3
+    label=${label//[[:space:]]/_}
+    if [ -n "${C_KIND[$label]+x}" ]; then
+        label="$(basename "$(dirname "$src")")-$label"
+        label=${label//[[:space:]]/_}
+        [ -n "${C_KIND[$label]+x}" ] && die "two cases are both named $label"
+    fi
+    if [ -n "$ONLY" ] && ! [[ $label =~ $ONLY ]]; then return 0; fi
+    CASE_LABELS+=("$label")
+    C_KIND[$label]=$kind
+    C_SRC[$label]=$src
+    C_NAME[$label]=$(module_name_for "$label")
+    C_EXPECT[$label]=
+    C_CHECK[$label]=
+    C_DMESG[$label]=
+    C_TOOLERR[$label]=
+    C_CONVERT[$label]=yes
+    C_TOOL[$label]=convert
+    C_KO[$label]=
+    C_STATUS[$label]=pending
+    C_WHY[$label]=
+}
+
+# Reads the E2E-* header lines of a case into the C_* arrays.
+parse_header() { # label file is_patch
+    local label=$1 file=$2 is_patch=$3 line key val
+    while IFS= read -r line || [ -n "$line" ]; do
+        if [ "$is_patch" = 1 ] && [[ $line =~ ^(diff\ |---\ |\+\+\+\ |Index:\ ) ]]; then break; fi
+        [[ $line =~ ^[[:space:]/*#]*E2E-([A-Z-]+):[[:space:]]*(.*)$ ]] || continue
+        key=${BASH_REMATCH[1]}
+        val=${BASH_REMATCH[2]}
+        val=${val%$'\r'}
+        case $key in
+        EXPECT) C_EXPECT[$label]=$val ;;
+        CHECK) C_CHECK[$label]=$val ;;
+        DMESG) C_DMESG[$label]+="$val"$'\n' ;;
+        TOOL-ERROR) C_TOOLERR[$label]=$val ;;
+        CONVERT) C_CONVERT[$label]=$val ;;
+        TOOL) C_TOOL[$label]=$val ;;
+        *) die "$file: unknown header E2E-$key" ;;
+        esac
+    done <"$file"
+    case ${C_EXPECT[$label]} in
+    patched | no-change | refused | load-fails | tool-rejects | apply-fails | interrupted) ;;
+    '') die "$file: no E2E-EXPECT header" ;;
+    *) die "$file: unknown E2E-EXPECT: ${C_EXPECT[$label]}" ;;
+    esac
+    [ "${C_EXPECT[$label]}" = patched ] && [ -z "${C_CHECK[$label]}" ] && die "$file: E2E-EXPECT: patched needs an E2E-CHECK"
+    case ${C_CONVERT[$label]} in yes | no) ;; *) die "$file: E2E-CONVERT must be yes or no" ;; esac
+    case ${C_TOOL[$label]} in convert | post-link) ;; *) die "$file: E2E-TOOL must be convert or post-link" ;; esac
+    return 0
+}
+
+discover_cases() { # PATCH_DIR...
+    local f d
+    if [ "$SANITY" = 1 ]; then
+        add_case sample "$KBUILD/samples/livepatch/livepatch-sample.ko" sample
+        return 0
+    fi
+    for f in "$E2E"/cases/*.patch; do
+        [ -e "$f" ] && add_case patch "$f" "$(basename "$f" .patch)"
+    done
+    for d in "$E2E"/modules/*/; do
+        [ -d "$d" ] && add_case module "${d%/}" "$(basename "$d")"
+    done
+    for d in "$@"; do
+        [ -d "$d" ] || die "not a directory: $d"
+        local n=0
+        for f in "$d"/*.patch; do
+            [ -e "$f" ] || continue
+            add_case patch "$(realpath "$f")" "$(basename "$f" .patch)"
+            n=$((n + 1))
+        done
+        [ $n -gt 0 ] || warn "no *.patch in $d"
+    done
+    local label
+    for label in "${CASE_LABELS[@]}"; do
+        case ${C_KIND[$label]} in
+        patch) parse_header "$label" "${C_SRC[$label]}" 1 ;;
+        module)
+            if [ -e "${C_SRC[$label]}/case.conf" ]; then
+                parse_header "$label" "${C_SRC[$label]}/case.conf" 0
+            else
+                parse_header "$label" "${C_SRC[$label]}/$label.c" 0
+            fi
+            ;;
+        esac
+    done
+}
+
+case_pass() { C_STATUS[$1]=pass; C_WHY[$1]=$2; say "  PASS $1: $2"; }
+case_fail() { C_STATUS[$1]=fail; C_WHY[$1]=$2; say "  FAIL $1: $2"; }
+case_vm() { C_STATUS[$1]=vm; C_KO[$1]=$2; }
+
+# Does the tool output in LOG match the case's E2E-TOOL-ERROR (when it has one)?
+tool_error_ok() { # label log
+    [ -z "${C_TOOLERR[$1]}" ] && return 0
+    grep -Eq -- "${C_TOOLERR[$1]}" "$2"
+}
+
+klpforge_has() { "$KLPFORGE" "$1" --help >/dev/null 2>&1; }
+
+# ---- patch cases ----------------------------------------------------------------------------
+# Every patch case goes through `klpforge build` itself, against the cached kernel tree, which
+# klpforge only reads (the run checks the whole tree's fingerprint before and after).
+build_patch_case() {
+    local label=$1 patch=${C_SRC[$1]} dir=$RUN/cases/$1 rc=0 t0
+    mkdir -p "$dir"
+    local ko=$dir/${C_NAME[$label]}.ko expect=${C_EXPECT[$label]}
+    t0=$(now)
+    local pause=()
+    [ "$expect" = interrupted ] && pause=(env KLPFORGE_PAUSE_AT=compiling)
+    if [ "$expect" = interrupted ]; then
+        # Interrupt the build while it compiles: it must exit non-zero and leave the trees alone.
+        "${pause[@]}" "$KLPFORGE" build --src "$KSRC" --build "$KBUILD" -o "$ko" --name "${C_NAME[$label]}" \
+            -j "$JOBS" --work "$dir/work" "$patch" >"$dir/build.log" 2>&1 &
+        local pid=$! i=0
+        while ! grep -q 'paused at' "$dir/build.log" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+        # SIGTERM: a background job of a non-interactive shell ignores SIGINT.
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" || rc=$?
+        if [ $rc != 0 ] && grep -q 'paused at' "$dir/build.log"; then
+            case_pass "$label" "interrupted while compiling (exit $rc)"
+        else
+            case_fail "$label" "expected an interrupted build; exit $rc: $(tail -n3 "$dir/build.log" | tr '\n' ' ')"
+        fi
+        timing "module build: $label" "$(elapsed "$t0" "$(now)")" "interrupted"
+        return 0
+    fi
+    "$KLPFORGE" build --src "$KSRC" --build "$KBUILD" -o "$ko" --name "${C_NAME[$label]}" \
+        -j "$JOBS" --work "$dir/work" --json "$dir/report.json" "$patch" >"$dir/build.log" 2>&1 || rc=$?
+    case $expect in
+    refused)
+        if [ $rc = 4 ] && tool_error_ok "$label" "$dir/build.log"; then
+            case_pass "$label" "refused: $(grep -m1 'refused:' "$dir/build.log")"
+        else
+            case_fail "$label" "expected a refusal (exit 4) matching /${C_TOOLERR[$label]}/; exit $rc: $(tail -n3 "$dir/build.log" | tr '\n' ' ')"
+        fi
+        ;;
+    no-change)
+        if [ $rc = 3 ]; then case_pass "$label" "nothing to patch (exit 3)"
+        else case_fail "$label" "expected exit 3; exit $rc: $(tail -n3 "$dir/build.log" | tr '\n' ' ')"; fi
+        ;;
+    apply-fails | tool-rejects)
+        if [ $rc = 1 ] && tool_error_ok "$label" "$dir/build.log"; then
+            case_pass "$label" "rejected: $(grep -m1 'error:' "$dir/build.log")"
+        else
+            case_fail "$label" "expected klpforge build to fail with a matching error; exit $rc: $(tail -n3 "$dir/build.log" | tr '\n' ' ')"
+        fi
+        ;;
+    *)
+        if [ $rc != 0 ]; then
+            case_fail "$label" "klpforge build failed (exit $rc): $(grep -E 'error|refused' "$dir/build.log" | head -n3 | tr '\n' ' ')"
+        elif [ ! -s "$ko" ]; then
+            case_fail "$label" "klpforge build exited 0 but wrote no $ko"
+        else
+            case_vm "$label" "$ko"
+        fi
+        ;;
+    esac
+    local detail
+    detail=$(grep -m1 '^objects recompiled' "$dir/build.log" || true)
+    timing "module build: $label" "$(elapsed "$t0" "$(now)")" "$detail"
+}
+
+# ---- module cases ---------------------------------------------------------------------------
+build_module_case() {
+    local label=$1 src=${C_SRC[$1]} dir=$RUN/cases/$1 t0 rc
+    t0=$(now)
+    mkdir -p "$dir"
+    rm -rf "$dir/src"
+    cp -r "$src" "$dir/src"
+    rm -f "$dir/src/case.conf"
+    # KBUILD_MODPOST_WARN: references to unexported symbols are what convert is for;
+    # KLPFORGE_INCLUDE: where klpforge.h is (a Kbuild adds ccflags-y += -I$(KLPFORGE_INCLUDE))
+    if ! make -C "$KBUILD" M="$dir/src" KBUILD_MODPOST_WARN=1 KLPFORGE_INCLUDE="$REPO/include" \
+        modules >"$dir/kbuild.log" 2>&1; then
+        case_fail "$label" "kbuild failed (log: $dir/kbuild.log): $(grep -m3 -E 'error' "$dir/kbuild.log" | tr '\n' ' ')"
+        return 0
+    fi
+    local kos=("$dir"/src/*.ko)
+    if [ ${#kos[@]} != 1 ] || [ ! -e "${kos[0]}" ]; then
+        case_fail "$label" "kbuild must produce exactly one .ko in $dir/src"
+        return 0
+    fi
+    local raw=${kos[0]} name
+    name=$(basename "$raw" .ko)
+    C_NAME[$label]=${name//-/_}
+    local ko=$dir/$name.ko expect=${C_EXPECT[$label]}
+    if [ "${C_CONVERT[$label]}" = no ]; then
+        cp "$raw" "$ko"
+        case_vm "$label" "$ko"
+    else
+        local tool=${C_TOOL[$label]}
+        rc=0
+        if ! klpforge_has "$tool"; then
+            echo "klpforge has no '$tool' command" >"$dir/$tool.log"
+            rc=1
+        elif [ "$tool" = convert ]; then
+            "$KLPFORGE" convert "$raw" --vmlinux "$KBUILD/vmlinux" --symvers "$KBUILD/Module.symvers" -o "$ko" >"$dir/$tool.log" 2>&1 || rc=$?
+        else
+            cp "$raw" "$ko"
+            "$KLPFORGE" post-link "$ko" >"$dir/$tool.log" 2>&1 || rc=$?
+        fi
+        if [ "$expect" = tool-rejects ]; then
+            if [ $rc != 0 ] && [ -s "$dir/$tool.log" ] && tool_error_ok "$label" "$dir/$tool.log"; then
+                case_pass "$label" "klpforge $tool rejected it: $(head -n1 "$dir/$tool.log")"
+            else
+                case_fail "$label" "expected klpforge $tool to reject it with an error matching /${C_TOOLERR[$label]}/; exit $rc: $(head -n3 "$dir/$tool.log" | tr '\n' ' ')"
+            fi
+        elif [ $rc != 0 ]; then
+            case_fail "$label" "klpforge $tool failed (exit $rc): $(head -n5 "$dir/$tool.log" | tr '\n' ' ')"
+        elif [ ! -s "$ko" ]; then
+            case_fail "$label" "klpforge $tool exited 0 but wrote no $ko"
+        else
+            case_vm "$label" "$ko"
+        fi
+    fi
+    timing "module build: $label" "$(elapsed "$t0" "$(now)")"
+}
+
+build_cases() {
+    local label
+    for label in "${CASE_LABELS[@]}"; do
+        say "case $label (${C_KIND[$label]}, expect ${C_EXPECT[$label]:-patched})"
+        case ${C_KIND[$label]} in
+        patch) build_patch_case "$label" ;;
+        module) build_module_case "$label" ;;
+        sample)
+            C_EXPECT[$label]=patched
+            C_NAME[$label]=livepatch_sample
+            C_CHECK[$label]="grep -q 'this has been live patched' /proc/cmdline"
+            case_vm "$label" "${C_SRC[$label]}"
+            ;;
+        esac
+    done
+}

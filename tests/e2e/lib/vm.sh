@@ -1,0 +1,118 @@
+# The initramfs, the qemu run and reading its results (sourced by tests/e2e/run).
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # VM_OK, QEMU_RC, VM_CASES are read by run
+
+# Lines of dmesg that fail the whole run.
+DMESG_BAD='WARNING|BUG|Oops|Call Trace'
+
+# Builds $RUN/initramfs.cpio.gz with /init, busybox and one /cases/NN-<label>/ per VM case.
+make_initramfs() {
+    local stage=$RUN/vm list=$RUN/vm/initramfs.list label i=0 d
+    rm -rf "$stage"
+    mkdir -p "$stage/cases"
+    [ -x /bin/busybox ] || die "/bin/busybox not found (package busybox-static)"
+    {
+        echo "dir /bin 0755 0 0"
+        echo "dir /dev 0755 0 0"
+        echo "nod /dev/console 0600 0 0 c 5 1"
+        echo "dir /proc 0755 0 0"
+        echo "dir /sys 0755 0 0"
+        echo "dir /tmp 1777 0 0"
+        echo "dir /cases 0755 0 0"
+        echo "file /bin/busybox /bin/busybox 0755 0 0"
+        echo "file /init $E2E/vm/init 0755 0 0"
+        local a
+        for a in $(/bin/busybox --list); do
+            # no /bin/busybox -> /bin/busybox link: /init would then fail with -ELOOP
+            [ "$a" = busybox ] || echo "slink /bin/$a /bin/busybox 0777 0 0"
+        done
+    } >"$list"
+    for label in "${CASE_LABELS[@]}"; do
+        [ "${C_STATUS[$label]}" = vm ] || continue
+        i=$((i + 1))
+        d=$stage/cases/$(printf '%02d' $i)-$label
+        mkdir -p "$d"
+        printf '%s\n' "$label" >"$d/case"
+        printf '%s\n' "${C_NAME[$label]}" >"$d/name"
+        printf '%s\n' "${C_EXPECT[$label]}" >"$d/expect"
+        cp "${C_KO[$label]}" "$d/module.ko"
+        [ -n "${C_CHECK[$label]}" ] && printf '%s\n' "${C_CHECK[$label]}" >"$d/check"
+        [ -n "${C_DMESG[$label]}" ] && printf '%s' "${C_DMESG[$label]}" >"$d/dmesg"
+        local rel=${d#"$stage"} f
+        echo "dir $rel 0755 0 0" >>"$list"
+        for f in "$d"/*; do
+            echo "file $rel/$(basename "$f") $f 0644 0 0" >>"$list"
+        done
+    done
+    "$KBUILD/usr/gen_init_cpio" "$list" | gzip -6 >"$RUN/initramfs.cpio.gz" ||
+        die "gen_init_cpio failed (list: $list)"
+    VM_CASES=$i
+}
+
+# Boots the kernel with the initramfs; the console goes to $RUN/qemu.log.
+boot_vm() {
+    local t0 rc=0
+    t0=$(now)
+    say "qemu: booting $VM_CASES case(s) (TCG, timeout ${QEMU_TIMEOUT}s; console log $RUN/qemu.log)"
+    timeout "$QEMU_TIMEOUT" qemu-system-x86_64 -accel tcg -smp "$VM_CPUS" -m 512M -nographic -no-reboot \
+        -kernel "$KBUILD/arch/x86/boot/bzImage" -initrd "$RUN/initramfs.cpio.gz" \
+        -append "console=ttyS0 panic=-1 loglevel=4" </dev/null >"$RUN/qemu.log" 2>&1 || rc=$?
+    local dt
+    dt=$(elapsed "$t0" "$(now)")
+    timing "qemu ($VM_CASES case(s))" "$dt"
+    tr -d '\r' <"$RUN/qemu.log" >"$RUN/console.log"
+    # (the first line also carries the firmware's terminal escapes: take the marker from anywhere)
+    grep -ao 'E2E: .*' "$RUN/console.log" | grep -av '^E2E: DMESG ' >"$RUN/markers.log" || true
+    grep -ao 'KMSG: .*' "$RUN/console.log" | sed 's/^KMSG: //' >"$RUN/dmesg.txt" || true
+    QEMU_RC=$rc
+    if [ $rc = 124 ]; then warn "qemu timed out after ${QEMU_TIMEOUT}s"
+    elif [ $rc != 0 ]; then warn "qemu exited with status $rc"; fi
+    say "qemu: finished in $dt s"
+}
+
+# Prints the dmesg lines (numbered) that match DMESG_BAD, each prefixed with the case whose
+# "klpforge-e2e: begin/end" markers enclose it ("-" outside every case).
+bad_dmesg_lines() {
+    awk -v bad="$DMESG_BAD" '
+        /klpforge-e2e: begin / { c = $NF; next }
+        /klpforge-e2e: end /   { c = ""; next }
+        $0 ~ bad { printf "%s\t%d: %s\n", (c == "" ? "-" : c), NR, $0 }
+    ' "$RUN/dmesg.txt"
+}
+
+# Sets each VM case's status from the markers and the dmesg; checks dmesg for the whole run.
+read_vm_results() {
+    local label bad
+    bad=$(bad_dmesg_lines)
+    for label in "${CASE_LABELS[@]}"; do
+        [ "${C_STATUS[$label]}" = vm ] || continue
+        local kbad
+        kbad=$(printf '%s\n' "$bad" | awk -F'\t' -v c="$label" '$1 == c { print $2 }' | head -n3 | tr '\n' ';')
+        if [ -n "$kbad" ]; then
+            case_fail "$label" "the kernel logged, during this case: $kbad (dmesg: $RUN/dmesg.txt)"
+        elif grep -qxF "E2E: CASE $label PASS" "$RUN/markers.log"; then
+            case_pass "$label" "$(grep -cF "E2E: STEP $label " "$RUN/markers.log") VM steps ok"
+        elif grep -qxF "E2E: CASE $label FAIL" "$RUN/markers.log"; then
+            case_fail "$label" "in the VM: $(grep -F "E2E: STEP $label " "$RUN/markers.log" | grep ' FAIL' | sed "s/^E2E: STEP $label //" | tr '\n' ';')"
+        elif grep -qF "E2E: CASE $label BEGIN" "$RUN/markers.log"; then
+            case_fail "$label" "the VM stopped during this case (qemu status $QEMU_RC; see $RUN/console.log)"
+        else
+            case_fail "$label" "the VM never reached this case (qemu status $QEMU_RC; see $RUN/console.log)"
+        fi
+    done
+    VM_OK=1
+    [ "$QEMU_RC" = 0 ] || VM_OK=0 # warned about in boot_vm
+    if ! grep -qx 'E2E: DONE.*' "$RUN/markers.log"; then
+        warn "the VM did not finish (no 'E2E: DONE'); console: $RUN/console.log"
+        tail -n 25 "$RUN/console.log" | sed 's/^/    | /' >&2
+        VM_OK=0
+    fi
+    if [ ! -s "$RUN/dmesg.txt" ]; then
+        warn "no dmesg dump from the VM"
+        VM_OK=0
+    elif [ -n "$bad" ]; then
+        warn "dmesg has WARNING/BUG/Oops/Call Trace lines (full dmesg: $RUN/dmesg.txt):"
+        grep -En -B2 -A12 "$DMESG_BAD" "$RUN/dmesg.txt" | head -n 60 | sed 's/^/    | /' >&2
+        VM_OK=0
+    fi
+}

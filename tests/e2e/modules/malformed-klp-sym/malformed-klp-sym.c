@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * A livepatch module that refers to a vmlinux variable through a symbol already named in the
+ * klp format, but malformed: ".klp.sym.vmlinux.saved_command_line" lacks the ",<sympos>" the
+ * kernel's parser requires ("symbol ... has an incorrectly formatted name" at load time).
+ * `klpforge convert` must refuse the module, naming the symbol, before it reaches a kernel.
+ */
+#include <linux/kernel.h>
+#include <linux/livepatch.h>
+#include <linux/module.h>
+#include <linux/seq_file.h>
+
+extern char *klpforge_bad_ref asm(".klp.sym.vmlinux.saved_command_line");
+
+static int livepatch_cmdline_proc_show(struct seq_file *m, void *v)
+{
+	seq_printf(m, "klp-malformed %s\n", klpforge_bad_ref);
+	return 0;
+}
+
+static struct klp_func funcs[] = {
+	{ .old_name = "cmdline_proc_show", .new_func = livepatch_cmdline_proc_show, },
+	{ }
+};
+
+static struct klp_object objs[] = {
+	{ .funcs = funcs, },
+	{ }
+};
+
+static struct klp_patch patch = {
+	.mod = THIS_MODULE,
+	.objs = objs,
+};
+
+static int livepatch_init(void)
+{
+	return klp_enable_patch(&patch);
+}
+
+static void livepatch_exit(void)
+{
+}
+
+module_init(livepatch_init);
+module_exit(livepatch_exit);
+MODULE_LICENSE("GPL");
+MODULE_INFO(livepatch, "Y");

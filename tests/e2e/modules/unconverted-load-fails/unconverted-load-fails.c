@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The module of ../convert-unexported, loaded without `klpforge convert`: nothing resolves its
+ * references to the unexported saved_command_line and nr_processes(), so the kernel must
+ * refuse it ("Unknown symbol").
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+#include <linux/init.h>		/* saved_command_line: not exported */
+#include <linux/kernel.h>
+#include <linux/livepatch.h>
+#include <linux/module.h>
+#include <linux/sched/stat.h>	/* nr_processes(): not exported */
+#include <linux/seq_file.h>
+
+static int livepatch_cmdline_proc_show(struct seq_file *m, void *v)
+{
+	seq_printf(m, "klp-unconverted processes=%d %s\n", nr_processes(), saved_command_line);
+	return 0;
+}
+
+static struct klp_func funcs[] = {
+	{ .old_name = "cmdline_proc_show", .new_func = livepatch_cmdline_proc_show, },
+	{ }
+};
+
+static struct klp_object objs[] = {
+	{ /* name NULL: vmlinux */ .funcs = funcs, },
+	{ }
+};
+
+static struct klp_patch patch = {
+	.mod = THIS_MODULE,
+	.objs = objs,
+};
+
+static int livepatch_init(void)
+{
+	return klp_enable_patch(&patch);
+}
+
+static void livepatch_exit(void)
+{
+}
+
+module_init(livepatch_init);
+module_exit(livepatch_exit);
+MODULE_LICENSE("GPL");
+MODULE_INFO(livepatch, "Y");
