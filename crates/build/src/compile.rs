@@ -25,13 +25,15 @@ pub enum Variant {
 /// The flags klpforge needs in both builds.
 pub const SECTION_FLAGS: [&str; 2] = ["-ffunction-sections", "-fdata-sections"];
 
-/// Rewrite the recorded command of `cmd` to build `variant` into `out`.
+/// Rewrite the recorded command of `cmd` to build `variant` into `out`. `cc` replaces the
+/// recorded compiler (the first word), for launchers such as `ccache gcc` or `distcc gcc`.
 pub fn rewrite_command(
     tree: &KernelTree,
     cmd: &CmdFile,
     variant: &Variant,
     out: &Path,
     depfile: &Path,
+    cc: Option<&str>,
 ) -> Result<String, String> {
     let out_s = out.to_string_lossy();
     let mut tokens: Vec<String> = Vec::new();
@@ -104,7 +106,10 @@ pub fn rewrite_command(
         extra.push(format!("-fmacro-prefix-map={}/=", root.display()));
     }
     let compiler_end = 1.min(tokens.len());
-    let mut cmdline: Vec<String> = tokens[..compiler_end].to_vec();
+    let mut cmdline: Vec<String> = match cc {
+        Some(cc) if compiler_end == 1 => vec![cc.to_string()],
+        _ => tokens[..compiler_end].to_vec(),
+    };
     cmdline.extend(extra);
     cmdline.extend(tokens[compiler_end..].iter().cloned());
     Ok(cmdline.join(" "))
@@ -116,13 +121,14 @@ pub fn compile(
     cmd: &CmdFile,
     variant: &Variant,
     out_dir: &Path,
+    cc: Option<&str>,
 ) -> Result<PathBuf, String> {
     let out = out_dir.join(&cmd.object);
     let dep = out_dir.join(format!("{}.d", cmd.object));
     if let Some(p) = out.parent() {
         std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
     }
-    let line = rewrite_command(tree, cmd, variant, &out, &dep)?;
+    let line = rewrite_command(tree, cmd, variant, &out, &dep, cc)?;
     let o = Command::new("sh")
         .arg("-c")
         .arg(&line)
@@ -165,6 +171,7 @@ mod tests {
             &Variant::Original,
             Path::new("/w/o/x.o"),
             Path::new("/w/x.d"),
+            None,
         )
         .unwrap();
         assert!(
@@ -182,8 +189,10 @@ mod tests {
             &Variant::Patched(PathBuf::from("/w/src")),
             Path::new("/w/p/x.o"),
             Path::new("/w/y.d"),
+            Some("ccache gcc"),
         )
         .unwrap();
+        assert!(p.starts_with("ccache gcc -ffunction-sections"), "{p}");
         assert!(p.contains(" /w/src/fs/proc/cmdline.c "), "{p}");
         assert!(p.contains("-fmacro-prefix-map=/w/src/="), "{p}");
         assert!(!p.contains(" fs/proc/cmdline.o"), "{p}");

@@ -157,7 +157,14 @@ pub fn check_tree(opts: &BuildOptions) -> Result<(), String> {
     }
     if !opts.skip_compiler_check {
         let want = config_value(tree, "CONFIG_CC_VERSION_TEXT").unwrap_or_default();
-        let cc = std::env::var("CC").unwrap_or_else(|_| "gcc".into());
+        // The compiler proper: the last word of CC=... (after ccache or distcc), else gcc.
+        let cc = opts
+            .make_vars
+            .iter()
+            .find_map(|v| v.strip_prefix("CC="))
+            .and_then(|c| c.split_whitespace().last())
+            .unwrap_or("gcc")
+            .to_string();
         let have = Command::new(&cc)
             .arg("--version")
             .output()
@@ -174,8 +181,34 @@ pub fn check_tree(opts: &BuildOptions) -> Result<(), String> {
                 "compiler mismatch: the kernel was built with '{want}', {cc} is '{have}' (use --skip-compiler-check to override)"
             ));
         }
+        // The vmlinux records its compiler in .comment ("GCC: (Debian 12.2.0-14) 12.2.0").
+        if let Some(recorded) = vmlinux_compiler(&opts.vmlinux) {
+            let version = have
+                .split_once(' ')
+                .map_or(have.as_str(), |(_, v)| v)
+                .trim();
+            if !version.is_empty() && !recorded.contains(version) {
+                return Err(format!(
+                    "compiler mismatch: {} was built by '{recorded}', {cc} is '{have}' (use --skip-compiler-check to override)",
+                    opts.vmlinux.display()
+                ));
+            }
+        }
     }
     Ok(())
+}
+
+/// The GCC identification recorded in an image's `.comment` section.
+fn vmlinux_compiler(vmlinux: &Path) -> Option<String> {
+    let file = klpforge_elf::ElfFile::open(vmlinux).ok()?;
+    let obj = file.parse().ok()?;
+    let sec = obj.section_by_name(b".comment")?;
+    obj.section(sec)
+        .bytes()
+        .split(|&b| b == 0)
+        .map(String::from_utf8_lossy)
+        .find(|s| s.starts_with("GCC: "))
+        .map(|s| s.into_owned())
 }
 
 fn step(opts: &BuildOptions, msg: &str) {
@@ -335,6 +368,11 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
         .num_threads(opts.jobs.max(1))
         .build()
         .map_err(|e| e.to_string())?;
+    // CC=... among the make variables replaces the recorded compiler (ccache, distcc).
+    let cc: Option<String> = opts
+        .make_vars
+        .iter()
+        .find_map(|v| v.strip_prefix("CC=").map(str::to_string));
     let orig_dir = work.join("orig");
     let patched_dir = work.join("patched");
     let jobs: Vec<(String, CmdFile, bool)> = objects
@@ -350,7 +388,7 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
                 } else {
                     (Variant::Original, &orig_dir)
                 };
-                compile(tree, c, &variant, dir).map(|p| (o.clone(), *patched, p))
+                compile(tree, c, &variant, dir, cc.as_deref()).map(|p| (o.clone(), *patched, p))
             })
             .collect()
     });
