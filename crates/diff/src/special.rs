@@ -27,6 +27,15 @@ pub fn entries(info: &ObjInfo<'_, '_>, sec: SectionId) -> Result<Vec<Entry>, Str
         let e = s.sh_entsize;
         return Ok((0..size / e).map(|i| (i * e, (i + 1) * e)).collect());
     }
+    let starts = annotated_starts(info, sec);
+    if !starts.is_empty() {
+        let mut out = Vec::with_capacity(starts.len());
+        for (i, &a) in starts.iter().enumerate() {
+            let b = starts.get(i + 1).copied().unwrap_or(size);
+            out.push((a, b));
+        }
+        return Ok(out);
+    }
     let relocs: Vec<Field> = info
         .relocations(sec)
         .iter()
@@ -57,6 +66,46 @@ pub fn entries(info: &ObjInfo<'_, '_>, sec: SectionId) -> Result<Vec<Entry>, Str
 /// printk-index entries a few more). Bounding it keeps a section whose relocations do not
 /// repeat from being read as one giant entry.
 pub const MAX_RELOCS_PER_ENTRY: usize = 6;
+
+/// `ANNOTYPE_DATA_SPECIAL`: the type of an annotation marking the start of a special entry.
+pub const ANNOTYPE_DATA_SPECIAL: u32 = 1;
+
+/// Entry starts of `sec` given by `ANNOTATE_DATA_SPECIAL` annotations: 8-byte records in
+/// `.discard.annotate_data`, a PC-relative pointer to the entry and a 32-bit type. Sorted,
+/// empty when the section has none.
+pub fn annotated_starts(info: &ObjInfo<'_, '_>, sec: SectionId) -> Vec<u64> {
+    let Some(ann) = info.obj.section_by_name(b".discard.annotate_data") else {
+        return Vec::new();
+    };
+    let data = info.obj.section(ann).bytes();
+    let big = info.obj.header.endian == klpforge_elf::Endian::Big;
+    let mut out = Vec::new();
+    for r in info.relocations(ann) {
+        let off = r.offset as usize;
+        if off % 8 != 0 || off + 8 > data.len() {
+            continue;
+        }
+        let t = [data[off + 4], data[off + 5], data[off + 6], data[off + 7]];
+        let ty = if big {
+            u32::from_be_bytes(t)
+        } else {
+            u32::from_le_bytes(t)
+        };
+        if ty != ANNOTYPE_DATA_SPECIAL {
+            continue;
+        }
+        let Some(sym) = r.symbol else { continue };
+        let s = info.obj.symbol(sym);
+        if s.section() != Some(sec) {
+            continue;
+        }
+        // A data pointer: no instruction bias.
+        out.push((s.value as i64 + r.addend).max(0) as u64);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
 
 /// One relocated field of a special section, as the stride search sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
