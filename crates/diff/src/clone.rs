@@ -618,7 +618,12 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                         v.iter()
                             .any(|&x| self.o.obj.symbol(x).place == SymbolPlace::Undefined)
                     });
-                    if existed {
+                    let in_image = self
+                        .opts
+                        .sympos
+                        .as_ref()
+                        .is_some_and(|img| img.defines_global(&name));
+                    if existed || in_image {
                         Decision::Klp(objname, name, 0, klp_type(si.kind))
                     } else {
                         self.warnings.push(format!(

@@ -46,6 +46,14 @@ pub trait SymposSource: Send + Sync + std::fmt::Debug {
     /// local symbol, `file` is its FILE symbol's name and `scope` the names of the functions
     /// defined in that translation unit, which identify it in the image.
     fn sympos(&self, name: &str, file: Option<&str>, scope: &[String]) -> Result<u64, String>;
+
+    /// Whether the image defines a global symbol `name` (so a new reference to it from
+    /// patched code can be resolved by the livepatch core even if the original object never
+    /// referred to it).
+    fn defines_global(&self, name: &str) -> bool {
+        let _ = name;
+        false
+    }
 }
 
 /// The name of a klp symbol, checked against what the kernel's parser accepts.

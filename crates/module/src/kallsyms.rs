@@ -129,6 +129,10 @@ impl ImageSympos {
 }
 
 impl klpforge_diff::klp::SymposSource for ImageSympos {
+    fn defines_global(&self, name: &str) -> bool {
+        self.index.lookup(name).iter().any(|k| k.global)
+    }
+
     fn sympos(&self, name: &str, file: Option<&str>, scope: &[String]) -> Result<u64, String> {
         let all = self.index.lookup(name);
         let Some(file) = file else {
