@@ -50,6 +50,8 @@ pub struct BuildOptions {
     pub make_vars: Vec<String>,
     /// Print progress lines.
     pub verbose: bool,
+    /// Diff the whole linked vmlinux.o instead of single objects.
+    pub vmlinux_mode: bool,
 }
 
 /// How a build ended.
@@ -311,6 +313,19 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
     report
         .timings
         .insert("prepare".into(), t0.elapsed().as_secs_f64());
+    if opts.vmlinux_mode {
+        for f in touched.iter().filter(|f| f.ends_with(".c")) {
+            let object = format!("{}.o", f.trim_end_matches(".c"));
+            if let Some((module, _)) = tree.owner(&object) {
+                return Err(format!(
+                    "{f} belongs to module {module}: --mode vmlinux only patches vmlinux; use --mode tu"
+                ));
+            }
+        }
+        step(opts, "building vmlinux.o in a private copy of the tree");
+        let touched: Vec<String> = touched.iter().cloned().collect();
+        return crate::vmlinux_mode::build_vmlinux_mode(opts, &src_copy, &touched);
+    }
 
     // Objects.
     let t1 = Instant::now();

@@ -8,3 +8,4 @@ pub mod driver;
 pub mod fixlines;
 pub mod kbuild;
 pub mod patch;
+pub mod vmlinux_mode;

@@ -75,7 +75,9 @@ pub struct BuildArgs {
     /// Keep the work directory.
     #[arg(long)]
     pub keep: bool,
-    /// tu: compile only the affected objects (default); vmlinux: diff whole linked objects.
+    /// tu: compile only the affected objects (default). vmlinux: rebuild vmlinux.o in a
+    /// private copy of the tree and diff it whole (the upstream approach, for LTO builds;
+    /// vmlinux only, the build tree must be inside the source tree).
     #[arg(long, default_value = "tu", value_parser = ["tu", "vmlinux"])]
     pub mode: String,
     /// Write a machine-readable report.
@@ -99,9 +101,6 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
     if args.recover {
         println!("nothing to recover: klpforge build only reads the source and build trees");
         return Ok(ExitCode::SUCCESS);
-    }
-    if args.mode == "vmlinux" {
-        anyhow::bail!("--mode vmlinux is not available yet; use the default --mode tu");
     }
     let src =
         std::fs::canonicalize(&args.src).with_context(|| format!("{}", args.src.display()))?;
@@ -132,6 +131,7 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
         skip_compiler_check: args.skip_compiler_check,
         make_vars: args.make_vars.clone(),
         verbose: true,
+        vmlinux_mode: args.mode == "vmlinux",
     };
     let result = build(&opts);
     let keep = args.keep || args.work.is_some();

@@ -130,7 +130,8 @@ pub struct Cloner<'a, 'o, 'p> {
     queue: VecDeque<SymbolId>,
     placed: BTreeSet<SymbolId>,
     chunks: HashMap<SectionId, Vec<Chunk>>,
-    whole: HashMap<SectionId, SectionId>,
+    piece_bounds: HashMap<SectionId, Vec<u64>>,
+    anon_refs: Option<HashMap<SectionId, Vec<u64>>>,
     undef: HashMap<String, SymbolId>,
     klp_syms: HashMap<String, SymbolId>,
     strings: HashMap<(SectionId, Vec<u8>), u64>,
@@ -198,7 +199,8 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             queue: VecDeque::new(),
             placed: BTreeSet::new(),
             chunks: HashMap::new(),
-            whole: HashMap::new(),
+            piece_bounds: HashMap::new(),
+            anon_refs: None,
             undef: HashMap::new(),
             klp_syms: HashMap::new(),
             strings: HashMap::new(),
@@ -429,40 +431,93 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             .map(|c| (c.out, c.out_start as i64 + offset - c.start as i64))
     }
 
-    /// Copy a whole patched section (anonymous tables, alternative replacements, fixups).
-    fn clone_whole(&mut self, psec: SectionId) -> SectionId {
-        if let Some(&out) = self.whole.get(&psec) {
-            return out;
+    /// Boundaries of the anonymous pieces of `psec`: every offset something refers to
+    /// without a symbol, every symbol start and end, and the section's ends.
+    fn piece_bounds(&mut self, psec: SectionId) -> &Vec<u64> {
+        if !self.piece_bounds.contains_key(&psec) {
+            let p = self.p;
+            if self.anon_refs.is_none() {
+                // One pass over the object: every section-relative reference.
+                let mut refs: HashMap<SectionId, Vec<u64>> = HashMap::new();
+                for (sec, _) in p.obj.sections() {
+                    if matches!(p.sec(sec).kind, SecKind::Debug | SecKind::Meta) {
+                        continue;
+                    }
+                    for r in p.relocations(sec) {
+                        if let Target::Section { sec: t, offset } = resolve(p, sec, &r) {
+                            refs.entry(t).or_default().push(offset.max(0) as u64);
+                        }
+                    }
+                }
+                self.anon_refs = Some(refs);
+            }
+            let sec = p.obj.section(psec);
+            let size = match sec.data {
+                SectionData::NoBits { size } => size,
+                _ => sec.bytes().len() as u64,
+            };
+            let mut b: Vec<u64> = vec![0, size];
+            b.extend(
+                self.anon_refs
+                    .as_ref()
+                    .unwrap()
+                    .get(&psec)
+                    .into_iter()
+                    .flatten()
+                    .copied(),
+            );
+            for &(start, end, _) in &p.sec(psec).ranges {
+                b.push(start);
+                b.push(end);
+            }
+            b.retain(|&x| x <= size);
+            b.sort_unstable();
+            b.dedup();
+            self.piece_bounds.insert(psec, b);
         }
+        &self.piece_bounds[&psec]
+    }
+
+    /// Copy the anonymous piece of `psec` holding `offset` (a switch table, one alternative's
+    /// replacement code, one fixup), not the whole section: in a large object such sections
+    /// hold the pieces of every function. Returns the output section.
+    fn clone_piece(&mut self, psec: SectionId, offset: i64) -> SectionId {
+        let at = offset.max(0) as u64;
+        if let Some(c) = self
+            .chunks
+            .get(&psec)
+            .and_then(|cs| cs.iter().find(|c| at >= c.start && at < c.end))
+        {
+            return c.out;
+        }
+        let bounds = self.piece_bounds(psec).clone();
+        let start = bounds
+            .iter()
+            .copied()
+            .filter(|&b| b <= at)
+            .max()
+            .unwrap_or(0);
+        let end = bounds.iter().copied().find(|&b| b > at).unwrap_or(start);
         let p = self.p;
         let sec = p.obj.section(psec);
         let out = self.out_section_for(psec, None);
-        let size = match sec.data {
-            SectionData::NoBits { size } => size,
-            _ => sec.bytes().len() as u64,
-        };
         let bytes = match sec.data {
             SectionData::NoBits { .. } => None,
-            _ => Some(sec.bytes()),
+            _ => Some(&sec.bytes()[start as usize..end as usize]),
         };
-        let out_start = self.append(out, bytes, size, sec.sh_addralign.max(1));
-        self.whole.insert(psec, out);
+        let out_start = self.append(out, bytes, end - start, sec.sh_addralign.max(1));
         self.chunks.entry(psec).or_default().push(Chunk {
-            start: 0,
-            end: size,
+            start,
+            end,
             out,
             out_start,
         });
-        self.debug(|| format!("clone whole section {}", sec.name_lossy()));
-        // Symbols defined in it come along (switch-table labels, replacement labels).
-        let inside: Vec<SymbolId> = p.sec(psec).ranges.iter().map(|r| r.2).collect();
-        for x in inside {
-            if !self.clone_of.contains_key(&x) {
-                self.include(x);
-            }
-        }
-        for r in p.relocations(psec) {
-            self.translate(psec, &r, out, out_start + r.offset);
+        self.debug(|| format!("clone {}+{start:#x}..{end:#x}", sec.name_lossy()));
+        let relocs = p.relocations(psec);
+        let a = relocs.partition_point(|r| r.offset < start);
+        let b = relocs.partition_point(|r| r.offset < end);
+        for r in &relocs[a..b] {
+            self.translate(psec, r, out, out_start + (r.offset - start));
         }
         out
     }
@@ -723,7 +778,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                     });
                     return;
                 }
-                let osec = self.clone_whole(sec);
+                let osec = self.clone_piece(sec, offset);
                 let (_, mapped) = self.map_offset(sec, offset).unwrap_or((osec, offset));
                 let sym = self.out_secs[&osec].symbol;
                 self.push_reloc(out, new(Some(sym), mapped - bias));

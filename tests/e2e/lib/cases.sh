@@ -15,9 +15,10 @@
 #   E2E-TOOL-ERROR: <extended regex the refusing tool's output must match (refused, tool-rejects)>
 #   E2E-CONVERT: yes | no          (module cases: run `klpforge convert`; default yes)
 #   E2E-TOOL: convert | post-link  (module cases: which klpforge command finishes the .ko)
+#   E2E-MODE: tu | vmlinux         (patch cases: klpforge build --mode; default tu)
 
 CASE_LABELS=()
-declare -A C_KIND C_SRC C_NAME C_EXPECT C_CHECK C_DMESG C_TOOLERR C_CONVERT C_TOOL C_KO C_STATUS C_WHY
+declare -A C_KIND C_SRC C_NAME C_EXPECT C_CHECK C_DMESG C_TOOLERR C_CONVERT C_TOOL C_KO C_STATUS C_WHY C_MODE
 
 add_case() { # kind src label
     local kind=$1 src=$2 label=$3
@@ -38,6 +39,7 @@ add_case() { # kind src label
     C_TOOLERR[$label]=
     C_CONVERT[$label]=yes
     C_TOOL[$label]=convert
+    C_MODE[$label]=tu
     C_KO[$label]=
     C_STATUS[$label]=pending
     C_WHY[$label]=
@@ -59,6 +61,7 @@ parse_header() { # label file is_patch
         TOOL-ERROR) C_TOOLERR[$label]=$val ;;
         CONVERT) C_CONVERT[$label]=$val ;;
         TOOL) C_TOOL[$label]=$val ;;
+        MODE) C_MODE[$label]=$val ;;
         *) die "$file: unknown header E2E-$key" ;;
         esac
     done <"$file"
@@ -149,7 +152,7 @@ build_patch_case() {
         timing "module build: $label" "$(elapsed "$t0" "$(now)")" "interrupted"
         return 0
     fi
-    "$KLPFORGE" build --src "$KSRC" --build "$KBUILD" -o "$ko" --name "${C_NAME[$label]}" \
+    "$KLPFORGE" build --mode "${C_MODE[$label]}" --src "$KSRC" --build "$KBUILD" -o "$ko" --name "${C_NAME[$label]}" \
         -j "$JOBS" --work "$dir/work" --json "$dir/report.json" "$patch" >"$dir/build.log" 2>&1 || rc=$?
     case $expect in
     refused)

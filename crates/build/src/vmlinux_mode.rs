@@ -1,0 +1,237 @@
+//! `klpforge build --mode vmlinux`: the upstream approach, diffing the whole linked
+//! `vmlinux.o` (and the linked objects of changed modules), for builds where per-object
+//! diffing does not fit (Clang LTO, where code only takes its final shape at link time).
+//!
+//! The user's trees are still only read. The build tree is copied into the work directory
+//! (the source tree next to it as hard links, which is safe: sources are never written, and
+//! patched files are written as new files); the patch is applied to the copy and kbuild
+//! rebuilds incrementally there, with `-ffunction-sections -fdata-sections`. The original
+//! `vmlinux.o` is the user's when it was built with those flags, otherwise a second copy is
+//! built with them. Symbol positions come from the original vmlinux as in `tu` mode.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::driver::{BuildOptions, BuildReport, BuildResult};
+
+/// Whether a linked object was built with function sections (many `.text.*` sections).
+fn has_function_sections(obj: &Path) -> bool {
+    let Ok(file) = klpforge_elf::ElfFile::open(obj) else {
+        return false;
+    };
+    let Ok(o) = file.parse() else { return false };
+    o.sections()
+        .filter(|(_, s)| s.name.starts_with(b".text."))
+        .count()
+        > 100
+}
+
+fn run(cmd: &mut Command, what: &str, log: &Path) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+    let mut text = out.stdout.clone();
+    text.extend_from_slice(&out.stderr);
+    let _ = std::fs::write(log, &text);
+    if !out.status.success() {
+        let t = String::from_utf8_lossy(&text);
+        let tail: Vec<&str> = t.lines().rev().take(15).collect();
+        return Err(format!(
+            "{what} failed (log {}):\n{}",
+            log.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ));
+    }
+    Ok(())
+}
+
+/// A private copy of the kernel tree: sources hard-linked, the build tree copied. Only the
+/// layout kbuild itself recommends is supported: the build tree inside the source tree (for
+/// example `O=build`); in-tree builds are copied whole (objects next to sources cannot be
+/// hard links: the compiler rewrites them in place).
+fn copy_tree(opts: &BuildOptions, dest: &Path) -> Result<PathBuf, String> {
+    let src = &opts.tree.src;
+    let build = &opts.tree.build;
+    let rel_build = build
+        .strip_prefix(src)
+        .map_err(|_| {
+            format!(
+                "--mode vmlinux needs the build tree inside the source tree (O=<src>/build); {} is not inside {}",
+                build.display(),
+                src.display()
+            )
+        })?
+        .to_path_buf();
+    let _ = std::fs::remove_dir_all(dest);
+    std::fs::create_dir_all(dest.parent().unwrap()).map_err(|e| e.to_string())?;
+    if rel_build.as_os_str().is_empty() {
+        run(
+            Command::new("cp").arg("-a").arg(src).arg(dest),
+            "copying the tree",
+            &dest.with_extension("cp.log"),
+        )?;
+    } else {
+        run(
+            Command::new("cp").arg("-al").arg(src).arg(dest),
+            "linking the source tree",
+            &dest.with_extension("cp.log"),
+        )?;
+        let b = dest.join(&rel_build);
+        std::fs::remove_dir_all(&b).map_err(|e| format!("{}: {e}", b.display()))?;
+        run(
+            Command::new("cp").arg("-a").arg(build).arg(&b),
+            "copying the build tree",
+            &dest.with_extension("cp.log"),
+        )?;
+    }
+    Ok(dest.join(rel_build))
+}
+
+/// Build `vmlinux.o` (and modules) in a copied tree.
+fn make(copy_src: &Path, copy_build: &Path, opts: &BuildOptions, log: &Path) -> Result<(), String> {
+    let mut cmd = Command::new("make");
+    cmd.arg("-C").arg(copy_src);
+    if copy_build != copy_src {
+        cmd.arg(format!(
+            "O={}",
+            copy_build
+                .strip_prefix(copy_src)
+                .unwrap_or(copy_build)
+                .display()
+        ));
+    }
+    cmd.arg(format!("-j{}", opts.jobs.max(1)))
+        .arg("KCFLAGS=-ffunction-sections -fdata-sections")
+        .args(&opts.make_vars)
+        // `vmlinux.o` alone does not descend into the source directories; the incremental
+        // `vmlinux` build does, and leaves vmlinux.o behind.
+        .arg("vmlinux");
+    run(&mut cmd, "building vmlinux", log)
+}
+
+/// Run the vmlinux-mode pipeline.
+pub fn build_vmlinux_mode(
+    opts: &BuildOptions,
+    patched_sources: &Path,
+    touched: &[String],
+) -> Result<(BuildResult, BuildReport), String> {
+    let mut report = BuildReport::default();
+    let work = &opts.work;
+    let t0 = Instant::now();
+    // Original vmlinux.o: the user's if it has function sections, else a rebuilt copy.
+    let user_vo = opts.tree.build.join("vmlinux.o");
+    let orig_vo = if user_vo.exists() && has_function_sections(&user_vo) {
+        user_vo
+    } else {
+        eprintln!("klpforge: the original vmlinux.o lacks function sections: rebuilding a copy with them (a full kernel build)");
+        let b = copy_tree(opts, &work.join("orig-tree"))?;
+        make(
+            &work.join("orig-tree"),
+            &b,
+            opts,
+            &work.join("orig-make.log"),
+        )?;
+        b.join("vmlinux.o")
+    };
+    report
+        .timings
+        .insert("original".into(), t0.elapsed().as_secs_f64());
+
+    let t1 = Instant::now();
+    let tree = work.join("patched-tree");
+    let b = copy_tree(opts, &tree)?;
+    for f in touched {
+        let to = tree.join(f);
+        // Replace the hard link with a new file: the user's copy is never written.
+        let _ = std::fs::remove_file(&to);
+        std::fs::copy(patched_sources.join(f), &to).map_err(|e| format!("{f}: {e}"))?;
+    }
+    make(&tree, &b, opts, &work.join("patched-make.log"))?;
+    report
+        .timings
+        .insert("patched build".into(), t1.elapsed().as_secs_f64());
+
+    let t2 = Instant::now();
+    let symvers_text = std::fs::read_to_string(&opts.symvers)
+        .map_err(|e| format!("{}: {e}", opts.symvers.display()))?;
+    let symvers = klpforge_diff::Symvers::parse(&symvers_text)
+        .map_err(|e| format!("{}: {e}", opts.symvers.display()))?;
+    let vm_file = klpforge_elf::ElfFile::open(&opts.vmlinux).map_err(|e| e.to_string())?;
+    let vm = vm_file.parse().map_err(|e| e.to_string())?;
+    let sympos: Arc<dyn klpforge_diff::klp::SymposSource> =
+        Arc::new(klpforge_module::kallsyms::ImageSympos::new(&vm));
+    let of = klpforge_elf::ElfFile::open(&orig_vo).map_err(|e| e.to_string())?;
+    let pf = klpforge_elf::ElfFile::open(b.join("vmlinux.o")).map_err(|e| e.to_string())?;
+    let (oo, po) = (
+        of.parse().map_err(|e| e.to_string())?,
+        pf.parse().map_err(|e| e.to_string())?,
+    );
+    let dopts = klpforge_diff::DiffOptions {
+        objname: "vmlinux".into(),
+        symvers,
+        debug: false,
+        sympos: Some(sympos),
+    };
+    report.objects = vec!["vmlinux.o".into()];
+    let outcome = klpforge_diff::diff(&oo, &po, &dopts).map_err(|e| format!("vmlinux.o: {e}"))?;
+    report
+        .timings
+        .insert("diff".into(), t2.elapsed().as_secs_f64());
+    let diff_obj = work.join("diff").join("vmlinux.o");
+    match outcome {
+        klpforge_diff::Outcome::NoChange(rep) => {
+            report
+                .diffs
+                .insert("vmlinux.o".into(), serde_json::to_value(&rep).unwrap());
+            Ok((BuildResult::NoChange, report))
+        }
+        klpforge_diff::Outcome::Refused(rep) => {
+            let reasons = rep
+                .refusals
+                .iter()
+                .map(|r| format!("vmlinux.o: {}: {} ({})", r.symbol, r.reason, r.remedy))
+                .collect();
+            report
+                .diffs
+                .insert("vmlinux.o".into(), serde_json::to_value(&rep).unwrap());
+            Ok((BuildResult::Refused(reasons), report))
+        }
+        klpforge_diff::Outcome::Changed(obj, rep) => {
+            for f in &rep.changed_functions {
+                println!("vmlinux.o: changed function: {} ({})", f.name, f.reason);
+            }
+            for f in &rep.new_functions {
+                println!("vmlinux.o: new function: {f}");
+            }
+            report
+                .warnings
+                .extend(rep.warnings.iter().map(|w| format!("vmlinux.o: {w}")));
+            report
+                .diffs
+                .insert("vmlinux.o".into(), serde_json::to_value(&rep).unwrap());
+            std::fs::create_dir_all(diff_obj.parent().unwrap()).map_err(|e| e.to_string())?;
+            klpforge_elf::write::write_file(&obj, &diff_obj).map_err(|e| e.to_string())?;
+            let t3 = Instant::now();
+            let mopts = klpforge_module::assemble::ModuleOptions {
+                kernel: opts.tree.build.clone(),
+                out: opts.out.clone(),
+                name: opts.name.clone().or_else(|| {
+                    opts.patches
+                        .first()
+                        .and_then(|p| p.file_stem())
+                        .map(|s| format!("klp_{}", s.to_string_lossy()))
+                }),
+                replace: opts.replace,
+                make_vars: opts.make_vars.clone(),
+                work: Some(work.join("module")),
+                jobs: opts.jobs,
+            };
+            let m = klpforge_module::assemble::build_module(&[diff_obj], &mopts)?;
+            report
+                .timings
+                .insert("module".into(), t3.elapsed().as_secs_f64());
+            report.module = Some(m.path.display().to_string());
+            Ok((BuildResult::Built(m.path), report))
+        }
+    }
+}
