@@ -150,8 +150,13 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
         .iter()
         .map(|(k, v)| format!("{k} {v:.2}s"))
         .collect();
+    let changed = report
+        .diffs
+        .values()
+        .filter(|d| d["result"].as_str() == Some("changed"))
+        .count();
     println!(
-        "objects recompiled: {}; time: {}",
+        "objects recompiled: {}; functionally changed: {changed}; time: {}",
         report.objects.len(),
         times.join(", ")
     );
