@@ -314,15 +314,10 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
         .timings
         .insert("prepare".into(), t0.elapsed().as_secs_f64());
     if opts.vmlinux_mode {
-        for f in touched.iter().filter(|f| f.ends_with(".c")) {
-            let object = format!("{}.o", f.trim_end_matches(".c"));
-            if let Some((module, _)) = tree.owner(&object) {
-                return Err(format!(
-                    "{f} belongs to module {module}: --mode vmlinux only patches vmlinux; use --mode tu"
-                ));
-            }
-        }
-        step(opts, "building vmlinux.o in a private copy of the tree");
+        step(
+            opts,
+            "building vmlinux and modules in a private copy of the tree",
+        );
         let touched: Vec<String> = touched.iter().cloned().collect();
         return crate::vmlinux_mode::build_vmlinux_mode(opts, &src_copy, &touched);
     }

@@ -1,5 +1,5 @@
 //! `klpforge build --mode vmlinux`: the upstream approach, diffing the whole linked
-//! `vmlinux.o` (and the linked objects of changed modules), for builds where per-object
+//! `vmlinux.o` and the linked objects of changed modules, for builds where per-object
 //! diffing does not fit (Clang LTO, where code only takes its final shape at link time).
 //!
 //! The user's trees are still only read. The build tree is copied into the work directory
@@ -15,6 +15,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::driver::{BuildOptions, BuildReport, BuildResult};
+
+/// One linked object to compare: label, original, patched, objname, sympos source.
+type Pair = (
+    String,
+    PathBuf,
+    PathBuf,
+    String,
+    Option<Arc<dyn klpforge_diff::klp::SymposSource>>,
+);
 
 /// Whether a linked object was built with function sections (many `.text.*` sections).
 fn has_function_sections(obj: &Path) -> bool {
@@ -104,9 +113,11 @@ fn make(copy_src: &Path, copy_build: &Path, opts: &BuildOptions, log: &Path) -> 
         .arg("KCFLAGS=-ffunction-sections -fdata-sections")
         .args(&opts.make_vars)
         // `vmlinux.o` alone does not descend into the source directories; the incremental
-        // `vmlinux` build does, and leaves vmlinux.o behind.
-        .arg("vmlinux");
-    run(&mut cmd, "building vmlinux", log)
+        // `vmlinux` build does, and leaves vmlinux.o behind. `modules` relinks the module
+        // objects whose members changed.
+        .arg("vmlinux")
+        .arg("modules");
+    run(&mut cmd, "building vmlinux and modules", log)
 }
 
 /// Run the vmlinux-mode pipeline.
@@ -158,80 +169,120 @@ pub fn build_vmlinux_mode(
         .map_err(|e| format!("{}: {e}", opts.symvers.display()))?;
     let vm_file = klpforge_elf::ElfFile::open(&opts.vmlinux).map_err(|e| e.to_string())?;
     let vm = vm_file.parse().map_err(|e| e.to_string())?;
-    let sympos: Arc<dyn klpforge_diff::klp::SymposSource> =
+    let vm_sympos: Arc<dyn klpforge_diff::klp::SymposSource> =
         Arc::new(klpforge_module::kallsyms::ImageSympos::new(&vm));
-    let of = klpforge_elf::ElfFile::open(&orig_vo).map_err(|e| e.to_string())?;
-    let pf = klpforge_elf::ElfFile::open(b.join("vmlinux.o")).map_err(|e| e.to_string())?;
-    let (oo, po) = (
-        of.parse().map_err(|e| e.to_string())?,
-        pf.parse().map_err(|e| e.to_string())?,
-    );
-    let dopts = klpforge_diff::DiffOptions {
-        objname: "vmlinux".into(),
-        symvers,
-        debug: false,
-        sympos: Some(sympos),
-    };
-    report.objects = vec!["vmlinux.o".into()];
-    let outcome = klpforge_diff::diff(&oo, &po, &dopts).map_err(|e| format!("vmlinux.o: {e}"))?;
+    // The linked objects to compare: vmlinux.o, and every module object that changed.
+    let mut pairs: Vec<Pair> = vec![(
+        "vmlinux.o".into(),
+        orig_vo.clone(),
+        b.join("vmlinux.o"),
+        "vmlinux".into(),
+        Some(vm_sympos),
+    )];
+    let orig_build = orig_vo.parent().unwrap_or(Path::new(".")).to_path_buf();
+    if let Ok(order) = std::fs::read_to_string(orig_build.join("modules.order")) {
+        for m in order.lines().map(str::trim).filter(|m| !m.is_empty()) {
+            let (o, p) = (orig_build.join(m), b.join(m));
+            let (Ok(ob), Ok(pb)) = (std::fs::read(&o), std::fs::read(&p)) else {
+                continue;
+            };
+            if ob == pb {
+                continue;
+            }
+            let name = Path::new(m)
+                .file_stem()
+                .map(|s| s.to_string_lossy().replace('-', "_"))
+                .unwrap_or_default();
+            let ko = opts.tree.build.join(m.replace(".o", ".ko"));
+            let sympos = klpforge_elf::ElfFile::open(&ko).ok().and_then(|f| {
+                f.parse().ok().map(|k| {
+                    Arc::new(klpforge_module::kallsyms::ImageSympos::new(&k))
+                        as Arc<dyn klpforge_diff::klp::SymposSource>
+                })
+            });
+            pairs.push((m.to_string(), o, p, name, sympos));
+        }
+    }
+    let mut diffs = Vec::new();
+    let mut refusals = Vec::new();
+    for (label, o, p, objname, sympos) in pairs {
+        report.objects.push(label.clone());
+        let of = klpforge_elf::ElfFile::open(&o).map_err(|e| e.to_string())?;
+        let pf = klpforge_elf::ElfFile::open(&p).map_err(|e| e.to_string())?;
+        let (oo, po) = (
+            of.parse().map_err(|e| e.to_string())?,
+            pf.parse().map_err(|e| e.to_string())?,
+        );
+        let dopts = klpforge_diff::DiffOptions {
+            objname,
+            symvers: symvers.clone(),
+            debug: false,
+            sympos,
+        };
+        match klpforge_diff::diff(&oo, &po, &dopts).map_err(|e| format!("{label}: {e}"))? {
+            klpforge_diff::Outcome::NoChange(rep) => {
+                report
+                    .diffs
+                    .insert(label, serde_json::to_value(&rep).unwrap());
+            }
+            klpforge_diff::Outcome::Refused(rep) => {
+                refusals.extend(
+                    rep.refusals
+                        .iter()
+                        .map(|r| format!("{label}: {}: {} ({})", r.symbol, r.reason, r.remedy)),
+                );
+                report
+                    .diffs
+                    .insert(label, serde_json::to_value(&rep).unwrap());
+            }
+            klpforge_diff::Outcome::Changed(obj, rep) => {
+                for f in &rep.changed_functions {
+                    println!("{label}: changed function: {} ({})", f.name, f.reason);
+                }
+                for f in &rep.new_functions {
+                    println!("{label}: new function: {f}");
+                }
+                report
+                    .warnings
+                    .extend(rep.warnings.iter().map(|w| format!("{label}: {w}")));
+                report
+                    .diffs
+                    .insert(label.clone(), serde_json::to_value(&rep).unwrap());
+                let out = work.join("diff").join(&label);
+                std::fs::create_dir_all(out.parent().unwrap()).map_err(|e| e.to_string())?;
+                klpforge_elf::write::write_file(&obj, &out).map_err(|e| e.to_string())?;
+                diffs.push(out);
+            }
+        }
+    }
     report
         .timings
         .insert("diff".into(), t2.elapsed().as_secs_f64());
-    let diff_obj = work.join("diff").join("vmlinux.o");
-    match outcome {
-        klpforge_diff::Outcome::NoChange(rep) => {
-            report
-                .diffs
-                .insert("vmlinux.o".into(), serde_json::to_value(&rep).unwrap());
-            Ok((BuildResult::NoChange, report))
-        }
-        klpforge_diff::Outcome::Refused(rep) => {
-            let reasons = rep
-                .refusals
-                .iter()
-                .map(|r| format!("vmlinux.o: {}: {} ({})", r.symbol, r.reason, r.remedy))
-                .collect();
-            report
-                .diffs
-                .insert("vmlinux.o".into(), serde_json::to_value(&rep).unwrap());
-            Ok((BuildResult::Refused(reasons), report))
-        }
-        klpforge_diff::Outcome::Changed(obj, rep) => {
-            for f in &rep.changed_functions {
-                println!("vmlinux.o: changed function: {} ({})", f.name, f.reason);
-            }
-            for f in &rep.new_functions {
-                println!("vmlinux.o: new function: {f}");
-            }
-            report
-                .warnings
-                .extend(rep.warnings.iter().map(|w| format!("vmlinux.o: {w}")));
-            report
-                .diffs
-                .insert("vmlinux.o".into(), serde_json::to_value(&rep).unwrap());
-            std::fs::create_dir_all(diff_obj.parent().unwrap()).map_err(|e| e.to_string())?;
-            klpforge_elf::write::write_file(&obj, &diff_obj).map_err(|e| e.to_string())?;
-            let t3 = Instant::now();
-            let mopts = klpforge_module::assemble::ModuleOptions {
-                kernel: opts.tree.build.clone(),
-                out: opts.out.clone(),
-                name: opts.name.clone().or_else(|| {
-                    opts.patches
-                        .first()
-                        .and_then(|p| p.file_stem())
-                        .map(|s| format!("klp_{}", s.to_string_lossy()))
-                }),
-                replace: opts.replace,
-                make_vars: opts.make_vars.clone(),
-                work: Some(work.join("module")),
-                jobs: opts.jobs,
-            };
-            let m = klpforge_module::assemble::build_module(&[diff_obj], &mopts)?;
-            report
-                .timings
-                .insert("module".into(), t3.elapsed().as_secs_f64());
-            report.module = Some(m.path.display().to_string());
-            Ok((BuildResult::Built(m.path), report))
-        }
+    if !refusals.is_empty() {
+        return Ok((BuildResult::Refused(refusals), report));
     }
+    if diffs.is_empty() {
+        return Ok((BuildResult::NoChange, report));
+    }
+    let t3 = Instant::now();
+    let mopts = klpforge_module::assemble::ModuleOptions {
+        kernel: opts.tree.build.clone(),
+        out: opts.out.clone(),
+        name: opts.name.clone().or_else(|| {
+            opts.patches
+                .first()
+                .and_then(|p| p.file_stem())
+                .map(|s| format!("klp_{}", s.to_string_lossy()))
+        }),
+        replace: opts.replace,
+        make_vars: opts.make_vars.clone(),
+        work: Some(work.join("module")),
+        jobs: opts.jobs,
+    };
+    let m = klpforge_module::assemble::build_module(&diffs, &mopts)?;
+    report
+        .timings
+        .insert("module".into(), t3.elapsed().as_secs_f64());
+    report.module = Some(m.path.display().to_string());
+    Ok((BuildResult::Built(m.path), report))
 }
