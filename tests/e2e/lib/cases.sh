@@ -16,9 +16,11 @@
 #   E2E-CONVERT: yes | no          (module cases: run `klpforge convert`; default yes)
 #   E2E-TOOL: convert | post-link  (module cases: which klpforge command finishes the .ko)
 #   E2E-MODE: tu | vmlinux         (patch cases: klpforge build --mode; default tu)
+#   E2E-TARGET: <path of a .ko in the build tree>  the patched module, loaded in the VM before
+#                                  the livepatch (or after it with E2E-TARGET-LATE: yes)
 
 CASE_LABELS=()
-declare -A C_KIND C_SRC C_NAME C_EXPECT C_CHECK C_DMESG C_TOOLERR C_CONVERT C_TOOL C_KO C_STATUS C_WHY C_MODE
+declare -A C_KIND C_SRC C_NAME C_EXPECT C_CHECK C_DMESG C_TOOLERR C_CONVERT C_TOOL C_KO C_STATUS C_WHY C_MODE C_TARGET C_TARGET_LATE
 
 add_case() { # kind src label
     local kind=$1 src=$2 label=$3
@@ -40,6 +42,8 @@ add_case() { # kind src label
     C_CONVERT[$label]=yes
     C_TOOL[$label]=convert
     C_MODE[$label]=tu
+    C_TARGET[$label]=
+    C_TARGET_LATE[$label]=
     C_KO[$label]=
     C_STATUS[$label]=pending
     C_WHY[$label]=
@@ -62,6 +66,8 @@ parse_header() { # label file is_patch
         CONVERT) C_CONVERT[$label]=$val ;;
         TOOL) C_TOOL[$label]=$val ;;
         MODE) C_MODE[$label]=$val ;;
+        TARGET) C_TARGET[$label]=$val ;;
+        TARGET-LATE) C_TARGET_LATE[$label]=$val ;;
         *) die "$file: unknown header E2E-$key" ;;
         esac
     done <"$file"

@@ -5,6 +5,9 @@
 # Lines of dmesg that fail the whole run.
 DMESG_BAD='WARNING|BUG|Oops|Call Trace'
 
+# The kernel's name of a module file: basename without .ko, '-' as '_'.
+module_name_of() { basename "$1" .ko | tr '-' '_'; }
+
 # Builds $RUN/initramfs.cpio.gz with /init, busybox and one /cases/NN-<label>/ per VM case.
 make_initramfs() {
     local stage=$RUN/vm list=$RUN/vm/initramfs.list label i=0 d
@@ -36,6 +39,12 @@ make_initramfs() {
         printf '%s\n' "${C_NAME[$label]}" >"$d/name"
         printf '%s\n' "${C_EXPECT[$label]}" >"$d/expect"
         cp "${C_KO[$label]}" "$d/module.ko"
+        if [ -n "${C_TARGET[$label]}" ]; then
+            [ -f "$KBUILD/${C_TARGET[$label]}" ] || die "E2E-TARGET ${C_TARGET[$label]} is not built"
+            cp "$KBUILD/${C_TARGET[$label]}" "$d/target.ko"
+            module_name_of "${C_TARGET[$label]}" >"$d/target_name"
+            [ "${C_TARGET_LATE[$label]}" = yes ] && echo yes >"$d/target_late"
+        fi
         [ -n "${C_CHECK[$label]}" ] && printf '%s\n' "${C_CHECK[$label]}" >"$d/check"
         [ -n "${C_DMESG[$label]}" ] && printf '%s' "${C_DMESG[$label]}" >"$d/dmesg"
         local rel=${d#"$stage"} f
