@@ -384,6 +384,7 @@ fn code_annotations(info: &ObjInfo<'_, '_>) -> HashMap<SymbolId, Vec<Annotation>
         };
         let relocs = info.relocations(sec);
         let data = info.obj.section(sec).bytes();
+        let len_field = replacement_length_field(info, sec, &entries, &relocs, &aux_bounds);
         for (start, end) in entries {
             let here = relocs_in(&relocs, start, end);
             let owner = here.iter().find_map(|r| match resolve(info, sec, r) {
@@ -427,7 +428,13 @@ fn code_annotations(info: &ObjInfo<'_, '_>) -> HashMap<SymbolId, Vec<Annotation>
                         let bounds = &aux_bounds[&aux];
                         let a = offset.max(0) as u64;
                         let size = info.obj.section(aux).bytes().len() as u64;
-                        let b = bounds.iter().copied().find(|&x| x > a).unwrap_or(size);
+                        let next = bounds.iter().copied().find(|&x| x > a).unwrap_or(size);
+                        // The entry's own length field when one was found: a zero-length
+                        // replacement shares its offset with the next entry's code.
+                        let b = match len_field {
+                            Some(p) => (a + u64::from(data[(start + p) as usize])).min(size),
+                            None => next,
+                        };
                         h.both(b"AUX");
                         hash_code(&mut h, info, aux, a, b);
                     }
@@ -447,6 +454,66 @@ fn code_annotations(info: &ObjInfo<'_, '_>) -> HashMap<SymbolId, Vec<Annotation>
         list.dedup_by_key(|a| (a.at, a.full, a.noline));
     }
     out
+}
+
+/// In a section whose entries point at auxiliary code (`.altinstructions` into
+/// `.altinstr_replacement`), the offset of the byte holding the length of that code: the
+/// unrelocated byte position that never exceeds the distance to the next referenced piece
+/// and equals it in at least half of the entries (at least four). Structure layouts vary between kernel versions;
+/// the data tells which byte it is.
+fn replacement_length_field(
+    info: &ObjInfo<'_, '_>,
+    sec: SectionId,
+    entries: &[special::Entry],
+    relocs: &[Relocation],
+    aux_bounds: &HashMap<SectionId, Vec<u64>>,
+) -> Option<u64> {
+    let data = info.obj.section(sec).bytes();
+    let mut samples: Vec<(u64, u64, u64)> = Vec::new(); // (entry start, entry len, piece len)
+    let mut reloc_fields: Vec<(u64, u64)> = Vec::new(); // relocated (offset in entry, size)
+    for &(start, end) in entries {
+        for r in relocs_in(relocs, start, end) {
+            reloc_fields.push((r.offset - start, field_size(info, r) as u64));
+            if let Target::Section { sec: aux, offset } = resolve(info, sec, r) {
+                if let Some(bounds) = aux_bounds.get(&aux) {
+                    let a = offset.max(0) as u64;
+                    let size = info.obj.section(aux).bytes().len() as u64;
+                    let b = bounds.iter().copied().find(|&x| x > a).unwrap_or(size);
+                    samples.push((start, end - start, b - a));
+                }
+            }
+        }
+    }
+    if samples.len() < 4 {
+        return None;
+    }
+    let min_len = samples.iter().map(|s| s.1).min()?;
+    let mut best: Option<(usize, u64)> = None;
+    for p in 0..min_len {
+        if reloc_fields.iter().any(|&(o, sz)| p >= o && p < o + sz) {
+            continue;
+        }
+        // A length never exceeds the distance to the next piece; an instruction-length
+        // field (equal most of the time too) does when a replacement is shorter.
+        let value = |start: u64| u64::from(data[(start + p) as usize]);
+        if samples
+            .iter()
+            .any(|&(start, _, piece)| value(start) > piece)
+        {
+            continue;
+        }
+        let hits = samples
+            .iter()
+            .filter(|&&(start, _, piece)| value(start) == piece)
+            .count();
+        if best.is_none_or(|(h, _)| hits > h) {
+            best = Some((hits, p));
+        }
+    }
+    let (hits, p) = best?;
+    // Zero-length and padded replacements make exact matches rarer than the bound; half of
+    // the entries (70% in a 6.12 vmlinux) matching exactly, with no violation, is telling.
+    (hits >= 4 && hits * 2 >= samples.len()).then_some(p)
 }
 
 /// Whether the first two code references of a jump-table entry (site and target) coincide.
