@@ -213,6 +213,31 @@ fn vmlinux_compiler(vmlinux: &Path) -> Option<String> {
         .map(|s| s.into_owned())
 }
 
+/// A progress bar when stderr is a terminal and progress is wanted; hidden otherwise.
+fn progress(opts: &BuildOptions, len: u64, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !opts.verbose || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("klpforge: {msg} [{bar:30}] {pos}/{len}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Advances a progress bar when dropped (one finished item).
+struct Tick<'a>(&'a indicatif::ProgressBar);
+
+impl Drop for Tick<'_> {
+    fn drop(&mut self) {
+        self.0.inc(1);
+    }
+}
+
 fn step(opts: &BuildOptions, msg: &str) {
     if opts.verbose {
         eprintln!("klpforge: {msg}");
@@ -389,10 +414,13 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
         .iter()
         .flat_map(|(o, c)| [(o.clone(), c.clone(), false), (o.clone(), c.clone(), true)])
         .collect();
+    // A progress bar on a terminal; the step lines alone otherwise.
+    let bar = progress(opts, jobs.len() as u64, "compiling");
     let results: Vec<Result<(String, bool, PathBuf), String>> = pool.install(|| {
         use rayon::prelude::*;
         jobs.par_iter()
             .map(|(o, c, patched)| {
+                let _tick = Tick(&bar);
                 let (variant, dir) = if *patched {
                     (Variant::Patched(src_copy.clone()), &patched_dir)
                 } else {
@@ -402,6 +430,7 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
             })
             .collect()
     });
+    bar.finish_and_clear();
     let mut pairs: BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)> = BTreeMap::new();
     for r in results {
         let (o, patched, p) = r?;
