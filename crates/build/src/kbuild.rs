@@ -181,31 +181,6 @@ impl KernelTree {
         }
         None
     }
-
-    /// The module an object is linked into (from kbuild's `*.mod` lists), or `None` for
-    /// vmlinux. Module names use `_` as the kernel does.
-    pub fn owner_module(&self, object: &str) -> Option<String> {
-        let order = std::fs::read_to_string(self.build.join("modules.order")).ok()?;
-        for m in order.lines() {
-            let m = m.trim();
-            if m.is_empty() {
-                continue;
-            }
-            let mod_file = self
-                .build
-                .join(m.replace(".o", ".mod").replace(".ko", ".mod"));
-            let members = std::fs::read_to_string(&mod_file).unwrap_or_default();
-            let listed = members.split_whitespace().any(|x| x == object) || m == object;
-            if listed {
-                let base = Path::new(m)
-                    .file_stem()?
-                    .to_string_lossy()
-                    .replace('-', "_");
-                return Some(base);
-            }
-        }
-        None
-    }
 }
 
 /// Lexically normalise a path (resolve `.` and `..` without touching the file system).
