@@ -80,9 +80,6 @@ pub struct BuildReport {
     pub timings: BTreeMap<String, f64>,
 }
 
-/// What diffing one object gave: the diff object (if any), the report, refusal reasons.
-type DiffRun = Result<(Option<PathBuf>, serde_json::Value, Vec<String>), String>;
-
 /// Paths of the source tree a patch must not touch, with the reason.
 fn refused_path(path: &str) -> Option<&'static str> {
     if path.ends_with(".S") || path.ends_with(".s") {
@@ -448,18 +445,8 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
     // Diff.
     let t3 = Instant::now();
     step(opts, "comparing");
-    let symvers_text = std::fs::read_to_string(&opts.symvers)
-        .map_err(|e| format!("{}: {e}", opts.symvers.display()))?;
-    let symvers = klpforge_diff::Symvers::parse(&symvers_text)
-        .map_err(|e| format!("{}: {e}", opts.symvers.display()))?;
-    let vm_file = klpforge_elf::ElfFile::open(&opts.vmlinux).map_err(|e| e.to_string())?;
-    let vm = vm_file.parse().map_err(|e| e.to_string())?;
-    let vm_sympos: Arc<dyn klpforge_diff::klp::SymposSource> =
-        Arc::new(klpforge_module::kallsyms::ImageSympos::new(&vm));
-    drop(vm);
+    let (symvers, vm_sympos) = load_exports(opts)?;
     let diff_dir = work.join("diff");
-    let mut diffs = Vec::new();
-    let mut refusals = Vec::new();
     let outcomes: Vec<(String, DiffRun)> = pool.install(|| {
         use rayon::prelude::*;
         pairs
@@ -470,14 +457,9 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
                 // module objects (its symbol-table order is what kallsyms uses).
                 let sympos = match &owner {
                     None => Some(vm_sympos.clone()),
-                    Some((_, ko)) => klpforge_elf::ElfFile::open(ko).ok().and_then(|f| {
-                        f.parse().ok().map(|m| {
-                            Arc::new(klpforge_module::kallsyms::ImageSympos::new(&m))
-                                as Arc<dyn klpforge_diff::klp::SymposSource>
-                        })
-                    }),
+                    Some((_, ko)) => image_sympos(ko),
                 };
-                let opts_d = klpforge_diff::DiffOptions {
+                let dopts = klpforge_diff::DiffOptions {
                     objname: owner
                         .as_ref()
                         .map_or_else(|| "vmlinux".into(), |o| o.0.clone()),
@@ -485,42 +467,89 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
                     debug: false,
                     sympos,
                 };
-                let run = || -> DiffRun {
-                    let (o, p) = (o.as_ref().unwrap(), p.as_ref().unwrap());
-                    let of = klpforge_elf::ElfFile::open(o).map_err(|e| e.to_string())?;
-                    let pf = klpforge_elf::ElfFile::open(p).map_err(|e| e.to_string())?;
-                    let oo = of.parse().map_err(|e| e.to_string())?;
-                    let po = pf.parse().map_err(|e| e.to_string())?;
-                    match klpforge_diff::diff(&oo, &po, &opts_d)
-                        .map_err(|e| format!("{object}: {e}"))?
-                    {
-                        klpforge_diff::Outcome::Changed(obj, rep) => {
-                            let out = diff_dir.join(object);
-                            std::fs::create_dir_all(out.parent().unwrap())
-                                .map_err(|e| e.to_string())?;
-                            klpforge_elf::write::write_file(&obj, &out)
-                                .map_err(|e| e.to_string())?;
-                            Ok((Some(out), serde_json::to_value(&rep).unwrap(), Vec::new()))
-                        }
-                        klpforge_diff::Outcome::NoChange(rep) => {
-                            Ok((None, serde_json::to_value(&rep).unwrap(), Vec::new()))
-                        }
-                        klpforge_diff::Outcome::Refused(rep) => {
-                            let reasons = rep
-                                .refusals
-                                .iter()
-                                .map(|r| {
-                                    format!("{object}: {}: {} ({})", r.symbol, r.reason, r.remedy)
-                                })
-                                .collect();
-                            Ok((None, serde_json::to_value(&rep).unwrap(), reasons))
-                        }
-                    }
-                };
-                (object.clone(), run())
+                let (o, p) = (o.as_ref().unwrap(), p.as_ref().unwrap());
+                (object.clone(), diff_object(object, o, p, &dopts, &diff_dir))
             })
             .collect()
     });
+    let (diffs, refusals) = collect_outcomes(opts, &mut report, outcomes)?;
+    finish(opts, report, diffs, refusals, t3)
+}
+
+/// What diffing one object gave: the diff object (if any), the report, refusal reasons.
+pub(crate) type DiffRun = Result<(Option<PathBuf>, serde_json::Value, Vec<String>), String>;
+
+/// Module.symvers and the `sympos` source of the original vmlinux.
+pub(crate) fn load_exports(
+    opts: &BuildOptions,
+) -> Result<
+    (
+        klpforge_diff::Symvers,
+        Arc<dyn klpforge_diff::klp::SymposSource>,
+    ),
+    String,
+> {
+    let text = std::fs::read_to_string(&opts.symvers)
+        .map_err(|e| format!("{}: {e}", opts.symvers.display()))?;
+    let symvers = klpforge_diff::Symvers::parse(&text)
+        .map_err(|e| format!("{}: {e}", opts.symvers.display()))?;
+    let vm_file = klpforge_elf::ElfFile::open(&opts.vmlinux).map_err(|e| e.to_string())?;
+    let vm = vm_file.parse().map_err(|e| e.to_string())?;
+    Ok((
+        symvers,
+        Arc::new(klpforge_module::kallsyms::ImageSympos::new(&vm)),
+    ))
+}
+
+/// The `sympos` source of a linked module, if it can be read.
+pub(crate) fn image_sympos(ko: &Path) -> Option<Arc<dyn klpforge_diff::klp::SymposSource>> {
+    let file = klpforge_elf::ElfFile::open(ko).ok()?;
+    let m = file.parse().ok()?;
+    Some(Arc::new(klpforge_module::kallsyms::ImageSympos::new(&m)))
+}
+
+/// Diff one pair of objects; a changed one writes its diff object below `diff_dir`.
+pub(crate) fn diff_object(
+    label: &str,
+    orig: &Path,
+    patched: &Path,
+    dopts: &klpforge_diff::DiffOptions,
+    diff_dir: &Path,
+) -> DiffRun {
+    let of = klpforge_elf::ElfFile::open(orig).map_err(|e| e.to_string())?;
+    let pf = klpforge_elf::ElfFile::open(patched).map_err(|e| e.to_string())?;
+    let oo = of.parse().map_err(|e| e.to_string())?;
+    let po = pf.parse().map_err(|e| e.to_string())?;
+    match klpforge_diff::diff(&oo, &po, dopts).map_err(|e| format!("{label}: {e}"))? {
+        klpforge_diff::Outcome::Changed(obj, rep) => {
+            let out = diff_dir.join(label);
+            std::fs::create_dir_all(out.parent().unwrap()).map_err(|e| e.to_string())?;
+            klpforge_elf::write::write_file(&obj, &out).map_err(|e| e.to_string())?;
+            Ok((Some(out), serde_json::to_value(&rep).unwrap(), Vec::new()))
+        }
+        klpforge_diff::Outcome::NoChange(rep) => {
+            Ok((None, serde_json::to_value(&rep).unwrap(), Vec::new()))
+        }
+        klpforge_diff::Outcome::Refused(rep) => {
+            let reasons = rep
+                .refusals
+                .iter()
+                .map(|r| format!("{label}: {}: {} ({})", r.symbol, r.reason, r.remedy))
+                .collect();
+            Ok((None, serde_json::to_value(&rep).unwrap(), reasons))
+        }
+    }
+}
+
+/// Print the findings of every diffed object and record them in the report; returns the diff
+/// objects and the refusal reasons.
+pub(crate) fn collect_outcomes(
+    opts: &BuildOptions,
+    report: &mut BuildReport,
+    outcomes: Vec<(String, DiffRun)>,
+) -> Result<(Vec<PathBuf>, Vec<String>), String> {
+    let mut diffs = Vec::new();
+    let mut refusals = Vec::new();
     for (object, r) in outcomes {
         let (out, value, reasons) = r?;
         if opts.verbose {
@@ -546,21 +575,30 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
         refusals.extend(reasons);
         diffs.extend(out);
     }
+    Ok((diffs, refusals))
+}
+
+/// End a build after diffing (started at `t_diff`): refused, nothing to patch, or the module.
+pub(crate) fn finish(
+    opts: &BuildOptions,
+    mut report: BuildReport,
+    diffs: Vec<PathBuf>,
+    refusals: Vec<String>,
+    t_diff: Instant,
+) -> Result<(BuildResult, BuildReport), String> {
     report
         .timings
-        .insert("diff".into(), t3.elapsed().as_secs_f64());
+        .insert("diff".into(), t_diff.elapsed().as_secs_f64());
     if !refusals.is_empty() {
         return Ok((BuildResult::Refused(refusals), report));
     }
     if diffs.is_empty() {
         return Ok((BuildResult::NoChange, report));
     }
-
-    // Module.
-    let t4 = Instant::now();
+    let t = Instant::now();
     step(opts, "building the module");
     let mopts = klpforge_module::assemble::ModuleOptions {
-        kernel: tree.build.clone(),
+        kernel: opts.tree.build.clone(),
         out: opts.out.clone(),
         name: opts.name.clone().or_else(|| {
             opts.patches
@@ -570,13 +608,13 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
         }),
         replace: opts.replace,
         make_vars: opts.make_vars.clone(),
-        work: Some(work.join("module")),
+        work: Some(opts.work.join("module")),
         jobs: opts.jobs,
     };
     let m = klpforge_module::assemble::build_module(&diffs, &mopts)?;
     report
         .timings
-        .insert("module".into(), t4.elapsed().as_secs_f64());
+        .insert("module".into(), t.elapsed().as_secs_f64());
     report.module = Some(m.path.display().to_string());
     Ok((BuildResult::Built(m.path), report))
 }

@@ -14,7 +14,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::driver::{BuildOptions, BuildReport, BuildResult};
+use crate::driver::{
+    collect_outcomes, diff_object, finish, image_sympos, load_exports, BuildOptions, BuildReport,
+    BuildResult,
+};
 
 /// One linked object to compare: label, original, patched, objname, sympos source.
 type Pair = (
@@ -163,14 +166,7 @@ pub fn build_vmlinux_mode(
         .insert("patched build".into(), t1.elapsed().as_secs_f64());
 
     let t2 = Instant::now();
-    let symvers_text = std::fs::read_to_string(&opts.symvers)
-        .map_err(|e| format!("{}: {e}", opts.symvers.display()))?;
-    let symvers = klpforge_diff::Symvers::parse(&symvers_text)
-        .map_err(|e| format!("{}: {e}", opts.symvers.display()))?;
-    let vm_file = klpforge_elf::ElfFile::open(&opts.vmlinux).map_err(|e| e.to_string())?;
-    let vm = vm_file.parse().map_err(|e| e.to_string())?;
-    let vm_sympos: Arc<dyn klpforge_diff::klp::SymposSource> =
-        Arc::new(klpforge_module::kallsyms::ImageSympos::new(&vm));
+    let (symvers, vm_sympos) = load_exports(opts)?;
     // The linked objects to compare: vmlinux.o, and every module object that changed.
     let mut pairs: Vec<Pair> = vec![(
         "vmlinux.o".into(),
@@ -193,96 +189,23 @@ pub fn build_vmlinux_mode(
                 .file_stem()
                 .map(|s| s.to_string_lossy().replace('-', "_"))
                 .unwrap_or_default();
-            let ko = opts.tree.build.join(m.replace(".o", ".ko"));
-            let sympos = klpforge_elf::ElfFile::open(&ko).ok().and_then(|f| {
-                f.parse().ok().map(|k| {
-                    Arc::new(klpforge_module::kallsyms::ImageSympos::new(&k))
-                        as Arc<dyn klpforge_diff::klp::SymposSource>
-                })
-            });
+            let sympos = image_sympos(&opts.tree.build.join(m.replace(".o", ".ko")));
             pairs.push((m.to_string(), o, p, name, sympos));
         }
     }
-    let mut diffs = Vec::new();
-    let mut refusals = Vec::new();
+    let diff_dir = work.join("diff");
+    let mut outcomes = Vec::new();
     for (label, o, p, objname, sympos) in pairs {
         report.objects.push(label.clone());
-        let of = klpforge_elf::ElfFile::open(&o).map_err(|e| e.to_string())?;
-        let pf = klpforge_elf::ElfFile::open(&p).map_err(|e| e.to_string())?;
-        let (oo, po) = (
-            of.parse().map_err(|e| e.to_string())?,
-            pf.parse().map_err(|e| e.to_string())?,
-        );
         let dopts = klpforge_diff::DiffOptions {
             objname,
             symvers: symvers.clone(),
             debug: false,
             sympos,
         };
-        match klpforge_diff::diff(&oo, &po, &dopts).map_err(|e| format!("{label}: {e}"))? {
-            klpforge_diff::Outcome::NoChange(rep) => {
-                report
-                    .diffs
-                    .insert(label, serde_json::to_value(&rep).unwrap());
-            }
-            klpforge_diff::Outcome::Refused(rep) => {
-                refusals.extend(
-                    rep.refusals
-                        .iter()
-                        .map(|r| format!("{label}: {}: {} ({})", r.symbol, r.reason, r.remedy)),
-                );
-                report
-                    .diffs
-                    .insert(label, serde_json::to_value(&rep).unwrap());
-            }
-            klpforge_diff::Outcome::Changed(obj, rep) => {
-                for f in &rep.changed_functions {
-                    println!("{label}: changed function: {} ({})", f.name, f.reason);
-                }
-                for f in &rep.new_functions {
-                    println!("{label}: new function: {f}");
-                }
-                report
-                    .warnings
-                    .extend(rep.warnings.iter().map(|w| format!("{label}: {w}")));
-                report
-                    .diffs
-                    .insert(label.clone(), serde_json::to_value(&rep).unwrap());
-                let out = work.join("diff").join(&label);
-                std::fs::create_dir_all(out.parent().unwrap()).map_err(|e| e.to_string())?;
-                klpforge_elf::write::write_file(&obj, &out).map_err(|e| e.to_string())?;
-                diffs.push(out);
-            }
-        }
+        let run = diff_object(&label, &o, &p, &dopts, &diff_dir);
+        outcomes.push((label, run));
     }
-    report
-        .timings
-        .insert("diff".into(), t2.elapsed().as_secs_f64());
-    if !refusals.is_empty() {
-        return Ok((BuildResult::Refused(refusals), report));
-    }
-    if diffs.is_empty() {
-        return Ok((BuildResult::NoChange, report));
-    }
-    let t3 = Instant::now();
-    let mopts = klpforge_module::assemble::ModuleOptions {
-        kernel: opts.tree.build.clone(),
-        out: opts.out.clone(),
-        name: opts.name.clone().or_else(|| {
-            opts.patches
-                .first()
-                .and_then(|p| p.file_stem())
-                .map(|s| format!("klp_{}", s.to_string_lossy()))
-        }),
-        replace: opts.replace,
-        make_vars: opts.make_vars.clone(),
-        work: Some(work.join("module")),
-        jobs: opts.jobs,
-    };
-    let m = klpforge_module::assemble::build_module(&diffs, &mopts)?;
-    report
-        .timings
-        .insert("module".into(), t3.elapsed().as_secs_f64());
-    report.module = Some(m.path.display().to_string());
-    Ok((BuildResult::Built(m.path), report))
+    let (diffs, refusals) = collect_outcomes(opts, &mut report, outcomes)?;
+    finish(opts, report, diffs, refusals, t2)
 }

@@ -225,7 +225,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
         if let Some(&id) = self.sec_by_key.get(&key) {
             return id;
         }
-        let id = self.out.add_section(Section {
+        let id = self.add_out_section(Section {
             name: Cow::Owned(s.name.to_vec()),
             sh_type: s.sh_type,
             sh_flags: s.sh_flags & !SHF_GROUP,
@@ -239,22 +239,6 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                 _ => SectionData::Bytes(Cow::Owned(Vec::new())),
             },
         });
-        let symbol = self.out.add_symbol(Symbol {
-            name: Cow::Borrowed(b""),
-            st_info: (STB_LOCAL << 4) | STT_SECTION,
-            st_other: 0,
-            place: SymbolPlace::Section(id),
-            value: 0,
-            size: 0,
-        });
-        self.out_secs.insert(
-            id,
-            OutSection {
-                data: Vec::new(),
-                relocs: Vec::new(),
-                symbol,
-            },
-        );
         self.sec_by_key.insert(key, id);
         id
     }
@@ -1357,7 +1341,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
         align: u64,
         entsize: u64,
     ) -> SectionId {
-        let id = self.out.add_section(Section {
+        self.add_out_section(Section {
             name: Cow::Owned(name.as_bytes().to_vec()),
             sh_type,
             sh_flags: flags,
@@ -1367,7 +1351,12 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             link: Link::None,
             info: Info::None,
             data: SectionData::Bytes(Cow::Owned(Vec::new())),
-        });
+        })
+    }
+
+    /// Add an output section with its section symbol and an empty buffer for its contents.
+    fn add_out_section(&mut self, section: Section<'static>) -> SectionId {
+        let id = self.out.add_section(section);
         let symbol = self.out.add_symbol(Symbol {
             name: Cow::Borrowed(b""),
             st_info: (STB_LOCAL << 4) | STT_SECTION,

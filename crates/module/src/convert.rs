@@ -23,12 +23,12 @@ use std::collections::{BTreeMap, HashMap};
 use klpforge_diff::klp::klp_symbol_name;
 use klpforge_diff::Symvers;
 use klpforge_elf::{
-    ElfObject, Info, Link, Relocation, Section, SectionData, SectionId, SymbolId, SymbolPlace,
-    SHF_RELA_LIVEPATCH, SHN_LIVEPATCH,
+    ElfObject, Relocation, SectionData, SectionId, SymbolId, SymbolPlace, SHF_RELA_LIVEPATCH,
+    SHN_LIVEPATCH,
 };
 
 use crate::kallsyms::SymbolIndex;
-use crate::postlink::{check_klp_symbol, validate};
+use crate::postlink::{add_klp_rela, check_klp_symbol, validate, zero_relocated};
 
 /// The section the annotation macros write to.
 pub const SYMPOS_SECTION: &str = ".klpforge.sympos";
@@ -242,19 +242,8 @@ pub fn convert(
             }
             *entries = keep;
         }
-        let big = module.header.endian == klpforge_elf::Endian::Big;
-        let arch = klpforge_arch::for_machine(module.header.e_machine, big);
-        if let SectionData::Bytes(b) = &mut module.section_mut(target_sec).data {
-            let b = b.to_mut();
-            for (off, ty) in zero {
-                let size = arch
-                    .and_then(|a| a.reloc_info(ty))
-                    .map_or(4, |i| usize::from(i.size));
-                let end = (off as usize + size).min(b.len());
-                if (off as usize) < end {
-                    b[off as usize..end].fill(0);
-                }
-            }
+        for (off, ty) in zero {
+            zero_relocated(module, target_sec, off, ty);
         }
     }
     if !errors.is_empty() {
@@ -268,38 +257,9 @@ pub fn convert(
         s.name = Cow::Owned(k.clone().into_bytes());
         s.place = SymbolPlace::Reserved(SHN_LIVEPATCH);
     }
-    let symtab = module.symbol_table();
-    for ((objname, target_sec), mut entries) in moved {
-        entries.sort_by_key(|r| r.offset);
+    for ((objname, target_sec), entries) in moved {
         report.relocations += entries.len();
-        let name = format!(
-            ".klp.rela.{objname}.{}",
-            module.section(target_sec).name_lossy()
-        );
-        // Merge with an existing klp section of that name.
-        if let Some(existing) = module.section_by_name(name.as_bytes()) {
-            if let SectionData::Relocations { entries: e, .. } =
-                &mut module.section_mut(existing).data
-            {
-                e.extend(entries);
-                e.sort_by_key(|r| r.offset);
-                continue;
-            }
-        }
-        module.add_section(Section {
-            name: Cow::Owned(name.into_bytes()),
-            sh_type: 4,
-            sh_flags: 0x2 | 0x40 | SHF_RELA_LIVEPATCH,
-            sh_addr: 0,
-            sh_addralign: 8,
-            sh_entsize: 24,
-            link: symtab.map_or(Link::None, Link::Section),
-            info: Info::Section(target_sec),
-            data: SectionData::Relocations {
-                rela: true,
-                entries,
-            },
-        });
+        add_klp_rela(module, &objname, target_sec, entries);
     }
     if let Some(s) = module.section_by_name(SYMPOS_SECTION.as_bytes()) {
         module.remove_sections_and_symbols(&[s]);

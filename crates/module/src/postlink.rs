@@ -63,6 +63,60 @@ fn reloc_size(obj: &ElfObject<'_>, r_type: u32) -> usize {
         .map_or(4, |i| usize::from(i.size))
 }
 
+/// Zero the bytes a relocation of type `r_type` at `offset` of `section` writes: the kernel
+/// refuses to apply a livepatch relocation over nonzero bytes.
+pub(crate) fn zero_relocated(
+    obj: &mut ElfObject<'_>,
+    section: SectionId,
+    offset: u64,
+    r_type: u32,
+) {
+    let size = reloc_size(obj, r_type);
+    if let SectionData::Bytes(bytes) = &mut obj.section_mut(section).data {
+        let b = bytes.to_mut();
+        let end = (offset as usize + size).min(b.len());
+        if (offset as usize) < end {
+            b[offset as usize..end].fill(0);
+        }
+    }
+}
+
+/// Add `entries` to the livepatch relocation section `.klp.rela.<objname>.<target name>`
+/// (`SHT_RELA`, `SHF_ALLOC|SHF_INFO_LINK|SHF_RELA_LIVEPATCH`, linked to the symbol table,
+/// applying to `target`), creating it if needed; returns its name.
+pub(crate) fn add_klp_rela(
+    obj: &mut ElfObject<'_>,
+    objname: &str,
+    target: SectionId,
+    mut entries: Vec<Relocation>,
+) -> String {
+    let name = format!(".klp.rela.{objname}.{}", obj.section(target).name_lossy());
+    if let Some(existing) = obj.section_by_name(name.as_bytes()) {
+        if let SectionData::Relocations { entries: e, .. } = &mut obj.section_mut(existing).data {
+            e.extend(entries);
+            e.sort_by_key(|r| r.offset);
+            return name;
+        }
+    }
+    entries.sort_by_key(|r| r.offset);
+    let symtab = obj.symbol_table();
+    obj.add_section(Section {
+        name: Cow::Owned(name.clone().into_bytes()),
+        sh_type: 4,
+        sh_flags: 0x2 | 0x40 | SHF_RELA_LIVEPATCH,
+        sh_addr: 0,
+        sh_addralign: 8,
+        sh_entsize: 24,
+        link: symtab.map_or(Link::None, Link::Section),
+        info: Info::Section(target),
+        data: SectionData::Relocations {
+            rela: true,
+            entries,
+        },
+    });
+    name
+}
+
 /// Check that `name` is a well-formed klp symbol name, as the kernel's livepatch core parses it.
 pub fn check_klp_symbol(name: &str) -> Result<(), String> {
     match parse_klp_symbol_name(name) {
@@ -156,14 +210,7 @@ pub fn post_link(obj: &mut ElfObject<'_>) -> Result<PostLinkReport, String> {
                 obj.section(target).name_lossy()
             ));
         }
-        let size = reloc_size(obj, r_type);
-        if let SectionData::Bytes(bytes) = &mut obj.section_mut(target).data {
-            let b = bytes.to_mut();
-            let end = (offset as usize + size).min(b.len());
-            if (offset as usize) < end {
-                b[offset as usize..end].fill(0);
-            }
-        }
+        zero_relocated(obj, target, offset, r_type);
         let (objname, _, _) = parse_klp_symbol_name(&name).expect("checked above");
         new_sections
             .entry((objname.to_string(), target))
@@ -176,13 +223,12 @@ pub fn post_link(obj: &mut ElfObject<'_>) -> Result<PostLinkReport, String> {
             });
         klp_symbols.insert(klp_sym);
     }
-    for (id, s) in obj.sections() {
+    for (_, s) in obj.sections() {
         // Existing klp sections (a second diff object already post-linked) keep their symbols.
         if s.sh_flags & SHF_RELA_LIVEPATCH != 0 {
             for r in s.relocations().unwrap_or(&[]) {
                 klp_symbols.extend(r.symbol);
             }
-            let _ = id;
         }
     }
     for &k in &klp_symbols {
@@ -190,27 +236,11 @@ pub fn post_link(obj: &mut ElfObject<'_>) -> Result<PostLinkReport, String> {
         s.place = SymbolPlace::Reserved(SHN_LIVEPATCH);
     }
     report.klp_symbols = klp_symbols.len();
-    let symtab = obj.symbol_table();
-    for ((objname, target), mut entries) in new_sections {
-        entries.sort_by_key(|r| r.offset);
-        let name = format!(".klp.rela.{objname}.{}", obj.section(target).name_lossy());
-        report.klp_sections.insert(name.clone(), entries.len());
-        obj.add_section(Section {
-            name: Cow::Owned(name.into_bytes()),
-            sh_type: 4,
-            sh_flags: 0x2 | 0x40 | SHF_RELA_LIVEPATCH,
-            sh_addr: 0,
-            sh_addralign: 8,
-            sh_entsize: 24,
-            link: symtab.map_or(Link::None, Link::Section),
-            info: Info::Section(target),
-            data: SectionData::Relocations {
-                rela: true,
-                entries,
-            },
-        });
+    for ((objname, target), entries) in new_sections {
+        let count = entries.len();
+        let name = add_klp_rela(obj, &objname, target, entries);
+        report.klp_sections.insert(name, count);
     }
-    let _ = record_relocs;
     obj.remove_sections_and_symbols(&[records_sec]);
     validate(obj)?;
     Ok(report)
