@@ -92,6 +92,7 @@ discover_cases() { # PATCH_DIR...
         [ -e "$f" ] && add_case patch "$f" "$(basename "$f" .patch)"
     done
     for d in "$E2E"/modules/*/; do
+        [ "$(basename "$d")" = include ] && continue # shared headers, not a case
         [ -d "$d" ] && add_case module "${d%/}" "$(basename "$d")"
     done
     for d in "$@"; do
@@ -203,8 +204,10 @@ build_module_case() {
     cp -r "$src" "$dir/src"
     rm -f "$dir/src/case.conf"
     # KBUILD_MODPOST_WARN: references to unexported symbols are what convert is for;
-    # KLPFORGE_INCLUDE: where klpforge.h is (a Kbuild adds ccflags-y += -I$(KLPFORGE_INCLUDE))
+    # KLPFORGE_INCLUDE: where klpforge.h is (a Kbuild adds ccflags-y += -I$(KLPFORGE_INCLUDE));
+    # E2E_INCLUDE: the shared registration code of the modules (modules/include)
     if ! make -C "$KBUILD" M="$dir/src" KBUILD_MODPOST_WARN=1 KLPFORGE_INCLUDE="$REPO/include" \
+        E2E_INCLUDE="$E2E/modules/include" \
         modules >"$dir/kbuild.log" 2>&1; then
         case_fail "$label" "kbuild failed (log: $dir/kbuild.log): $(grep -m3 -E 'error' "$dir/kbuild.log" | tr '\n' ' ')"
         return 0

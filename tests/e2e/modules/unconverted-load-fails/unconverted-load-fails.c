@@ -18,31 +18,4 @@ static int livepatch_cmdline_proc_show(struct seq_file *m, void *v)
 	return 0;
 }
 
-static struct klp_func funcs[] = {
-	{ .old_name = "cmdline_proc_show", .new_func = livepatch_cmdline_proc_show, },
-	{ }
-};
-
-static struct klp_object objs[] = {
-	{ /* name NULL: vmlinux */ .funcs = funcs, },
-	{ }
-};
-
-static struct klp_patch patch = {
-	.mod = THIS_MODULE,
-	.objs = objs,
-};
-
-static int livepatch_init(void)
-{
-	return klp_enable_patch(&patch);
-}
-
-static void livepatch_exit(void)
-{
-}
-
-module_init(livepatch_init);
-module_exit(livepatch_exit);
-MODULE_LICENSE("GPL");
-MODULE_INFO(livepatch, "Y");
+#include "e2e-cmdline-livepatch.h"
