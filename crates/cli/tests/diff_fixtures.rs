@@ -103,6 +103,22 @@ use serde_json::Value;
 /// How long one `klpforge diff` run may take before it is killed.
 const DIFF_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Directive keys that describe OUT, so only an exit-0 case may use them.
+const OUT_ONLY_KEYS: &[&str] = &[
+    "expect-klp",
+    "expect-no-klp",
+    "expect-section",
+    "expect-no-section",
+    "expect-size",
+    "expect-reloc",
+    "expect-no-reloc",
+    "expect-local",
+    "expect-symbol",
+    "expect-no-symbol",
+    "expect-string",
+    "expect-no-string",
+];
+
 /// Every directive key a diff case may use.
 const KNOWN_KEYS: &[&str] = &[
     "arch",
@@ -416,24 +432,10 @@ impl Spec {
             ));
         }
         if spec.exit != 0 {
-            let out_only = [
-                "expect-klp",
-                "expect-no-klp",
-                "expect-section",
-                "expect-no-section",
-                "expect-size",
-                "expect-reloc",
-                "expect-no-reloc",
-                "expect-local",
-                "expect-symbol",
-                "expect-no-symbol",
-                "expect-string",
-                "expect-no-string",
-            ];
             for c in spec
                 .checks
                 .iter()
-                .filter(|c| out_only.contains(&c.key.as_str()))
+                .filter(|c| OUT_ONLY_KEYS.contains(&c.key.as_str()))
             {
                 errors.push(format!(
                     "{}: describes OUT, which exit {} does not write",
