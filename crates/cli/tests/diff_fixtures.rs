@@ -20,6 +20,8 @@
 //!
 //! * `arch: A B`, `cflags: ...`, `skip: why`: as in the testkit (architectures, extra gcc
 //!   flags, skip the case).
+//! * `variant: NAME[@ARCH,...] FLAGS`: one more run (on those architectures) of the case with FLAGS appended (`-Os`, the kernel's
+//!   `-mno-sse ...`, `-fjump-tables`); every directive applies to every variant.
 //! * `diff-args: ARGS`: extra arguments, split on whitespace, placed before the positionals
 //!   (e.g. `--objname mymod`). `--json REPORT` is always passed by the runner.
 //! * `symvers: FIELDS`: one line of a Module.symvers file passed with `--symvers`. Fields are
@@ -123,6 +125,7 @@ const OUT_ONLY_KEYS: &[&str] = &[
 const KNOWN_KEYS: &[&str] = &[
     "arch",
     "cflags",
+    "variant",
     "skip",
     "diff-args",
     "symvers",
@@ -321,6 +324,11 @@ impl Spec {
             };
             match d.key.as_str() {
                 "arch" | "cflags" | "skip" => {}
+                "variant" => {
+                    if words.len() < 2 {
+                        errors.push(bad("expected a name and flags"));
+                    }
+                }
                 "diff-args" => spec.diff_args.extend(words.iter().map(|w| w.to_string())),
                 "symvers" => match symvers_line(v) {
                     Some(line) => spec.symvers.push(line),
@@ -490,8 +498,13 @@ struct Obj {
     relocs: Vec<Reloc>,
 }
 
+/// The binary under test; `KLPFORGE_DIFF_BIN` runs the fixtures against another build (for
+/// example `main`'s, to see a new case fail before its fix).
 fn klpforge() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_klpforge"))
+    match std::env::var_os("KLPFORGE_DIFF_BIN") {
+        Some(bin) => Command::new(bin),
+        None => Command::new(env!("CARGO_BIN_EXE_klpforge")),
+    }
 }
 
 impl Obj {
@@ -814,9 +827,20 @@ fn readelf_strings(tc: &Toolchain, obj: &Path, section: &str) -> Vec<String> {
         .collect()
 }
 
-fn run_case(tc: &Toolchain, case: &FixtureCase, spec: &Spec, dir: &Path, stub: &Path) -> Outcome {
+fn run_case(
+    tc: &Toolchain,
+    case: &FixtureCase,
+    (variant, extra): (&str, &[String]),
+    spec: &Spec,
+    dir: &Path,
+    stub: &Path,
+) -> Outcome {
     let mut o = Outcome {
-        prefix: format!("{}:{}", tc.arch, case.name),
+        prefix: if variant.is_empty() {
+            format!("{}:{}", tc.arch, case.name)
+        } else {
+            format!("{}:{}[{variant}]", tc.arch, case.name)
+        },
         failures: Vec::new(),
         checks: 0,
     };
@@ -824,7 +848,7 @@ fn run_case(tc: &Toolchain, case: &FixtureCase, spec: &Spec, dir: &Path, stub: &
         o.fail(format!("cannot create {}: {e}", dir.display()));
         return o;
     }
-    let compiled = match case.compile(tc, dir) {
+    let compiled = match case.compile_with(tc, dir, extra) {
         Ok(c) => c,
         Err(e) => {
             o.fail(format!("compile: {e:#}"));
@@ -1426,7 +1450,11 @@ fn diff_fixtures() {
         stubs.push((tc.arch, stub.clone()));
         for (case, spec) in &specs {
             if case.runs_on(&tc) {
-                jobs.push((tc.clone(), *case, spec, stub.clone()));
+                let mut variants = vec![(String::new(), Vec::new())];
+                variants.extend(case.variants(tc.arch));
+                for v in variants {
+                    jobs.push((tc.clone(), *case, spec, v, stub.clone()));
+                }
             }
         }
     }
@@ -1442,11 +1470,14 @@ fn diff_fixtures() {
         for _ in 0..workers {
             s.spawn(|| loop {
                 let job = queue.lock().unwrap().pop();
-                let Some((i, (tc, case, spec, stub))) = job else {
+                let Some((i, (tc, case, spec, (variant, extra), stub))) = job else {
                     break;
                 };
-                let dir = scratch.join(tc.arch).join(&case.name);
-                let outcome = run_case(&tc, case, spec, &dir, &stub);
+                let mut dir = scratch.join(tc.arch).join(&case.name);
+                if !variant.is_empty() {
+                    dir = dir.join(&variant);
+                }
+                let outcome = run_case(&tc, case, (&variant, &extra), spec, &dir, &stub);
                 results
                     .lock()
                     .unwrap()

@@ -158,6 +158,10 @@ pub struct ObjInfo<'a, 'data> {
     pub by_name: HashMap<String, Vec<SymbolId>>,
     /// Decoded instructions of each code section (index = section arena slot).
     pub code: Vec<Option<crate::code::CodeMap>>,
+    /// Boundaries of the anonymous pieces of each section (index = section arena slot):
+    /// every offset something refers to without a symbol, every symbol start and end, and
+    /// the section's ends, sorted. Empty for sections nothing refers into anonymously.
+    pub piece_bounds: Vec<Vec<u64>>,
 }
 
 fn classify_section(obj: &ElfObject<'_>, id: SectionId) -> (SecKind, bool) {
@@ -341,6 +345,14 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 }
                 _ if name.contains("__UNIQUE_ID_ddebug") => true,
                 _ if anonymous_data_section(&sec_name) => true,
+                // Nothing of a non-allocated or discarded section exists at run time
+                // (`.discard.addressable` references, notes): nothing to bind to.
+                _ if s.section().is_some_and(|sec| {
+                    !obj.section(sec).is_alloc() || sec_name.starts_with(".discard")
+                }) && info.kind != SymKind::Function =>
+                {
+                    true
+                }
                 _ if matches!(
                     sec_kind,
                     Some(
@@ -408,9 +420,36 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             secs,
             by_name,
             code: Vec::new(),
+            piece_bounds: Vec::new(),
         };
         info.code = crate::code::decode_all(&info);
+        info.piece_bounds = anonymous_piece_bounds(&info);
         info
+    }
+
+    /// The size of a section's contents (`sh_size` for NOBITS).
+    pub fn section_size(&self, sec: SectionId) -> u64 {
+        let s = self.obj.section(sec);
+        match s.data {
+            SectionData::NoBits { size } => size,
+            _ => s.bytes().len() as u64,
+        }
+    }
+
+    /// The anonymous piece `[start, end)` of `sec` that holds `offset`: bounded by the
+    /// neighbouring anonymous references and symbol boundaries (see
+    /// [`ObjInfo::piece_bounds`]); a reference at the very end gets an empty piece.
+    pub fn piece_at(&self, sec: SectionId, offset: i64) -> (u64, u64) {
+        let size = self.section_size(sec);
+        let at = (offset.max(0) as u64).min(size);
+        let bounds = &self.piece_bounds[sec.index()];
+        if bounds.is_empty() {
+            return (0, size);
+        }
+        let i = bounds.partition_point(|&b| b <= at);
+        let start = if i == 0 { 0 } else { bounds[i - 1] };
+        let end = bounds.get(i).copied().unwrap_or(size.max(start));
+        (start, end)
     }
 
     /// The decoded instructions of a code section.
@@ -531,4 +570,38 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         }
         false
     }
+}
+
+/// Boundaries of the anonymous pieces of every section (see [`ObjInfo::piece_bounds`]).
+fn anonymous_piece_bounds(info: &ObjInfo<'_, '_>) -> Vec<Vec<u64>> {
+    let mut out: Vec<Vec<u64>> = vec![Vec::new(); info.obj.section_arena_len()];
+    for (sec, _) in info.obj.sections() {
+        if matches!(info.sec(sec).kind, SecKind::Debug | SecKind::Meta) {
+            continue;
+        }
+        for r in info.relocations(sec) {
+            if let crate::refs::Target::Section { sec: t, offset } =
+                crate::refs::resolve(info, sec, &r)
+            {
+                out[t.index()].push(offset.max(0) as u64);
+            }
+        }
+    }
+    for (sec, _) in info.obj.sections() {
+        let list = &mut out[sec.index()];
+        if list.is_empty() {
+            continue;
+        }
+        let size = info.section_size(sec);
+        list.push(0);
+        list.push(size);
+        for &(start, end, _) in &info.sec(sec).ranges {
+            list.push(start);
+            list.push(end);
+        }
+        list.retain(|&x| x <= size);
+        list.sort_unstable();
+        list.dedup();
+    }
+    out
 }

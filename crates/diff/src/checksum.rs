@@ -1,16 +1,23 @@
 //! Position-independent checksums (xxh3-64) of every function and data object.
 //!
-//! A checksum covers what the code or data *means*, not where things were laid out:
-//! instruction bytes with relocated fields zeroed, each reference hashed as
-//! (demangled target name, true offset within the target), strings and constants by content,
-//! branches that leave the function without a relocation by their target, and a function's
-//! `.cold` parts together with it. Two builds of an unchanged function therefore checksum
-//! equal even when everything around it moved or was renumbered.
+//! A checksum covers what the code or data *means*, not where things were laid out or what
+//! gcc's counters called them: instruction bytes with relocated fields zeroed, branches that
+//! leave the function without a relocation by their target, a function's `.cold` parts and the
+//! special-section entries that describe it, and each reference by what it refers to
+//! ([`Identity`]):
+//!
+//! * a symbol that is correlated with the other build by its *identity*: before correlation
+//!   ([`Identity::Names`]) its demangled name, afterwards ([`Identity::Twins`]) the pair it
+//!   belongs to, so a renumbered name hashes equal and a retargeted reference differs;
+//! * strings and mergeable constants by content;
+//! * anonymous data (switch tables, initialisers copied from `.rodata`), never-correlated
+//!   objects (`CSWTCH.*`, `__func__`, dynamic-debug descriptors) and read-only objects by
+//!   their *content*: bytes and, recursively with a cycle guard, their own references.
 //!
 //! Each function also gets a *line-insensitive* checksum, in which immediates that only carry
-//! `__LINE__` into a known callee (`__might_sleep(file, line)`, `__warn_printk(fmt, file,
-//! line)`, ...) are masked. Two functions whose full checksums differ but whose
-//! line-insensitive ones agree differ only in line numbers.
+//! `__LINE__` into a known callee (`__might_sleep(file, line)`, ...) and the line fields of
+//! bug-table entries and dynamic-debug descriptors are masked. Two functions whose full
+//! checksums differ but whose line-insensitive ones agree differ only in line numbers.
 
 use klpforge_arch::RelocKind;
 use klpforge_elf::{Relocation, SectionId, SymbolId};
@@ -20,6 +27,7 @@ use std::collections::HashMap;
 
 use crate::analyze::{ObjInfo, SecKind, SymKind};
 use crate::code::CodeInsn;
+use crate::correlate::Twins;
 use crate::refs::{resolve, string_at, Target};
 use crate::special;
 
@@ -41,10 +49,24 @@ const LINE_IN_ARG3: &[&str] = &[
     "__btrfs_panic",
 ];
 
-/// Variadic printing callees that receive `__LINE__` as the second or third argument in
-/// `WARN`-style macros. The argument cannot be told from another constant, so masking it is a
-/// heuristic, reported as a warning when it decides the outcome.
-const LINE_IN_VARARGS: &[&str] = &["__warn_printk", "printk", "_printk"];
+/// Sections of records that carry `__LINE__` in their unrelocated bytes: their content is
+/// left out of the line-insensitive checksum (their references stay in). UBSAN's source
+/// locations (`.data..Lubsan_data*`) are treated alike.
+const LINE_RECORD_SECTIONS: &[&str] = &["__dyndbg", "__verbose", ".printk_index"];
+
+/// How references to symbols that are correlated between the builds are hashed.
+#[derive(Clone, Copy)]
+pub enum Identity<'t> {
+    /// By demangled name: before correlation, to pair candidates.
+    Names,
+    /// By the twin pair a symbol belongs to (`patched` tells which side this object is).
+    Twins {
+        /// The correlation.
+        twins: &'t Twins,
+        /// Whether the object being hashed is the patched build.
+        patched: bool,
+    },
+}
 
 /// Checksums of one object.
 #[derive(Debug, Clone, Default)]
@@ -53,67 +75,219 @@ pub struct Checksums {
     pub full: Vec<u64>,
     /// Line-insensitive checksum per symbol arena slot.
     pub noline: Vec<u64>,
-    /// Whether the line-insensitive checksum masked arguments to a variadic printing callee.
-    pub varargs_masked: Vec<bool>,
 }
 
 struct Hashers {
     full: Xxh3,
     noline: Xxh3,
-    varargs_masked: bool,
 }
 
 impl Hashers {
+    fn new() -> Hashers {
+        Hashers {
+            full: Xxh3::new(),
+            noline: Xxh3::new(),
+        }
+    }
+
     fn both(&mut self, bytes: &[u8]) {
         self.full.update(bytes);
         self.noline.update(bytes);
     }
+
+    fn digests(&self) -> (u64, u64) {
+        (self.full.digest(), self.noline.digest())
+    }
 }
 
-/// Hash a layout-independent reference.
-fn hash_target(h: &mut Hashers, info: &ObjInfo<'_, '_>, target: Target) {
-    // `.altinstr_aux` code is always reached through alternatives; entries added anywhere in
-    // the object shift every offset into it without changing what the code does.
-    let aux = match target {
-        Target::Section { sec, .. } => Some(sec),
-        Target::Symbol { sym, .. } => info.obj.symbol(sym).section(),
-        _ => None,
-    };
-    if let Some(sec) = aux {
-        if info.obj.section(sec).name.as_ref() == b".altinstr_aux" {
-            h.both(b"altinstr_aux");
-            return;
+/// The hashing state of one object: how identities are hashed, and the content hashes of
+/// anonymous pieces and never-correlated objects computed so far.
+struct Ctx<'i, 'a, 'd, 't> {
+    info: &'i ObjInfo<'a, 'd>,
+    identity: Identity<'t>,
+    /// Content hashes of `(section, start, end)` that did not depend on a cycle.
+    memo: HashMap<(SectionId, u64, u64), (u64, u64)>,
+    /// Pieces whose content is being hashed (the cycle guard).
+    stack: Vec<(SectionId, u64, u64)>,
+    /// The lowest stack depth a cycle referred back to while hashing the current piece.
+    backref: Option<usize>,
+}
+
+impl Ctx<'_, '_, '_, '_> {
+    /// Hash the identity of a correlatable symbol.
+    fn identity(&self, h: &mut Hashers, sym: SymbolId) {
+        let info = self.info;
+        let twin = match self.identity {
+            // Never-correlated symbols without content to hash (absolute `__crc_*` values,
+            // labels) are what their name says on both sides.
+            _ if info.sym(sym).never_correlate => None,
+            Identity::Names => None,
+            Identity::Twins { twins, patched } => Some(if patched {
+                twins.of_patched(sym)
+            } else {
+                twins.of_orig(sym).map(|_| sym)
+            }),
+        };
+        match twin {
+            None => {
+                h.both(b"S");
+                h.both(info.sym(sym).demangled.as_bytes());
+                h.both(&[0]);
+            }
+            Some(Some(pair)) => {
+                h.both(b"I");
+                h.both(&(pair.index() as u64).to_le_bytes());
+            }
+            Some(None) => {
+                // Exists on one side only: the name, marked by side, never equal across.
+                h.both(match self.identity {
+                    Identity::Twins { patched: true, .. } => b"N",
+                    _ => b"G",
+                });
+                h.both(info.sym(sym).name.as_bytes());
+                h.both(&[0]);
+            }
         }
     }
-    match target {
-        Target::Absolute => h.both(b"A"),
-        Target::Symbol { sym, offset } => {
-            h.both(b"S");
-            h.both(info.sym(sym).demangled.as_bytes());
-            h.both(&[0]);
-            h.both(&offset.to_le_bytes());
+
+    /// Whether a reference to `sym` is hashed by the content of its bytes: never-correlated
+    /// data, and read-only data (what the code reads is what matters, and a fresh copy can
+    /// carry new contents).
+    fn by_content(&self, sym: SymbolId) -> bool {
+        let info = self.info;
+        let si = info.sym(sym);
+        let s = info.obj.symbol(sym);
+        let Some(sec) = s.section() else { return false };
+        if si.kind == SymKind::Function || si.kind == SymKind::Section {
+            return false;
         }
-        Target::String { sec, start, delta } => {
-            h.both(b"T");
-            h.both(string_at(info.obj.section(sec).bytes(), start));
-            h.both(&[0]);
-            h.both(&delta.to_le_bytes());
+        si.never_correlate || (si.kind == SymKind::Object && info.sec(sec).kind == SecKind::Rodata)
+    }
+
+    /// Hash a layout-independent reference.
+    fn hash_target(&mut self, h: &mut Hashers, target: Target) {
+        let info = self.info;
+        // `.altinstr_aux` code is always reached through alternatives; entries added anywhere
+        // in the object shift every offset into it without changing what the code does.
+        let aux = match target {
+            Target::Section { sec, .. } => Some(sec),
+            Target::Symbol { sym, .. } => info.obj.symbol(sym).section(),
+            _ => None,
+        };
+        if let Some(sec) = aux {
+            if info.obj.section(sec).name.as_ref() == b".altinstr_aux" {
+                h.both(b"altinstr_aux");
+                return;
+            }
         }
-        Target::Constant { sec, offset } => {
-            let s = info.obj.section(sec);
-            let data = s.bytes();
-            let size = s.sh_entsize.max(1) as usize;
-            let start = (offset.max(0) as usize).min(data.len());
-            let end = (start + size).min(data.len());
-            h.both(b"C");
-            h.both(&data[start..end]);
+        match target {
+            Target::Absolute => h.both(b"A"),
+            Target::Symbol { sym, offset } => {
+                let si = info.sym(sym);
+                if self.by_content(sym) {
+                    let s = info.obj.symbol(sym);
+                    let sec = s.section().expect("by_content needs a section");
+                    if !si.never_correlate {
+                        self.identity(h, sym);
+                    }
+                    h.both(b"V");
+                    self.content(h, sec, s.value, s.value.saturating_add(s.size));
+                } else {
+                    self.identity(h, sym);
+                }
+                h.both(&offset.to_le_bytes());
+            }
+            Target::String { sec, start, delta } => {
+                h.both(b"T");
+                h.both(string_at(info.obj.section(sec).bytes(), start));
+                h.both(&[0]);
+                h.both(&delta.to_le_bytes());
+            }
+            Target::Constant { sec, offset } => {
+                let s = info.obj.section(sec);
+                let data = s.bytes();
+                let size = s.sh_entsize.max(1) as usize;
+                let start = (offset.max(0) as usize).min(data.len());
+                let end = (start + size).min(data.len());
+                h.both(b"C");
+                h.both(&data[start..end]);
+            }
+            Target::Section { sec, offset } => {
+                // Anonymous bytes (a switch table, an initialiser, a local label's code): the
+                // piece they are in, by content, and where in it.
+                let (start, end) = info.piece_at(sec, offset);
+                h.both(b"X");
+                h.both(&[info.sec(sec).kind as u8]);
+                self.content(h, sec, start, end);
+                h.both(&(offset - start as i64).to_le_bytes());
+            }
         }
-        Target::Section { sec, offset } => {
-            h.both(b"X");
-            h.both(&info.obj.section(sec).name);
-            h.both(&[0]);
-            h.both(&offset.to_le_bytes());
+    }
+
+    /// Hash the content of `[start, end)` of `sec` into `h`: bytes with relocated fields
+    /// zeroed (NOBITS as zeros) and every reference in it.
+    fn content(&mut self, h: &mut Hashers, sec: SectionId, start: u64, end: u64) {
+        let key = (sec, start, end);
+        if let Some(&(full, noline)) = self.memo.get(&key) {
+            h.full.update(&full.to_le_bytes());
+            h.noline.update(&noline.to_le_bytes());
+            return;
         }
+        if let Some(depth) = self.stack.iter().position(|&k| k == key) {
+            // A cycle: refer back to the enclosing piece by its distance.
+            h.both(b"^");
+            h.both(&((self.stack.len() - depth) as u64).to_le_bytes());
+            self.backref = Some(self.backref.map_or(depth, |d| d.min(depth)));
+            return;
+        }
+        let me = self.stack.len();
+        self.stack.push(key);
+        let saved = self.backref.take();
+        let info = self.info;
+        let mut inner = Hashers::new();
+        let size = info.section_size(sec);
+        let (a, b) = (start.min(size), end.min(size));
+        let mut bytes = match info.obj.section(sec).data {
+            klpforge_elf::SectionData::NoBits { .. } => vec![0; (b - a) as usize],
+            _ => {
+                let data = info.obj.section(sec).bytes();
+                data[(a as usize).min(data.len())..(b as usize).min(data.len())].to_vec()
+            }
+        };
+        let all = info.relocations(sec);
+        let relocs = relocs_in(&all, a, b.max(a + 1));
+        for r in relocs {
+            let off = (r.offset - a) as usize;
+            let size = field_size(info, r).min(bytes.len().saturating_sub(off));
+            bytes[off..off + size].fill(0);
+        }
+        inner.both(b"D");
+        inner.both(&(bytes.len() as u64).to_le_bytes());
+        inner.full.update(&bytes);
+        let name = info.obj.section(sec).name_lossy();
+        if !LINE_RECORD_SECTIONS.contains(&name.as_ref()) && !name.contains("Lubsan") {
+            inner.noline.update(&bytes);
+        }
+        for r in relocs {
+            inner.both(&(r.offset - a).to_le_bytes());
+            inner.both(&r.r_type.to_le_bytes());
+            self.hash_target(&mut inner, resolve(info, sec, r));
+        }
+        self.stack.pop();
+        // A piece whose references led back to an enclosing piece hashes differently when
+        // entered elsewhere: only the others are cached.
+        let below = self.backref.take();
+        let outer = below.filter(|&d| d < me);
+        self.backref = match (saved, outer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let d = inner.digests();
+        if outer.is_none() {
+            self.memo.insert(key, d);
+        }
+        h.full.update(&d.0.to_le_bytes());
+        h.noline.update(&d.1.to_le_bytes());
     }
 }
 
@@ -148,6 +322,7 @@ fn immediate_argument(arch: &str, bytes: &[u8]) -> Option<u8> {
         "x86_64" if bytes.len() == 5 => match bytes[0] {
             0xbe => Some(2),
             0xba => Some(3),
+            0xb9 => Some(4),
             _ => None,
         },
         // movz w1 / w2, #imm16
@@ -178,27 +353,80 @@ fn immediate_argument(arch: &str, bytes: &[u8]) -> Option<u8> {
     }
 }
 
-/// For each instruction: if it only passes `__LINE__` to a known callee, the argument it
-/// loads and whether the callee is variadic (the heuristic case).
+/// Variadic printing callees that receive `__FILE__, __LINE__` as arguments in `WARN`-style
+/// macros (`ASSERT_RTNL`: "... at %s (%d)", file, line).
+const LINE_IN_VARARGS: &[&str] = &["__warn_printk", "printk", "_printk"];
+
+/// The argument register (1-based) an x86_64 instruction loads an address into:
+/// `mov $sym, %reg` (sign-extended or 32-bit) or `lea sym(%rip), %reg`.
+fn x86_address_argument(bytes: &[u8]) -> Option<u8> {
+    let reg = |r: u8| match r {
+        7 => Some(1),
+        6 => Some(2),
+        2 => Some(3),
+        1 => Some(4),
+        _ => None,
+    };
+    match bytes {
+        [0x48, 0xc7, m, ..] if m >> 6 == 3 => reg(m & 7),
+        [0x48, 0x8d, m, ..] if m & 0xc7 == 0x05 => reg((m >> 3) & 7),
+        [op, ..] if (0xb8..=0xbf).contains(op) && bytes.len() == 5 => reg(op - 0xb8),
+        _ => None,
+    }
+}
+
+/// Whether `name` is a source file name as `__FILE__` gives it.
+fn is_file_name(name: &[u8]) -> bool {
+    !name.contains(&b' ') && (name.ends_with(b".c") || name.ends_with(b".h"))
+}
+
+/// For each instruction: whether it only passes `__LINE__` to a known callee (the argument
+/// register it loads is a line-number parameter of the next call). For a variadic printing
+/// callee, an immediate counts as a line only when a source file name (`__FILE__`) is passed
+/// with it: in the argument before it when that can be told (x86_64), else anywhere in the
+/// call's setup or an earlier one (compilers keep the address in a callee-saved register).
+/// Any other immediate argument of a printing call is a change.
 fn line_arguments(
     info: &ObjInfo<'_, '_>,
     sec: SectionId,
     insns: &[CodeInsn],
     relocs: &[Relocation],
-) -> Vec<Option<(u8, bool)>> {
+) -> Vec<Option<u8>> {
     let data = info.obj.section(sec).bytes();
     let arch = info.arch.name();
     let mut out = vec![None; insns.len()];
     let mut pending: Vec<(usize, u8)> = Vec::new();
+    // Where a file-name string is passed in this call's setup: the argument register when it
+    // can be told (x86_64), else 0 (somewhere).
+    let mut file_arg: Option<u8> = None;
     for (i, insn) in insns.iter().enumerate() {
         let end = insn.offset + u64::from(insn.len);
-        let bytes = &data[insn.offset as usize..end as usize];
-        if let Some(arg) = immediate_argument(arch, bytes) {
-            pending.push((i, arg));
-            continue;
+        let Some(bytes) = data.get(insn.offset as usize..end as usize) else {
+            break;
+        };
+        let here = relocs_in(relocs, insn.offset, end);
+        for r in here {
+            if let Target::String {
+                sec: ssec, start, ..
+            } = resolve(info, sec, r)
+            {
+                if is_file_name(string_at(info.obj.section(ssec).bytes(), start)) {
+                    file_arg = Some(if arch == "x86_64" {
+                        x86_address_argument(bytes).unwrap_or(0)
+                    } else {
+                        0
+                    });
+                }
+            }
+        }
+        if here.is_empty() {
+            if let Some(arg) = immediate_argument(arch, bytes) {
+                pending.push((i, arg));
+                continue;
+            }
         }
         // A direct call: on x86 `call rel32`; elsewhere any branch relocation.
-        let call = relocs_in(relocs, insn.offset, end).iter().find(|r| {
+        let call = here.iter().find(|r| {
             if arch == "x86_64" {
                 bytes[0] == 0xe8
             } else {
@@ -208,22 +436,28 @@ fn line_arguments(
         let Some(call) = call else { continue };
         let callee = call.symbol.map(|s| info.sym(s).name.as_str()).unwrap_or("");
         for &(j, arg) in &pending {
+            let after_file = file_arg.is_some_and(|f| f == 0 || f + 1 == arg);
             if (arg == 2 && LINE_IN_ARG2.contains(&callee))
                 || (arg == 3 && LINE_IN_ARG3.contains(&callee))
+                || (after_file && LINE_IN_VARARGS.contains(&callee))
             {
-                out[j] = Some((arg, false));
-            } else if LINE_IN_VARARGS.contains(&callee) {
-                out[j] = Some((arg, true));
+                out[j] = Some(arg);
             }
         }
         pending.clear();
+        // The file name may stay in a callee-saved register for later calls: from now on it
+        // is known to be passed, though not where.
+        file_arg = file_arg.map(|_| 0);
     }
     out
 }
 
 /// Hash the code of one function part (`[start, end)` of `sec`).
-fn hash_code(h: &mut Hashers, info: &ObjInfo<'_, '_>, sec: SectionId, start: u64, end: u64) {
+fn hash_code(h: &mut Hashers, ctx: &mut Ctx<'_, '_, '_, '_>, sec: SectionId, start: u64, end: u64) {
+    let info = ctx.info;
     let data = info.obj.section(sec).bytes();
+    let end = end.min(data.len() as u64);
+    let start = start.min(end);
     let all_relocs = info.relocations(sec);
     let relocs = relocs_in(&all_relocs, start, end);
     let insns = info.code(sec).map(|c| c.range(start, end)).unwrap_or(&[]);
@@ -232,7 +466,7 @@ fn hash_code(h: &mut Hashers, info: &ObjInfo<'_, '_>, sec: SectionId, start: u64
     let mut buf = Vec::with_capacity(16);
     for (i, insn) in insns.iter().enumerate() {
         let (a, b) = (insn.offset, insn.offset + u64::from(insn.len));
-        if b > end {
+        if b > end || a < covered {
             break;
         }
         buf.clear();
@@ -256,37 +490,29 @@ fn hash_code(h: &mut Hashers, info: &ObjInfo<'_, '_>, sec: SectionId, start: u64
         h.full.update(&buf);
         h.noline.update(&[insn.len]);
         match line_args[i] {
-            Some((arg, varargs)) => {
-                h.noline.update(&[b'L', arg]);
-                h.varargs_masked |= varargs;
-            }
+            Some(arg) => h.noline.update(&[b'L', arg]),
             None => h.noline.update(&buf),
         }
         if let Some(t) = branch_target {
-            match info.symbol_at(sec, t) {
-                Some(sym) => hash_target(
-                    h,
-                    info,
-                    Target::Symbol {
-                        sym,
-                        offset: t - info.obj.symbol(sym).value as i64,
-                    },
-                ),
-                None => hash_target(h, info, Target::Section { sec, offset: t }),
-            }
+            let target = match info.symbol_at(sec, t) {
+                Some(sym) => Target::Symbol {
+                    sym,
+                    offset: t - info.obj.symbol(sym).value as i64,
+                },
+                None => Target::Section { sec, offset: t },
+            };
+            ctx.hash_target(h, target);
         }
         for r in here {
             h.both(&r.r_type.to_le_bytes());
             h.both(&((r.offset - a) as u32).to_le_bytes());
-            hash_target(h, info, resolve(info, sec, r));
+            ctx.hash_target(h, resolve(info, sec, r));
         }
         covered = b;
     }
     // Bytes that did not decode (or a non-code section): raw, with relocated fields zeroed.
     if covered < end {
-        let mut rest = data
-            [covered.min(data.len() as u64) as usize..end.min(data.len() as u64) as usize]
-            .to_vec();
+        let mut rest = data[covered as usize..end as usize].to_vec();
         for r in relocs_in(relocs, covered, end) {
             let off = (r.offset - covered) as usize;
             let size = field_size(info, r).min(rest.len().saturating_sub(off));
@@ -297,30 +523,38 @@ fn hash_code(h: &mut Hashers, info: &ObjInfo<'_, '_>, sec: SectionId, start: u64
         for r in relocs_in(relocs, covered, end) {
             h.both(&r.r_type.to_le_bytes());
             h.both(&(r.offset - covered).to_le_bytes());
-            hash_target(h, info, resolve(info, sec, r));
+            ctx.hash_target(h, resolve(info, sec, r));
         }
     }
 }
 
-/// Hash a data object: size, bytes with relocated fields zeroed, and each reference.
-fn hash_object(h: &mut Hashers, info: &ObjInfo<'_, '_>, sym: SymbolId) {
+/// Hash a data object: size, bytes with relocated fields zeroed (NOBITS as zeros, so a
+/// zero-initialised variable hashes the same in `.bss` and in `.data`), and each reference.
+fn hash_object(h: &mut Hashers, ctx: &mut Ctx<'_, '_, '_, '_>, sym: SymbolId) {
+    let info = ctx.info;
     let s = info.obj.symbol(sym);
     h.both(b"O");
     h.both(&s.size.to_le_bytes());
     let Some(sec) = s.section() else { return };
-    let mut bytes = info.symbol_bytes(sym).to_vec();
+    let size = info.section_size(sec);
+    let start = s.value.min(size);
+    let end = s.value.saturating_add(s.size).min(size);
+    let mut bytes = match info.obj.section(sec).data {
+        klpforge_elf::SectionData::NoBits { .. } => vec![0; (end - start) as usize],
+        _ => info.symbol_bytes(sym).to_vec(),
+    };
     let all = info.relocations(sec);
-    let relocs = relocs_in(&all, s.value, s.value + s.size.max(1));
+    let relocs = relocs_in(&all, start, end.max(start + 1));
     for r in relocs {
-        let off = (r.offset - s.value) as usize;
+        let off = (r.offset - start) as usize;
         let size = field_size(info, r).min(bytes.len().saturating_sub(off));
         bytes[off..off + size].fill(0);
     }
     h.both(&bytes);
     for r in relocs {
-        h.both(&(r.offset - s.value).to_le_bytes());
+        h.both(&(r.offset - start).to_le_bytes());
         h.both(&r.r_type.to_le_bytes());
-        hash_target(h, info, resolve(info, sec, r));
+        ctx.hash_target(h, resolve(info, sec, r));
     }
 }
 
@@ -347,7 +581,8 @@ struct Annotation {
 
 /// Hash each entry of the [`CODE_ANNOTATION_SECTIONS`] and attach it to the function (the
 /// parent, for `.cold` parts) its first code reference lands in.
-fn code_annotations(info: &ObjInfo<'_, '_>) -> HashMap<SymbolId, Vec<Annotation>> {
+fn code_annotations(ctx: &mut Ctx<'_, '_, '_, '_>) -> HashMap<SymbolId, Vec<Annotation>> {
+    let info = ctx.info;
     let mut out: HashMap<SymbolId, Vec<Annotation>> = HashMap::new();
     // Boundaries of the pieces of auxiliary code (alternative replacements, fixups), from
     // every reference special entries make into them.
@@ -400,11 +635,7 @@ fn code_annotations(info: &ObjInfo<'_, '_>) -> HashMap<SymbolId, Vec<Annotation>
             if name == "__jump_table" && degenerate_jump_entry(info, sec, here) {
                 continue;
             }
-            let mut h = Hashers {
-                full: Xxh3::new(),
-                noline: Xxh3::new(),
-                varargs_masked: false,
-            };
+            let mut h = Hashers::new();
             h.both(name.as_bytes());
             let mut bytes = data[start as usize..end as usize].to_vec();
             for r in here {
@@ -413,8 +644,19 @@ fn code_annotations(info: &ObjInfo<'_, '_>) -> HashMap<SymbolId, Vec<Annotation>
                 bytes[off..off + size].fill(0);
             }
             h.full.update(&bytes);
-            // Bug-table entries carry __LINE__ in their unrelocated bytes.
-            if name != "__bug_table" {
+            // Bug-table entries with a file name carry __LINE__ in the 16-bit field right
+            // after their relocated fields (the flags follow it): only that field is masked.
+            if name == "__bug_table" && here.len() >= 2 {
+                let line_at = here
+                    .iter()
+                    .map(|r| (r.offset - start) as usize + field_size(info, r))
+                    .max()
+                    .unwrap_or(0);
+                let mut masked = bytes.clone();
+                let line_end = (line_at + 2).min(masked.len());
+                masked[line_at.min(line_end)..line_end].fill(0);
+                h.noline.update(&masked);
+            } else {
                 h.noline.update(&bytes);
             }
             for r in here {
@@ -436,9 +678,9 @@ fn code_annotations(info: &ObjInfo<'_, '_>) -> HashMap<SymbolId, Vec<Annotation>
                             None => next,
                         };
                         h.both(b"AUX");
-                        hash_code(&mut h, info, aux, a, b);
+                        hash_code(&mut h, ctx, aux, a, b);
                     }
-                    t => hash_target(&mut h, info, t),
+                    t => ctx.hash_target(&mut h, t),
                 }
             }
             out.entry(owner).or_default().push(Annotation {
@@ -531,27 +773,38 @@ fn degenerate_jump_entry(info: &ObjInfo<'_, '_>, sec: SectionId, relocs: &[Reloc
     code.len() == 2 && code[0] == code[1]
 }
 
-/// Compute the checksums of every defined function and data object of `info`.
-pub fn compute(info: &ObjInfo<'_, '_>) -> Checksums {
+/// Compute the checksums of every defined function and data object of `info`, hashing
+/// references to correlatable symbols as `identity` says.
+pub fn compute(info: &ObjInfo<'_, '_>, identity: Identity<'_>) -> Checksums {
     let n = info.obj.symbol_arena_len();
     let mut out = Checksums {
         full: vec![0; n],
         noline: vec![0; n],
-        varargs_masked: vec![false; n],
     };
-    let annotations = code_annotations(info);
+    let mut ctx = Ctx {
+        info,
+        identity,
+        memo: HashMap::new(),
+        stack: Vec::new(),
+        backref: None,
+    };
+    let annotations = code_annotations(&mut ctx);
     for (id, s) in info.obj.symbols() {
-        let Some(sec) = s.section() else { continue };
+        if s.section().is_none() {
+            continue;
+        }
         let si = info.sym(id);
-        let mut h = Hashers {
-            full: Xxh3::new(),
-            noline: Xxh3::new(),
-            varargs_masked: false,
-        };
+        let mut h = Hashers::new();
         match si.kind {
             SymKind::Function => {
                 h.both(b"F");
-                hash_code(&mut h, info, sec, s.value, s.value + s.size);
+                hash_code(
+                    &mut h,
+                    &mut ctx,
+                    s.section().expect("defined"),
+                    s.value,
+                    s.value.saturating_add(s.size),
+                );
                 let mut children = si.children.clone();
                 children.sort_by(|a, b| info.sym(*a).demangled.cmp(&info.sym(*b).demangled));
                 for c in children {
@@ -559,7 +812,13 @@ pub fn compute(info: &ObjInfo<'_, '_>) -> Checksums {
                     if let Some(csec) = cs.section() {
                         h.both(b"K");
                         h.both(info.sym(c).demangled.as_bytes());
-                        hash_code(&mut h, info, csec, cs.value, cs.value + cs.size);
+                        hash_code(
+                            &mut h,
+                            &mut ctx,
+                            csec,
+                            cs.value,
+                            cs.value.saturating_add(cs.size),
+                        );
                     }
                 }
                 if let Some(list) = annotations.get(&id) {
@@ -569,12 +828,11 @@ pub fn compute(info: &ObjInfo<'_, '_>) -> Checksums {
                     }
                 }
             }
-            SymKind::Object => hash_object(&mut h, info, id),
+            SymKind::Object => hash_object(&mut h, &mut ctx, id),
             _ => continue,
         }
         out.full[id.index()] = h.full.digest();
         out.noline[id.index()] = h.noline.digest();
-        out.varargs_masked[id.index()] = h.varargs_masked;
     }
     out
 }

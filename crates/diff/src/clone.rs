@@ -130,8 +130,6 @@ pub struct Cloner<'a, 'o, 'p> {
     queue: VecDeque<SymbolId>,
     placed: BTreeSet<SymbolId>,
     chunks: HashMap<SectionId, Vec<Chunk>>,
-    piece_bounds: HashMap<SectionId, Vec<u64>>,
-    anon_refs: Option<HashMap<SectionId, Vec<u64>>>,
     undef: HashMap<String, SymbolId>,
     klp_syms: HashMap<String, SymbolId>,
     strings: HashMap<(SectionId, Vec<u8>), u64>,
@@ -199,8 +197,6 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             queue: VecDeque::new(),
             placed: BTreeSet::new(),
             chunks: HashMap::new(),
-            piece_bounds: HashMap::new(),
-            anon_refs: None,
             undef: HashMap::new(),
             klp_syms: HashMap::new(),
             strings: HashMap::new(),
@@ -415,53 +411,6 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             .map(|c| (c.out, c.out_start as i64 + offset - c.start as i64))
     }
 
-    /// Boundaries of the anonymous pieces of `psec`: every offset something refers to
-    /// without a symbol, every symbol start and end, and the section's ends.
-    fn piece_bounds(&mut self, psec: SectionId) -> &Vec<u64> {
-        if !self.piece_bounds.contains_key(&psec) {
-            let p = self.p;
-            if self.anon_refs.is_none() {
-                // One pass over the object: every section-relative reference.
-                let mut refs: HashMap<SectionId, Vec<u64>> = HashMap::new();
-                for (sec, _) in p.obj.sections() {
-                    if matches!(p.sec(sec).kind, SecKind::Debug | SecKind::Meta) {
-                        continue;
-                    }
-                    for r in p.relocations(sec) {
-                        if let Target::Section { sec: t, offset } = resolve(p, sec, &r) {
-                            refs.entry(t).or_default().push(offset.max(0) as u64);
-                        }
-                    }
-                }
-                self.anon_refs = Some(refs);
-            }
-            let sec = p.obj.section(psec);
-            let size = match sec.data {
-                SectionData::NoBits { size } => size,
-                _ => sec.bytes().len() as u64,
-            };
-            let mut b: Vec<u64> = vec![0, size];
-            b.extend(
-                self.anon_refs
-                    .as_ref()
-                    .unwrap()
-                    .get(&psec)
-                    .into_iter()
-                    .flatten()
-                    .copied(),
-            );
-            for &(start, end, _) in &p.sec(psec).ranges {
-                b.push(start);
-                b.push(end);
-            }
-            b.retain(|&x| x <= size);
-            b.sort_unstable();
-            b.dedup();
-            self.piece_bounds.insert(psec, b);
-        }
-        &self.piece_bounds[&psec]
-    }
-
     /// Copy the anonymous piece of `psec` holding `offset` (a switch table, one alternative's
     /// replacement code, one fixup), not the whole section: in a large object such sections
     /// hold the pieces of every function. Returns the output section.
@@ -474,14 +423,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
         {
             return c.out;
         }
-        let bounds = self.piece_bounds(psec).clone();
-        let start = bounds
-            .iter()
-            .copied()
-            .filter(|&b| b <= at)
-            .max()
-            .unwrap_or(0);
-        let end = bounds.iter().copied().find(|&b| b > at).unwrap_or(start);
+        let (start, end) = self.p.piece_at(psec, offset);
         let p = self.p;
         let sec = p.obj.section(psec);
         let out = self.out_section_for(psec, None);

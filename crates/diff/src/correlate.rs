@@ -9,12 +9,13 @@
 //! use them, so two statics named `count` in different functions never cross. Symbols that
 //! must never be correlated (see [`crate::analyze`]) stay unpaired and are cloned fresh.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use klpforge_elf::{SymbolId, SymbolPlace};
 
-use crate::analyze::{ObjInfo, SymKind};
+use crate::analyze::{ObjInfo, SecKind, SymKind};
 use crate::checksum::Checksums;
+use crate::demangle::static_local_base;
 use crate::refs::{resolve, Target};
 
 /// The pairing of original and patched symbols.
@@ -24,6 +25,8 @@ pub struct Twins {
     pub orig_to_patched: Vec<Option<SymbolId>>,
     /// Twin in the original object, per patched symbol arena slot.
     pub patched_to_orig: Vec<Option<SymbolId>>,
+    /// Pairings worth telling the user about (a static that moved to another function).
+    pub notes: Vec<String>,
 }
 
 impl Twins {
@@ -130,37 +133,27 @@ fn group(
     out
 }
 
-/// Pair the candidates of one group; returns the leftover ambiguity, if any.
+/// Candidates of one name that evidence has not paired yet.
+struct Pending {
+    /// The demangled name.
+    name: String,
+    orig: Vec<SymbolId>,
+    patched: Vec<SymbolId>,
+}
+
+/// Pair what content alone decides in one group: a unique candidate on each side, then
+/// identical checksums unique on both sides, then a last remaining candidate on each side.
+/// What is left on both sides is returned for the evidence of their users.
 fn pair_group(
     twins: &mut Twins,
-    (orig, oc): (&ObjInfo<'_, '_>, &Checksums),
-    (patched, pc): (&ObjInfo<'_, '_>, &Checksums),
+    (oc, pc): (&Checksums, &Checksums),
     name: &str,
     mut os: Vec<SymbolId>,
     mut ps: Vec<SymbolId>,
-) -> Option<Ambiguity> {
+) -> Option<Pending> {
     if os.len() == 1 && ps.len() == 1 {
         twins.pair(os[0], ps[0]);
         return None;
-    }
-    // Identical full names, unique on both sides.
-    let count = |info: &ObjInfo<'_, '_>, list: &[SymbolId], n: &str| {
-        list.iter().filter(|&&x| info.sym(x).name == n).count()
-    };
-    let mut i = 0;
-    while i < os.len() {
-        let n = orig.sym(os[i]).name.clone();
-        if count(orig, &os, &n) == 1 && count(patched, &ps, &n) == 1 {
-            let j = ps
-                .iter()
-                .position(|&p| patched.sym(p).name == n)
-                .expect("counted");
-            twins.pair(os[i], ps[j]);
-            os.remove(i);
-            ps.remove(j);
-        } else {
-            i += 1;
-        }
     }
     // Identical checksums, unique on both sides.
     let mut i = 0;
@@ -186,45 +179,168 @@ fn pair_group(
         // What is left exists on one side only: removed or new symbols.
         return None;
     }
-    Some(Ambiguity {
+    Some(Pending {
         name: name.to_string(),
-        orig: os.iter().map(|&x| orig.sym(x).name.clone()).collect(),
-        patched: ps.iter().map(|&x| patched.sym(x).name.clone()).collect(),
+        orig: os,
+        patched: ps,
     })
 }
 
-/// The named symbols (functions or objects) that reference each static local, with `.cold`
-/// parts counted as their parent.
-fn static_users(info: &ObjInfo<'_, '_>) -> HashMap<SymbolId, Vec<SymbolId>> {
-    let mut out: HashMap<SymbolId, Vec<SymbolId>> = HashMap::new();
+/// The named symbols (functions or objects) that reference each symbol of `wanted`, with
+/// `.cold` parts counted as their parent, and for each user the targets of its references in
+/// order (the reference sites, for aligning unchanged users).
+struct Users {
+    of: HashMap<SymbolId, Vec<SymbolId>>,
+    sites: HashMap<SymbolId, Vec<Option<(SymbolId, i64)>>>,
+}
+
+fn users(info: &ObjInfo<'_, '_>) -> Users {
+    let mut of: HashMap<SymbolId, Vec<SymbolId>> = HashMap::new();
+    let mut sites: HashMap<SymbolId, Vec<Option<(SymbolId, i64)>>> = HashMap::new();
     for (sec, _) in info.obj.sections() {
         if info.sec(sec).ranges.is_empty() {
             continue;
         }
         for r in info.relocations(sec) {
-            let Target::Symbol { sym, .. } = resolve(info, sec, &r) else {
-                continue;
-            };
-            if !info.sym(sym).static_local {
-                continue;
-            }
             let Some(user) = info.symbol_at(sec, r.offset as i64) else {
                 continue;
             };
             let user = info.sym(user).parent.unwrap_or(user);
+            let target = match resolve(info, sec, &r) {
+                Target::Symbol { sym, offset } => Some((sym, offset)),
+                _ => None,
+            };
+            sites.entry(user).or_default().push(target);
+            let Some((sym, _)) = target else { continue };
             if user == sym {
                 continue;
             }
-            let list = out.entry(sym).or_default();
+            let list = of.entry(sym).or_default();
             if !list.contains(&user) {
                 list.push(user);
             }
         }
     }
-    out
+    Users { of, sites }
 }
 
-/// Correlate `orig` with `patched`.
+/// Pair the candidates of `pending` groups by evidence: the reference sites of unchanged
+/// users (the i-th reference of a user whose checksum did not change goes to the twin of
+/// the i-th reference of its original), then the overlap of their user sets (mutual best
+/// by Jaccard index, strictly). Repeats while anything pairs; returns what is left.
+fn pair_by_evidence(
+    twins: &mut Twins,
+    (oc, ou): (&Checksums, &Users),
+    (pc, pu): (&Checksums, &Users),
+    mut pending: Vec<Pending>,
+) -> Vec<Pending> {
+    loop {
+        let mut progress = false;
+        for g in &mut pending {
+            // Reference sites of unchanged users.
+            let mut votes: BTreeMap<SymbolId, BTreeSet<SymbolId>> = BTreeMap::new();
+            let mut voted_for: BTreeMap<SymbolId, BTreeSet<SymbolId>> = BTreeMap::new();
+            for &o in &g.orig {
+                for &u in ou.of.get(&o).into_iter().flatten() {
+                    let Some(up) = twins.of_orig(u) else { continue };
+                    if oc.full[u.index()] != pc.full[up.index()] {
+                        continue;
+                    }
+                    let (Some(a), Some(b)) = (ou.sites.get(&u), pu.sites.get(&up)) else {
+                        continue;
+                    };
+                    if a.len() != b.len() {
+                        continue;
+                    }
+                    for (x, y) in a.iter().zip(b) {
+                        if let (Some((xo, _)), Some((yp, _))) = (x, y) {
+                            if *xo == o && g.patched.contains(yp) {
+                                votes.entry(o).or_default().insert(*yp);
+                                voted_for.entry(*yp).or_default().insert(o);
+                            }
+                        }
+                    }
+                }
+            }
+            for (o, ps) in &votes {
+                if ps.len() != 1 {
+                    continue;
+                }
+                let p = *ps.iter().next().expect("one");
+                if voted_for.get(&p).is_some_and(|os| os.len() == 1)
+                    && twins.of_orig(*o).is_none()
+                    && twins.of_patched(p).is_none()
+                {
+                    twins.pair(*o, p);
+                    progress = true;
+                }
+            }
+            g.orig.retain(|&o| twins.of_orig(o).is_none());
+            g.patched.retain(|&p| twins.of_patched(p).is_none());
+            if g.orig.is_empty() || g.patched.is_empty() {
+                continue;
+            }
+            // Overlap of user sets (users compared through their twins).
+            let user_set = |info_users: &Users, sym: SymbolId, orig_side: bool| {
+                info_users
+                    .of
+                    .get(&sym)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|&u| {
+                        if orig_side {
+                            Some(u)
+                        } else {
+                            twins.of_patched(u)
+                        }
+                    })
+                    .collect::<BTreeSet<SymbolId>>()
+            };
+            let os: Vec<BTreeSet<SymbolId>> =
+                g.orig.iter().map(|&o| user_set(ou, o, true)).collect();
+            let ps: Vec<BTreeSet<SymbolId>> =
+                g.patched.iter().map(|&p| user_set(pu, p, false)).collect();
+            let score = |a: &BTreeSet<SymbolId>, b: &BTreeSet<SymbolId>| -> (usize, usize) {
+                let inter = a.intersection(b).count();
+                (inter, a.union(b).count().max(1))
+            };
+            // Compare inter/union fractions exactly.
+            let better = |x: (usize, usize), y: (usize, usize)| x.0 * y.1 > y.0 * x.1;
+            let mut pairs = Vec::new();
+            for (i, a) in os.iter().enumerate() {
+                let scores: Vec<(usize, usize)> = ps.iter().map(|b| score(a, b)).collect();
+                let Some(j) = (0..ps.len()).find(|&j| {
+                    scores[j].0 > 0 && (0..ps.len()).all(|k| k == j || better(scores[j], scores[k]))
+                }) else {
+                    continue;
+                };
+                let back_best =
+                    (0..os.len()).all(|k| k == i || better(scores[j], score(&os[k], &ps[j])));
+                if back_best {
+                    pairs.push((g.orig[i], g.patched[j]));
+                }
+            }
+            for (o, p) in pairs {
+                twins.pair(o, p);
+                progress = true;
+            }
+            g.orig.retain(|&o| twins.of_orig(o).is_none());
+            g.patched.retain(|&p| twins.of_patched(p).is_none());
+            if g.orig.len() == 1 && g.patched.len() == 1 {
+                twins.pair(g.orig[0], g.patched[0]);
+                g.orig.clear();
+                g.patched.clear();
+                progress = true;
+            }
+        }
+        pending.retain(|g| !g.orig.is_empty() && !g.patched.is_empty());
+        if !progress || pending.is_empty() {
+            return pending;
+        }
+    }
+}
+
+/// Correlate `orig` with `patched` (`oc`/`pc`: checksums by [`crate::checksum::Identity::Names`]).
 pub fn correlate(
     orig: &ObjInfo<'_, '_>,
     patched: &ObjInfo<'_, '_>,
@@ -234,6 +350,7 @@ pub fn correlate(
     let mut twins = Twins {
         orig_to_patched: vec![None; orig.obj.symbol_arena_len()],
         patched_to_orig: vec![None; patched.obj.symbol_arena_len()],
+        notes: Vec::new(),
     };
     let of = scope_keys(orig);
     let pf = scope_keys(patched);
@@ -247,12 +364,10 @@ pub fn correlate(
     }
     let og = group(orig, &of);
     let mut pg = group(patched, &pf);
-    let mut ambiguities = Vec::new();
+    let mut pending = Vec::new();
     for (key, os) in og {
         let Some(ps) = pg.remove(&key) else { continue };
-        if let Some(a) = pair_group(&mut twins, (orig, oc), (patched, pc), &key.2, os, ps) {
-            ambiguities.push(a);
-        }
+        pending.extend(pair_group(&mut twins, (oc, pc), &key.2, os, ps));
     }
     // A symbol that changed scope (static ↔ global) pairs by exact name when unique.
     let unpaired_o: Vec<SymbolId> = orig
@@ -265,6 +380,7 @@ pub fn correlate(
                 && !orig.sym(*id).never_correlate
                 && !orig.sym(*id).static_local
                 && orig.sym(*id).parent.is_none()
+                && !pending.iter().any(|g| g.orig.contains(id))
         })
         .map(|(id, _)| id)
         .collect();
@@ -280,12 +396,40 @@ pub fn correlate(
                 twins.of_patched(p).is_none()
                     && patched.obj.symbol(p).section().is_some()
                     && patched.sym(p).kind == orig.sym(o).kind
+                    && !patched.sym(p).static_local
+                    && !pending.iter().any(|g| g.patched.contains(&p))
             })
             .collect();
         if cands.len() == 1 && orig.by_name.get(name).map_or(0, Vec::len) == 1 {
             twins.pair(o, cands[0]);
         }
     }
+    // Function-scope statics: grouped by scope and demangled name, paired by evidence.
+    let mut statics: BTreeMap<(Scope, String), (Vec<SymbolId>, Vec<SymbolId>)> = BTreeMap::new();
+    for (info, files, side) in [(orig, &of, 0), (patched, &pf, 1)] {
+        for (id, _) in info.obj.symbols() {
+            let si = info.sym(id);
+            if si.static_local {
+                let scope = si.file.and_then(|f| files.get(&f).cloned());
+                let e = statics.entry((scope, si.demangled.clone())).or_default();
+                if side == 0 {
+                    e.0.push(id);
+                } else {
+                    e.1.push(id);
+                }
+            }
+        }
+    }
+    for ((_, name), (os, ps)) in statics {
+        if os.is_empty() || ps.is_empty() {
+            continue;
+        }
+        // Content decides only when unique on both sides (zeroed counters all look alike).
+        pending.extend(pair_group(&mut twins, (oc, pc), &name, os, ps));
+    }
+    let ou = users(orig);
+    let pu = users(patched);
+    let mut left = pair_by_evidence(&mut twins, (oc, &ou), (pc, &pu), pending);
     // `.cold` parts pair through their parents.
     for (o, _) in orig.obj.symbols() {
         let Some(op) = orig.sym(o).parent else {
@@ -306,92 +450,85 @@ pub fn correlate(
             twins.pair(o, cands[0]);
         }
     }
-    // Function-scope statics pair through their users.
-    let ou = static_users(orig);
-    let pu = static_users(patched);
-    let mut by_base: HashMap<(Scope, String), Vec<SymbolId>> = HashMap::new();
-    for (p, _) in patched.obj.symbols() {
-        let si = patched.sym(p);
-        if si.static_local {
-            let scope = si.file.and_then(|f| pf.get(&f).cloned());
-            by_base
-                .entry((scope, si.demangled.clone()))
-                .or_default()
-                .push(p);
-        }
-    }
-    let mut claimed: HashSet<SymbolId> = HashSet::new();
-    for (o, _) in orig.obj.symbols() {
-        let si = orig.sym(o);
-        if !si.static_local {
-            continue;
-        }
-        let scope = si.file.and_then(|f| of.get(&f).cloned());
-        let cands = by_base
-            .get(&(scope, si.demangled.clone()))
-            .cloned()
-            .unwrap_or_default();
-        let users: Vec<SymbolId> = ou
-            .get(&o)
-            .into_iter()
-            .flatten()
-            .filter_map(|&u| twins.of_orig(u))
-            .collect();
-        let matching: Vec<SymbolId> = if users.is_empty() {
-            // Used by nothing we can see: pair by name when unique.
-            let unused: Vec<SymbolId> = cands
+    pair_moved_statics(&mut twins, (orig, &of), (patched, &pf), &mut left);
+    let ambiguities: Vec<Ambiguity> = left
+        .into_iter()
+        .map(|g| Ambiguity {
+            name: g.name,
+            orig: g.orig.iter().map(|&x| orig.sym(x).name.clone()).collect(),
+            patched: g
+                .patched
                 .iter()
-                .copied()
-                .filter(|c| pu.get(c).is_none_or(Vec::is_empty))
-                .collect();
-            if unused.len() == 1 {
-                unused
-            } else {
-                Vec::new()
-            }
-        } else {
-            cands
-                .iter()
-                .copied()
-                .filter(|c| {
-                    pu.get(c)
-                        .is_some_and(|us| us.iter().any(|u| users.contains(u)))
-                })
-                .collect()
-        };
-        match matching.len() {
-            0 => {}
-            1 if !claimed.contains(&matching[0]) => {
-                claimed.insert(matching[0]);
-                twins.pair(o, matching[0]);
-            }
-            _ => {
-                // Several statics of the same name used by the same function: their
-                // order of reference is the only evidence; require identical full names.
-                let exact: Vec<SymbolId> = matching
-                    .iter()
-                    .copied()
-                    .filter(|&c| patched.sym(c).name == si.name && !claimed.contains(&c))
-                    .collect();
-                if exact.len() == 1 {
-                    claimed.insert(exact[0]);
-                    twins.pair(o, exact[0]);
-                } else {
-                    ambiguities.push(Ambiguity {
-                        name: si.demangled.clone(),
-                        orig: vec![si.name.clone()],
-                        patched: matching
-                            .iter()
-                            .map(|&c| patched.sym(c).name.clone())
-                            .collect(),
-                    });
-                }
-            }
-        }
-    }
+                .map(|&x| patched.sym(x).name.clone())
+                .collect(),
+        })
+        .collect();
     if ambiguities.is_empty() {
         Ok(twins)
     } else {
         Err(ambiguities)
     }
+}
+
+/// A writable static that no longer pairs within its own class: a function-scope static whose
+/// function was inlined, split into a `.constprop` clone or a new helper, or a file-scope
+/// static moved into its only function. It is the same variable, and the patched code must
+/// use the running kernel's copy, not a fresh one: pair it with the unpaired original static
+/// of the same variable name in the same FILE scope when exactly one exists on each side.
+fn pair_moved_statics(
+    twins: &mut Twins,
+    (orig, of): (&ObjInfo<'_, '_>, &HashMap<SymbolId, (String, usize)>),
+    (patched, pf): (&ObjInfo<'_, '_>, &HashMap<SymbolId, (String, usize)>),
+    left: &mut Vec<Pending>,
+) {
+    let candidates = |info: &ObjInfo<'_, '_>,
+                      files: &HashMap<SymbolId, (String, usize)>,
+                      side: usize,
+                      twins: &Twins| {
+        let mut out: BTreeMap<(Scope, String), Vec<SymbolId>> = BTreeMap::new();
+        for (id, s) in info.obj.symbols() {
+            let si = info.sym(id);
+            let paired = if side == 0 {
+                twins.of_orig(id).is_some()
+            } else {
+                twins.of_patched(id).is_some()
+            };
+            let writable = s
+                .section()
+                .is_some_and(|sec| matches!(info.sec(sec).kind, SecKind::Data | SecKind::Bss));
+            if paired
+                || !s.is_local()
+                || si.kind != SymKind::Object
+                || si.never_correlate
+                || !writable
+            {
+                continue;
+            }
+            let scope = si.file.and_then(|f| files.get(&f).cloned());
+            out.entry((scope, static_local_base(&si.name).to_string()))
+                .or_default()
+                .push(id);
+        }
+        out
+    };
+    let oc = candidates(orig, of, 0, twins);
+    let pc = candidates(patched, pf, 1, twins);
+    for (key, os) in oc {
+        let Some(ps) = pc.get(&key) else { continue };
+        if os.len() == 1 && ps.len() == 1 {
+            let (o, p) = (os[0], ps[0]);
+            // Leftover ambiguity about exactly these two is resolved by this pairing.
+            for g in left.iter_mut() {
+                g.orig.retain(|&x| x != o);
+                g.patched.retain(|&x| x != p);
+            }
+            twins.pair(o, p);
+            twins.notes.push(format!(
+                "static {} is now {}: bound to the running kernel's copy",
+                orig.sym(o).name,
+                patched.sym(p).name
+            ));
+        }
+    }
+    left.retain(|g| !g.orig.is_empty() && !g.patched.is_empty());
 }

@@ -242,9 +242,29 @@ pub fn diff(
         .ok_or_else(|| DiffError::Incompatible(format!("unsupported machine {}", oh.e_machine)))?;
     let o = analyze::ObjInfo::new(orig, arch);
     let p = analyze::ObjInfo::new(patched, arch);
-    let oc = checksum::compute(&o);
-    let pc = checksum::compute(&p);
+    // Checksums by name pair the candidates; checksums by twin identity then decide what
+    // changed (a renumbered reference hashes equal, a retargeted one differs).
+    let (oc, pc) = (
+        checksum::compute(&o, checksum::Identity::Names),
+        checksum::compute(&p, checksum::Identity::Names),
+    );
     let twins = correlate::correlate(&o, &p, &oc, &pc).map_err(DiffError::Ambiguous)?;
+    let (oc, pc) = (
+        checksum::compute(
+            &o,
+            checksum::Identity::Twins {
+                twins: &twins,
+                patched: false,
+            },
+        ),
+        checksum::compute(
+            &p,
+            checksum::Identity::Twins {
+                twins: &twins,
+                patched: true,
+            },
+        ),
+    );
     if opts.debug {
         for (id, _) in orig.symbols() {
             let name = &o.sym(id).name;
@@ -283,7 +303,7 @@ pub fn diff(
             .map(|&(k, f)| format!("{}: {}", k.name(), p.sym(f).name))
             .collect(),
         refusals: sel.refusals.clone(),
-        warnings: sel.warnings.clone(),
+        warnings: twins.notes.iter().chain(&sel.warnings).cloned().collect(),
         ..Report::default()
     };
     if !report.refusals.is_empty() {

@@ -219,12 +219,6 @@ pub fn select(
                     continue;
                 }
                 if oc.noline[o.index()] == pc.noline[p.index()] && !forced {
-                    if pc.varargs_masked[p.index()] || oc.varargs_masked[o.index()] {
-                        sel.warnings.push(format!(
-                            "{}: only immediate arguments of a printing call differ; treated as a __LINE__ change (klpforge build keeps __LINE__ stable and avoids this heuristic)",
-                            si.name
-                        ));
-                    }
                     sel.line_only.push(si.name.clone());
                     continue;
                 }
@@ -438,8 +432,9 @@ fn through_callers(
     }
 }
 
-/// Refuse when a changed function stopped using a function-scope static it used before: the
-/// static could then not be correlated, and the patched code would get a fresh copy.
+/// Refuse when a changed function used a function-scope static that no longer exists in the
+/// patched build: whether the patched code's statics carry its state cannot be told. A static
+/// that still exists (paired through its other users) may simply no longer be used here.
 fn check_static_locals(
     orig: &ObjInfo<'_, '_>,
     patched: &ObjInfo<'_, '_>,
@@ -468,9 +463,11 @@ fn check_static_locals(
         }
         out
     };
-    let now = used(patched, p);
+    let _ = (patched, p);
     for s in used(orig, o) {
-        let still = twins.of_orig(s).is_some_and(|t| now.contains(&t));
+        // A static that still exists (correlated by its users) may simply no longer be used
+        // here; one that vanished cannot be told from one the patched code got afresh.
+        let still = twins.of_orig(s).is_some();
         if !still {
             sel.refusals.push(refusal(
                 &orig.sym(s).name,

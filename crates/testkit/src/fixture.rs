@@ -213,8 +213,41 @@ impl FixtureCase {
     /// This does not look at `arch:`/`skip:`; see [`runs_on`](Self::runs_on).
     /// A compiler error is reported with the fixture file and gcc's stderr.
     pub fn compile(&self, tc: &Toolchain, out_dir: &Path) -> Result<CompiledCase> {
+        self.compile_with(tc, out_dir, &[])
+    }
+
+    /// The case's `variant: NAME[@ARCH,...] FLAGS...` directives that apply to `arch`: each
+    /// is one more run of the case with FLAGS appended after `cflags:` (for example
+    /// `variant: os -Os`, or `variant: nosse@x86_64 -mno-sse -mno-sse2`).
+    pub fn variants(&self, arch: &str) -> Vec<(String, Vec<String>)> {
+        self.directives
+            .iter()
+            .filter(|d| d.key == "variant" && d.file == self.orig)
+            .filter_map(|d| {
+                let mut words = d.value.split_whitespace();
+                let head = words.next()?;
+                let (name, arches) = match head.split_once('@') {
+                    Some((n, a)) => (n, Some(a)),
+                    None => (head, None),
+                };
+                if arches.is_some_and(|a| !a.split(',').any(|x| x == arch)) {
+                    return None;
+                }
+                Some((name.to_string(), words.map(str::to_string).collect()))
+            })
+            .collect()
+    }
+
+    /// As [`compile`](Self::compile), with `extra` flags appended after the case's `cflags:`.
+    pub fn compile_with(
+        &self,
+        tc: &Toolchain,
+        out_dir: &Path,
+        extra: &[String],
+    ) -> Result<CompiledCase> {
         let mut flags: Vec<&str> = tc.kernel_cflags();
         flags.extend(self.cflags());
+        flags.extend(extra.iter().map(String::as_str));
         let file_name = format!("{}.c", self.name);
         let build = |src: &Path, which: &str| -> Result<PathBuf> {
             let text = std::fs::read_to_string(src)
