@@ -450,6 +450,7 @@ pub fn correlate(
             twins.pair(o, cands[0]);
         }
     }
+    pair_indistinguishable(&mut twins, (oc, &ou), (pc, &pu), &mut left);
     pair_moved_statics(&mut twins, (orig, &of), (patched, &pf), &mut left);
     let ambiguities: Vec<Ambiguity> = left
         .into_iter()
@@ -529,6 +530,47 @@ fn pair_moved_statics(
                 patched.sym(p).name
             ));
         }
+    }
+    left.retain(|g| !g.orig.is_empty() && !g.patched.is_empty());
+}
+
+/// Candidates that nothing refers to (kept only by `__used`, like tracepoint strings) and that
+/// have identical content on both sides cannot be told apart by any code: pairing them in any
+/// order binds equal things, so they pair in name order, class by class of equal checksums.
+fn pair_indistinguishable(
+    twins: &mut Twins,
+    (oc, ou): (&Checksums, &Users),
+    (pc, pu): (&Checksums, &Users),
+    left: &mut Vec<Pending>,
+) {
+    for g in left.iter_mut() {
+        if g.orig.iter().any(|o| ou.of.contains_key(o))
+            || g.patched.iter().any(|p| pu.of.contains_key(p))
+        {
+            continue;
+        }
+        let classes: BTreeSet<u64> = g.orig.iter().map(|o| oc.full[o.index()]).collect();
+        for c in classes {
+            let os: Vec<SymbolId> = g
+                .orig
+                .iter()
+                .copied()
+                .filter(|o| oc.full[o.index()] == c)
+                .collect();
+            let ps: Vec<SymbolId> = g
+                .patched
+                .iter()
+                .copied()
+                .filter(|p| pc.full[p.index()] == c)
+                .collect();
+            if os.len() == ps.len() {
+                for (o, p) in os.into_iter().zip(ps) {
+                    twins.pair(o, p);
+                }
+            }
+        }
+        g.orig.retain(|&o| twins.of_orig(o).is_none());
+        g.patched.retain(|&p| twins.of_patched(p).is_none());
     }
     left.retain(|g| !g.orig.is_empty() && !g.patched.is_empty());
 }

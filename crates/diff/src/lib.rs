@@ -219,6 +219,55 @@ fn first_difference(
     "a referenced string, constant or target changed".into()
 }
 
+/// Largest section alignment accepted (a 1 MiB boundary; kernel objects use at most a page).
+const MAX_ALIGN: u64 = 1 << 20;
+
+/// Reject what no compiler produces and later phases cannot handle safely: a defined symbol
+/// outside its section or whose end overflows, an absurd section alignment, an `.orc_unwind_ip`
+/// whose size is not a whole number of entries. The error names the section and symbol.
+fn check_object(obj: &ElfObject<'_>) -> Result<(), String> {
+    let size_of = |sec: klpforge_elf::SectionId| {
+        let s = obj.section(sec);
+        match s.data {
+            klpforge_elf::SectionData::NoBits { size } => size,
+            _ => s.bytes().len() as u64,
+        }
+    };
+    for (id, s) in obj.sections() {
+        if s.sh_addralign > MAX_ALIGN {
+            return Err(format!(
+                "section {}: alignment {:#x} is larger than {MAX_ALIGN:#x}",
+                s.name_lossy(),
+                s.sh_addralign
+            ));
+        }
+        if s.name.as_ref() == b".orc_unwind_ip" && size_of(id) % 4 != 0 {
+            return Err(format!(
+                "section .orc_unwind_ip: size {} is not a multiple of its 4-byte entries",
+                size_of(id)
+            ));
+        }
+    }
+    for (_, sym) in obj.symbols() {
+        let Some(sec) = sym.section() else { continue };
+        if sym.kind() == 3 || sym.kind() == 4 {
+            continue; // section and file symbols
+        }
+        let size = size_of(sec);
+        let end = sym.value.checked_add(sym.size);
+        if sym.value > size || end.is_none_or(|e| e > size) {
+            return Err(format!(
+                "section {}: symbol {} at {:#x} size {:#x} extends past the section's {size:#x} bytes",
+                obj.section(sec).name_lossy(),
+                sym.name_lossy(),
+                sym.value,
+                sym.size
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Compare the original and patched builds of one object.
 pub fn diff(
     orig: &ElfObject<'_>,
@@ -236,6 +285,9 @@ pub fn diff(
         return Err(DiffError::Incompatible(
             "only relocatable objects (ET_REL) can be compared".into(),
         ));
+    }
+    for (which, obj) in [("original", orig), ("patched", patched)] {
+        check_object(obj).map_err(|e| DiffError::Incompatible(format!("{which} object: {e}")))?;
     }
     let big_endian = oh.endian == klpforge_elf::Endian::Big;
     let arch = klpforge_arch::for_machine(oh.e_machine, big_endian)

@@ -99,12 +99,12 @@ pub fn resolve(info: &ObjInfo<'_, '_>, from: SectionId, r: &Relocation) -> Targe
         return Target::Absolute;
     };
     let s = info.obj.symbol(sym);
-    let eff = r.addend + pc_bias(info, from, r);
+    let eff = r.addend.saturating_add(pc_bias(info, from, r));
     let SymbolPlace::Section(sec) = s.place else {
         return Target::Symbol { sym, offset: eff };
     };
     let sec_kind = info.sec(sec).kind;
-    let section_offset = s.value as i64 + eff;
+    let section_offset = (s.value as i64).saturating_add(eff);
     match sec_kind {
         SecKind::Strings => {
             let data = info.obj.section(sec).bytes();
@@ -112,7 +112,7 @@ pub fn resolve(info: &ObjInfo<'_, '_>, from: SectionId, r: &Relocation) -> Targe
             return Target::String {
                 sec,
                 start,
-                delta: section_offset - start as i64,
+                delta: section_offset.saturating_sub(start as i64),
             };
         }
         SecKind::Constants => {
@@ -132,7 +132,7 @@ pub fn resolve(info: &ObjInfo<'_, '_>, from: SectionId, r: &Relocation) -> Targe
     match info.symbol_at(sec, section_offset) {
         Some(owner) => Target::Symbol {
             sym: owner,
-            offset: section_offset - info.obj.symbol(owner).value as i64,
+            offset: section_offset.saturating_sub(info.obj.symbol(owner).value as i64),
         },
         None => Target::Section {
             sec,
