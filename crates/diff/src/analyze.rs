@@ -427,20 +427,11 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         info
     }
 
-    /// The size of a section's contents (`sh_size` for NOBITS).
-    pub fn section_size(&self, sec: SectionId) -> u64 {
-        let s = self.obj.section(sec);
-        match s.data {
-            SectionData::NoBits { size } => size,
-            _ => s.bytes().len() as u64,
-        }
-    }
-
     /// The anonymous piece `[start, end)` of `sec` that holds `offset`: bounded by the
     /// neighbouring anonymous references and symbol boundaries (see
     /// [`ObjInfo::piece_bounds`]); a reference at the very end gets an empty piece.
     pub fn piece_at(&self, sec: SectionId, offset: i64) -> (u64, u64) {
-        let size = self.section_size(sec);
+        let size = self.obj.section(sec).size();
         let at = (offset.max(0) as u64).min(size);
         let bounds = &self.piece_bounds[sec.index()];
         if bounds.is_empty() {
@@ -592,7 +583,7 @@ fn anonymous_piece_bounds(info: &ObjInfo<'_, '_>) -> Vec<Vec<u64>> {
         if list.is_empty() {
             continue;
         }
-        let size = info.section_size(sec);
+        let size = info.obj.section(sec).size();
         list.push(0);
         list.push(size);
         for &(start, end, _) in &info.sec(sec).ranges {

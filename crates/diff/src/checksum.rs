@@ -245,22 +245,11 @@ impl Ctx<'_, '_, '_, '_> {
         let saved = self.backref.take();
         let info = self.info;
         let mut inner = Hashers::new();
-        let size = info.section_size(sec);
+        let size = info.obj.section(sec).size();
         let (a, b) = (start.min(size), end.min(size));
-        let mut bytes = match info.obj.section(sec).data {
-            klpforge_elf::SectionData::NoBits { .. } => vec![0; (b - a) as usize],
-            _ => {
-                let data = info.obj.section(sec).bytes();
-                data[(a as usize).min(data.len())..(b as usize).min(data.len())].to_vec()
-            }
-        };
         let all = info.relocations(sec);
         let relocs = relocs_in(&all, a, b.max(a + 1));
-        for r in relocs {
-            let off = (r.offset - a) as usize;
-            let size = field_size(info, r).min(bytes.len().saturating_sub(off));
-            bytes[off..off + size].fill(0);
-        }
+        let bytes = masked_bytes(info, sec, a, b, relocs);
         inner.both(b"D");
         inner.both(&(bytes.len() as u64).to_le_bytes());
         inner.full.update(&bytes);
@@ -512,12 +501,7 @@ fn hash_code(h: &mut Hashers, ctx: &mut Ctx<'_, '_, '_, '_>, sec: SectionId, sta
     }
     // Bytes that did not decode (or a non-code section): raw, with relocated fields zeroed.
     if covered < end {
-        let mut rest = data[covered as usize..end as usize].to_vec();
-        for r in relocs_in(relocs, covered, end) {
-            let off = (r.offset - covered) as usize;
-            let size = field_size(info, r).min(rest.len().saturating_sub(off));
-            rest[off..off + size].fill(0);
-        }
+        let rest = masked_bytes(info, sec, covered, end, relocs_in(relocs, covered, end));
         h.both(b"R");
         h.both(&rest);
         for r in relocs_in(relocs, covered, end) {
@@ -528,34 +512,37 @@ fn hash_code(h: &mut Hashers, ctx: &mut Ctx<'_, '_, '_, '_>, sec: SectionId, sta
     }
 }
 
-/// Hash a data object: size, bytes with relocated fields zeroed (NOBITS as zeros, so a
-/// zero-initialised variable hashes the same in `.bss` and in `.data`), and each reference.
+/// Hash a data object: its size and its content (bytes with relocated fields zeroed, NOBITS as
+/// zeros so a zero-initialised variable hashes the same in `.bss` and in `.data`, and each
+/// reference), shared with references that hash it by content.
 fn hash_object(h: &mut Hashers, ctx: &mut Ctx<'_, '_, '_, '_>, sym: SymbolId) {
-    let info = ctx.info;
-    let s = info.obj.symbol(sym);
+    let s = ctx.info.obj.symbol(sym);
     h.both(b"O");
     h.both(&s.size.to_le_bytes());
     let Some(sec) = s.section() else { return };
-    let size = info.section_size(sec);
-    let start = s.value.min(size);
-    let end = s.value.saturating_add(s.size).min(size);
-    let mut bytes = match info.obj.section(sec).data {
+    ctx.content(h, sec, s.value, s.value.saturating_add(s.size));
+}
+
+/// Bytes `[start, end)` of `sec` (zeros for NOBITS) with the fields of `relocs`, which lie in
+/// that range, zeroed: what a layout-independent hash covers of code and data.
+fn masked_bytes(
+    info: &ObjInfo<'_, '_>,
+    sec: SectionId,
+    start: u64,
+    end: u64,
+    relocs: &[Relocation],
+) -> Vec<u8> {
+    let section = info.obj.section(sec);
+    let mut bytes = match section.data {
         klpforge_elf::SectionData::NoBits { .. } => vec![0; (end - start) as usize],
-        _ => info.symbol_bytes(sym).to_vec(),
+        _ => section.bytes()[start as usize..end as usize].to_vec(),
     };
-    let all = info.relocations(sec);
-    let relocs = relocs_in(&all, start, end.max(start + 1));
     for r in relocs {
         let off = (r.offset - start) as usize;
         let size = field_size(info, r).min(bytes.len().saturating_sub(off));
         bytes[off..off + size].fill(0);
     }
-    h.both(&bytes);
-    for r in relocs {
-        h.both(&(r.offset - start).to_le_bytes());
-        h.both(&r.r_type.to_le_bytes());
-        ctx.hash_target(h, resolve(info, sec, r));
-    }
+    bytes
 }
 
 /// Special sections whose entries change what a function does without changing its bytes:
@@ -637,12 +624,7 @@ fn code_annotations(ctx: &mut Ctx<'_, '_, '_, '_>) -> HashMap<SymbolId, Vec<Anno
             }
             let mut h = Hashers::new();
             h.both(name.as_bytes());
-            let mut bytes = data[start as usize..end as usize].to_vec();
-            for r in here {
-                let off = (r.offset - start) as usize;
-                let size = field_size(info, r).min(bytes.len().saturating_sub(off));
-                bytes[off..off + size].fill(0);
-            }
+            let bytes = masked_bytes(info, sec, start, end, here);
             h.full.update(&bytes);
             // Bug-table entries with a file name carry __LINE__ in the 16-bit field right
             // after their relocated fields (the flags follow it): only that field is masked.

@@ -325,10 +325,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             return;
         }
         let sec = p.obj.section(psec);
-        let size = match sec.data {
-            SectionData::NoBits { size } => size,
-            _ => sec.bytes().len() as u64,
-        };
+        let size = sec.size();
         let (start, end) = if self.bundled(psym, psec) {
             (0, size)
         } else {

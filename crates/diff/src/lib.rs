@@ -226,14 +226,7 @@ const MAX_ALIGN: u64 = 1 << 20;
 /// outside its section or whose end overflows, an absurd section alignment, an `.orc_unwind_ip`
 /// whose size is not a whole number of entries. The error names the section and symbol.
 fn check_object(obj: &ElfObject<'_>) -> Result<(), String> {
-    let size_of = |sec: klpforge_elf::SectionId| {
-        let s = obj.section(sec);
-        match s.data {
-            klpforge_elf::SectionData::NoBits { size } => size,
-            _ => s.bytes().len() as u64,
-        }
-    };
-    for (id, s) in obj.sections() {
+    for (_, s) in obj.sections() {
         if s.sh_addralign > MAX_ALIGN {
             return Err(format!(
                 "section {}: alignment {:#x} is larger than {MAX_ALIGN:#x}",
@@ -241,10 +234,10 @@ fn check_object(obj: &ElfObject<'_>) -> Result<(), String> {
                 s.sh_addralign
             ));
         }
-        if s.name.as_ref() == b".orc_unwind_ip" && size_of(id) % 4 != 0 {
+        if s.name.as_ref() == b".orc_unwind_ip" && s.size() % 4 != 0 {
             return Err(format!(
                 "section .orc_unwind_ip: size {} is not a multiple of its 4-byte entries",
-                size_of(id)
+                s.size()
             ));
         }
     }
@@ -253,7 +246,7 @@ fn check_object(obj: &ElfObject<'_>) -> Result<(), String> {
         if sym.kind() == 3 || sym.kind() == 4 {
             continue; // section and file symbols
         }
-        let size = size_of(sec);
+        let size = obj.section(sec).size();
         let end = sym.value.checked_add(sym.size);
         if sym.value > size || end.is_none_or(|e| e > size) {
             return Err(format!(

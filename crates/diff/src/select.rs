@@ -240,7 +240,7 @@ pub fn select(
                     notrace.push((p, o));
                     continue;
                 }
-                check_static_locals(orig, patched, twins, o, p, &mut sel);
+                check_static_locals(orig, twins, o, &mut sel);
                 sel.changed.push((p, o));
             }
             SymKind::Object => {
@@ -435,40 +435,26 @@ fn through_callers(
 /// Refuse when a changed function used a function-scope static that no longer exists in the
 /// patched build: whether the patched code's statics carry its state cannot be told. A static
 /// that still exists (paired through its other users) may simply no longer be used here.
-fn check_static_locals(
-    orig: &ObjInfo<'_, '_>,
-    patched: &ObjInfo<'_, '_>,
-    twins: &Twins,
-    o: SymbolId,
-    p: SymbolId,
-    sel: &mut Selection,
-) {
-    let used = |info: &ObjInfo<'_, '_>, f: SymbolId| -> BTreeSet<SymbolId> {
-        let mut parts = vec![f];
-        parts.extend(info.sym(f).children.iter().copied());
-        let mut out = BTreeSet::new();
-        for part in parts {
-            let s = info.obj.symbol(part);
-            let Some(sec) = s.section() else { continue };
-            for r in info.relocations(sec) {
-                if r.offset < s.value || r.offset >= s.value + s.size {
-                    continue;
-                }
-                if let Target::Symbol { sym, .. } = resolve(info, sec, &r) {
-                    if info.sym(sym).static_local {
-                        out.insert(sym);
-                    }
+fn check_static_locals(orig: &ObjInfo<'_, '_>, twins: &Twins, o: SymbolId, sel: &mut Selection) {
+    let mut used = BTreeSet::new();
+    for part in std::iter::once(o).chain(orig.sym(o).children.iter().copied()) {
+        let s = orig.obj.symbol(part);
+        let Some(sec) = s.section() else { continue };
+        for r in orig.relocations(sec) {
+            if r.offset < s.value || r.offset >= s.value + s.size {
+                continue;
+            }
+            if let Target::Symbol { sym, .. } = resolve(orig, sec, &r) {
+                if orig.sym(sym).static_local {
+                    used.insert(sym);
                 }
             }
         }
-        out
-    };
-    let _ = (patched, p);
-    for s in used(orig, o) {
+    }
+    for s in used {
         // A static that still exists (correlated by its users) may simply no longer be used
         // here; one that vanished cannot be told from one the patched code got afresh.
-        let still = twins.of_orig(s).is_some();
-        if !still {
+        if twins.of_orig(s).is_none() {
             sel.refusals.push(refusal(
                 &orig.sym(s).name,
                 format!(

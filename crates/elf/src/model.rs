@@ -218,6 +218,14 @@ impl<'data> Section<'data> {
         }
     }
 
+    /// The size of the section's contents: `sh_size` for NOBITS, else the stored bytes.
+    pub fn size(&self) -> u64 {
+        match &self.data {
+            SectionData::NoBits { size } => *size,
+            _ => self.bytes().len() as u64,
+        }
+    }
+
     /// The relocation entries, if this is a relocation section.
     pub fn relocations(&self) -> Option<&[Relocation]> {
         match &self.data {
