@@ -122,6 +122,15 @@ pub trait Arch: Send + Sync + std::fmt::Debug {
     /// width ones decode lengths. Bytes that cannot be decoded give an error, never a guess.
     fn decode_lengths(&self, code: &[u8]) -> Result<Vec<Insn>, DecodeError>;
 
+    /// Whether the relocated field at `at` of instruction `insn` (its bytes) is the target of
+    /// a call or jump, rather than an address the code takes (to pass, store or compare).
+    /// By default the relocation type tells; architectures whose branches and address loads
+    /// share relocation types look at the instruction.
+    fn reloc_is_branch(&self, insn: &[u8], at: usize, r_type: u32) -> bool {
+        let _ = (insn, at);
+        self.reloc_info(r_type).map(|i| i.kind) == Some(RelocKind::Branch)
+    }
+
     /// The text of the one instruction at the start of `bytes` (assumed at address `ip`), for
     /// messages; `None` where klpforge has no disassembler for the architecture.
     fn disassemble(&self, bytes: &[u8], ip: u64) -> Option<String> {

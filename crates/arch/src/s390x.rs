@@ -38,6 +38,17 @@ impl Arch for S390x {
 
     /// Lengths come from the first byte of each instruction (see [`S390x::insn_len`]); an
     /// instruction that runs past the end of `code` gives an error.
+    fn reloc_is_branch(&self, insn: &[u8], _at: usize, r_type: u32) -> bool {
+        // `brasl`/`brcl` (RIL, 0xc0 with op2 5/4) and `bras`/`brc` (RI, 0xa7 with op2 5/4)
+        // branch; `larl` (0xc0 op2 0) takes an address, yet gcc gives it the same PC32DBL or
+        // PLT32DBL types. The instruction decides; without it, the type.
+        match insn {
+            [0xc0 | 0xa7, op2, ..] => matches!(op2 & 0x0f, 4 | 5),
+            [_, ..] => false,
+            [] => self.reloc_info(r_type).map(|i| i.kind) == Some(RelocKind::Branch),
+        }
+    }
+
     fn decode_lengths(&self, code: &[u8]) -> Result<Vec<Insn>, DecodeError> {
         let mut out = Vec::with_capacity(code.len() / 4);
         let mut offset = 0;

@@ -135,6 +135,15 @@ impl Arch for X86_64 {
         elf::R_X86_64_64.0
     }
 
+    fn reloc_is_branch(&self, insn: &[u8], _at: usize, _r_type: u32) -> bool {
+        // `call`/`jmp`/`jcc` carry their target as a relative branch operand, whatever the
+        // relocation type (PC32 and PLT32 both appear on calls and on address loads).
+        self.constant_offsets(insn, 0)
+            .ok()
+            .and_then(|c| c.first().map(X86Constants::is_relative_branch))
+            .unwrap_or(false)
+    }
+
     fn decode_lengths(&self, code: &[u8]) -> Result<Vec<Insn>, DecodeError> {
         let mut out = Vec::new();
         decode_each(code, 0, |_, insn, _| out.push(insn))?;

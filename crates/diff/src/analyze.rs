@@ -144,6 +144,23 @@ pub struct SecInfo {
     pub section_symbol: Option<SymbolId>,
 }
 
+/// A relocation and what it refers to, resolved once in [`ObjInfo::new`]. Dereferences to
+/// the relocation itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Reloc {
+    /// The relocation as stored.
+    pub rel: Relocation,
+    /// What it refers to, independent of layout.
+    pub target: crate::refs::Target,
+}
+
+impl std::ops::Deref for Reloc {
+    type Target = Relocation;
+    fn deref(&self) -> &Relocation {
+        &self.rel
+    }
+}
+
 /// Everything known about one object.
 pub struct ObjInfo<'a, 'data> {
     /// The object.
@@ -158,10 +175,17 @@ pub struct ObjInfo<'a, 'data> {
     pub by_name: HashMap<String, Vec<SymbolId>>,
     /// Decoded instructions of each code section (index = section arena slot).
     pub code: Vec<Option<crate::code::CodeMap>>,
+    /// Every relocation applying to each section (index = section arena slot), sorted by
+    /// offset, with what it refers to resolved once ([`crate::refs::resolve`]): the one table
+    /// checksum, correlate, select and clone read.
+    pub relocs: Vec<Vec<Reloc>>,
     /// Boundaries of the anonymous pieces of each section (index = section arena slot):
     /// every offset something refers to without a symbol, every symbol start and end, and
     /// the section's ends, sorted. Empty for sections nothing refers into anonymously.
     pub piece_bounds: Vec<Vec<u64>>,
+    /// Where ftrace's entry tables (`__patchable_function_entries`, `__mcount_loc`) point,
+    /// per code section (index = section arena slot), sorted.
+    pub ftrace_sites: Vec<Vec<i64>>,
 }
 
 fn classify_section(obj: &ElfObject<'_>, id: SectionId) -> (SecKind, bool) {
@@ -420,10 +444,14 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             secs,
             by_name,
             code: Vec::new(),
+            relocs: Vec::new(),
             piece_bounds: Vec::new(),
+            ftrace_sites: Vec::new(),
         };
         info.code = crate::code::decode_all(&info);
+        info.relocs = resolve_all(&info);
         info.piece_bounds = anonymous_piece_bounds(&info);
+        info.ftrace_sites = ftrace_sites(&info);
         info
     }
 
@@ -492,17 +520,34 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             .map(|&(_, _, id)| id)
     }
 
-    /// The relocations applying to `section`, sorted by offset.
-    pub fn relocations(&self, section: SectionId) -> Vec<Relocation> {
-        let mut out: Vec<Relocation> = self.secs[section.index()]
-            .relocs
-            .iter()
-            .filter_map(|&r| self.obj.section(r).relocations())
-            .flatten()
-            .copied()
-            .collect();
-        out.sort_by_key(|r| r.offset);
-        out
+    /// The relocations applying to `section`, sorted by offset, with their targets.
+    pub fn relocations(&self, section: SectionId) -> &[Reloc] {
+        self.relocs.get(section.index()).map_or(&[], Vec::as_slice)
+    }
+
+    /// The relocations applying to `[start, end)` of `section`.
+    pub fn relocations_in(&self, section: SectionId, start: u64, end: u64) -> &[Reloc] {
+        let all = self.relocations(section);
+        let lo = all.partition_point(|r| r.offset < start);
+        let hi = lo + all[lo..].partition_point(|r| r.offset < end);
+        &all[lo..hi]
+    }
+
+    /// Whether relocation `r` of code section `sec` is the target of a call or jump (rather
+    /// than an address the code takes), as the architecture tells from the instruction.
+    pub fn is_branch(&self, sec: SectionId, r: &Relocation) -> bool {
+        let data = self.obj.section(sec).bytes();
+        let insn = self
+            .code(sec)
+            .and_then(|c| c.insn_at(r.offset))
+            .and_then(|i| {
+                let bytes = data.get(i.offset as usize..(i.offset + u64::from(i.len)) as usize)?;
+                Some((bytes, (r.offset - i.offset) as usize))
+            });
+        match insn {
+            Some((bytes, at)) => self.arch.reloc_is_branch(bytes, at, r.r_type),
+            None => self.arch.reloc_is_branch(&[], 0, r.r_type),
+        }
     }
 
     /// The byte range of a defined symbol within its section's data.
@@ -521,10 +566,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     pub fn has_ftrace_entry(&self, id: SymbolId) -> bool {
         let s = self.obj.symbol(id);
         let Some(sec) = s.section() else { return false };
-        for r in self.relocations(sec) {
-            if r.offset < s.value || r.offset > s.value + 32 {
-                continue;
-            }
+        for r in self.relocations_in(sec, s.value, s.value.saturating_add(33)) {
             if let Some(t) = r.symbol {
                 let n = &self.syms[t.index()].name;
                 if n == "__fentry__" || n == "_mcount" || n == "__mcount" || n == "mcount" {
@@ -536,31 +578,56 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         if self.arch.name() == "s390x" && bytes.starts_with(&[0xc0, 0x04, 0, 0, 0, 0]) {
             return true;
         }
-        // Entries in __patchable_function_entries / __mcount_loc naming this function.
-        for (rid, rs) in self.obj.sections() {
-            let Some(target) = rs.relocation_target() else {
-                continue;
-            };
-            let tname = self.obj.section(target).name.as_ref();
-            if tname != b"__patchable_function_entries" && tname != b"__mcount_loc" {
-                continue;
-            }
-            let _ = rid;
-            for r in rs.relocations().unwrap_or(&[]) {
-                let Some(t) = r.symbol else { continue };
-                let ts = self.obj.symbol(t);
-                if ts.section() != Some(sec) {
-                    continue;
-                }
-                let at = ts.value as i64 + r.addend;
-                // The entry points at or shortly before (patchable padding) the function.
-                if at >= s.value as i64 - 16 && at < s.value as i64 + 16 {
-                    return true;
-                }
+        // Entries in __patchable_function_entries / __mcount_loc pointing at or shortly
+        // before (patchable padding) the function.
+        let sites = self
+            .ftrace_sites
+            .get(sec.index())
+            .map_or(&[][..], Vec::as_slice);
+        let lo = sites.partition_point(|&at| at < s.value as i64 - 16);
+        sites.get(lo).is_some_and(|&at| at < s.value as i64 + 16)
+    }
+}
+
+/// Where the entries of `__patchable_function_entries` and `__mcount_loc` point, per section
+/// (see [`ObjInfo::ftrace_sites`]).
+fn ftrace_sites(info: &ObjInfo<'_, '_>) -> Vec<Vec<i64>> {
+    let mut out: Vec<Vec<i64>> = vec![Vec::new(); info.obj.section_arena_len()];
+    for (sec, s) in info.obj.sections() {
+        let name = s.name.as_ref();
+        if name != b"__patchable_function_entries" && name != b"__mcount_loc" {
+            continue;
+        }
+        for r in info.relocations(sec) {
+            let Some(t) = r.symbol else { continue };
+            let ts = info.obj.symbol(t);
+            if let Some(tsec) = ts.section() {
+                out[tsec.index()].push((ts.value as i64).saturating_add(r.addend));
             }
         }
-        false
     }
+    for list in &mut out {
+        list.sort_unstable();
+    }
+    out
+}
+
+/// The relocation table of every section (see [`ObjInfo::relocs`]).
+fn resolve_all(info: &ObjInfo<'_, '_>) -> Vec<Vec<Reloc>> {
+    let mut out: Vec<Vec<Reloc>> = vec![Vec::new(); info.obj.section_arena_len()];
+    for (sec, _) in info.obj.sections() {
+        let list = &mut out[sec.index()];
+        for &rs in &info.sec(sec).relocs {
+            for r in info.obj.section(rs).relocations().unwrap_or(&[]) {
+                list.push(Reloc {
+                    rel: *r,
+                    target: crate::refs::resolve(info, sec, r),
+                });
+            }
+        }
+        list.sort_by_key(|r| r.offset);
+    }
+    out
 }
 
 /// Boundaries of the anonymous pieces of every section (see [`ObjInfo::piece_bounds`]).
@@ -571,9 +638,7 @@ fn anonymous_piece_bounds(info: &ObjInfo<'_, '_>) -> Vec<Vec<u64>> {
             continue;
         }
         for r in info.relocations(sec) {
-            if let crate::refs::Target::Section { sec: t, offset } =
-                crate::refs::resolve(info, sec, &r)
-            {
+            if let crate::refs::Target::Section { sec: t, offset } = r.target {
                 out[t.index()].push(offset.max(0) as u64);
             }
         }

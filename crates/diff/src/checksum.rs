@@ -25,10 +25,10 @@ use xxhash_rust::xxh3::Xxh3;
 
 use std::collections::HashMap;
 
-use crate::analyze::{ObjInfo, SecKind, SymKind};
+use crate::analyze::{ObjInfo, Reloc, SecKind, SymKind};
 use crate::code::CodeInsn;
 use crate::correlate::Twins;
-use crate::refs::{resolve, string_at, Target};
+use crate::refs::{string_at, Target};
 use crate::special;
 
 /// Callees whose second argument (`%esi` on x86_64) is always a line number.
@@ -248,7 +248,7 @@ impl Ctx<'_, '_, '_, '_> {
         let size = info.obj.section(sec).size();
         let (a, b) = (start.min(size), end.min(size));
         let all = info.relocations(sec);
-        let relocs = relocs_in(&all, a, b.max(a + 1));
+        let relocs = relocs_in(all, a, b.max(a + 1));
         let bytes = masked_bytes(info, sec, a, b, relocs);
         inner.both(b"D");
         inner.both(&(bytes.len() as u64).to_le_bytes());
@@ -260,7 +260,7 @@ impl Ctx<'_, '_, '_, '_> {
         for r in relocs {
             inner.both(&(r.offset - a).to_le_bytes());
             inner.both(&r.r_type.to_le_bytes());
-            self.hash_target(&mut inner, resolve(info, sec, r));
+            self.hash_target(&mut inner, r.target);
         }
         self.stack.pop();
         // A piece whose references led back to an enclosing piece hashes differently when
@@ -281,7 +281,7 @@ impl Ctx<'_, '_, '_, '_> {
 }
 
 /// The relocations of `sec` within `[start, end)` (input sorted by offset).
-fn relocs_in(relocs: &[Relocation], start: u64, end: u64) -> &[Relocation] {
+fn relocs_in(relocs: &[Reloc], start: u64, end: u64) -> &[Reloc] {
     let a = relocs.partition_point(|r| r.offset < start);
     let b = relocs.partition_point(|r| r.offset < end);
     &relocs[a..b]
@@ -379,7 +379,7 @@ fn line_arguments(
     info: &ObjInfo<'_, '_>,
     sec: SectionId,
     insns: &[CodeInsn],
-    relocs: &[Relocation],
+    relocs: &[Reloc],
 ) -> Vec<Option<u8>> {
     let data = info.obj.section(sec).bytes();
     let arch = info.arch.name();
@@ -397,7 +397,7 @@ fn line_arguments(
         for r in here {
             if let Target::String {
                 sec: ssec, start, ..
-            } = resolve(info, sec, r)
+            } = r.target
             {
                 if is_file_name(string_at(info.obj.section(ssec).bytes(), start)) {
                     file_arg = Some(if arch == "x86_64" {
@@ -448,7 +448,7 @@ fn hash_code(h: &mut Hashers, ctx: &mut Ctx<'_, '_, '_, '_>, sec: SectionId, sta
     let end = end.min(data.len() as u64);
     let start = start.min(end);
     let all_relocs = info.relocations(sec);
-    let relocs = relocs_in(&all_relocs, start, end);
+    let relocs = relocs_in(all_relocs, start, end);
     let insns = info.code(sec).map(|c| c.range(start, end)).unwrap_or(&[]);
     let line_args = line_arguments(info, sec, insns, relocs);
     let mut covered = start;
@@ -495,7 +495,7 @@ fn hash_code(h: &mut Hashers, ctx: &mut Ctx<'_, '_, '_, '_>, sec: SectionId, sta
         for r in here {
             h.both(&r.r_type.to_le_bytes());
             h.both(&((r.offset - a) as u32).to_le_bytes());
-            ctx.hash_target(h, resolve(info, sec, r));
+            ctx.hash_target(h, r.target);
         }
         covered = b;
     }
@@ -507,7 +507,7 @@ fn hash_code(h: &mut Hashers, ctx: &mut Ctx<'_, '_, '_, '_>, sec: SectionId, sta
         for r in relocs_in(relocs, covered, end) {
             h.both(&r.r_type.to_le_bytes());
             h.both(&(r.offset - covered).to_le_bytes());
-            ctx.hash_target(h, resolve(info, sec, r));
+            ctx.hash_target(h, r.target);
         }
     }
 }
@@ -530,7 +530,7 @@ fn masked_bytes(
     sec: SectionId,
     start: u64,
     end: u64,
-    relocs: &[Relocation],
+    relocs: &[Reloc],
 ) -> Vec<u8> {
     let section = info.obj.section(sec);
     let mut bytes = match section.data {
@@ -585,7 +585,7 @@ fn code_annotations(ctx: &mut Ctx<'_, '_, '_, '_>) -> HashMap<SymbolId, Vec<Anno
         .collect();
     for &sec in &specials {
         for r in info.relocations(sec) {
-            if let Target::Section { sec: aux, offset } = resolve(info, sec, &r) {
+            if let Target::Section { sec: aux, offset } = r.target {
                 if info.sec(aux).kind == SecKind::SpecialAux {
                     aux_bounds
                         .entry(aux)
@@ -606,10 +606,10 @@ fn code_annotations(ctx: &mut Ctx<'_, '_, '_, '_>) -> HashMap<SymbolId, Vec<Anno
         };
         let relocs = info.relocations(sec);
         let data = info.obj.section(sec).bytes();
-        let len_field = replacement_length_field(info, sec, &entries, &relocs, &aux_bounds);
+        let len_field = replacement_length_field(info, sec, &entries, relocs, &aux_bounds);
         for (start, end) in entries {
-            let here = relocs_in(&relocs, start, end);
-            let owner = here.iter().find_map(|r| match resolve(info, sec, r) {
+            let here = relocs_in(relocs, start, end);
+            let owner = here.iter().find_map(|r| match r.target {
                 Target::Symbol { sym, offset } if info.sym(sym).kind == SymKind::Function => {
                     let parent = info.sym(sym).parent.unwrap_or(sym);
                     Some((parent, (u64::from(parent != sym), offset.max(0) as u64)))
@@ -619,7 +619,7 @@ fn code_annotations(ctx: &mut Ctx<'_, '_, '_, '_>) -> HashMap<SymbolId, Vec<Anno
             let Some((owner, at)) = owner else { continue };
             // A jump-label entry whose target is its own site patches nothing: compilers
             // leave such entries behind when a branch was folded.
-            if name == "__jump_table" && degenerate_jump_entry(info, sec, here) {
+            if name == "__jump_table" && degenerate_jump_entry(info, here) {
                 continue;
             }
             let mut h = Hashers::new();
@@ -644,7 +644,7 @@ fn code_annotations(ctx: &mut Ctx<'_, '_, '_, '_>) -> HashMap<SymbolId, Vec<Anno
             for r in here {
                 h.both(&(r.offset - start).to_le_bytes());
                 h.both(&r.r_type.to_le_bytes());
-                match resolve(info, sec, r) {
+                match r.target {
                     Target::Section { sec: aux, offset }
                         if info.sec(aux).kind == SecKind::SpecialAux =>
                     {
@@ -689,7 +689,7 @@ fn replacement_length_field(
     info: &ObjInfo<'_, '_>,
     sec: SectionId,
     entries: &[special::Entry],
-    relocs: &[Relocation],
+    relocs: &[Reloc],
     aux_bounds: &HashMap<SectionId, Vec<u64>>,
 ) -> Option<u64> {
     let data = info.obj.section(sec).bytes();
@@ -698,7 +698,7 @@ fn replacement_length_field(
     for &(start, end) in entries {
         for r in relocs_in(relocs, start, end) {
             reloc_fields.push((r.offset - start, field_size(info, r) as u64));
-            if let Target::Section { sec: aux, offset } = resolve(info, sec, r) {
+            if let Target::Section { sec: aux, offset } = r.target {
                 if let Some(bounds) = aux_bounds.get(&aux) {
                     let a = offset.max(0) as u64;
                     let size = info.obj.section(aux).bytes().len() as u64;
@@ -741,10 +741,10 @@ fn replacement_length_field(
 }
 
 /// Whether the first two code references of a jump-table entry (site and target) coincide.
-fn degenerate_jump_entry(info: &ObjInfo<'_, '_>, sec: SectionId, relocs: &[Relocation]) -> bool {
+fn degenerate_jump_entry(info: &ObjInfo<'_, '_>, relocs: &[Reloc]) -> bool {
     let code: Vec<(SymbolId, i64)> = relocs
         .iter()
-        .filter_map(|r| match resolve(info, sec, r) {
+        .filter_map(|r| match r.target {
             Target::Symbol { sym, offset } if info.sym(sym).kind == SymKind::Function => {
                 Some((sym, offset))
             }

@@ -19,16 +19,15 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use klpforge_arch::RelocKind;
 use klpforge_elf::{
     ElfObject, Info, Link, Relocation, Section, SectionData, SectionId, Symbol, SymbolId,
     SymbolPlace,
 };
 
-use crate::analyze::{ObjInfo, SecKind, SymKind};
+use crate::analyze::{ObjInfo, Reloc, SecKind, SymKind};
 use crate::correlate::Twins;
 use crate::klp::{self, klp_symbol_name};
-use crate::refs::{pc_bias, resolve, string_at, Target};
+use crate::refs::{pc_bias, string_at, Target};
 use crate::select::{Refusal, Selection};
 use crate::special;
 use crate::DiffOptions;
@@ -480,16 +479,29 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
         (out, at as i64 + (offset - base as i64))
     }
 
-    fn is_call(&self, psec: SectionId, r: &Relocation) -> bool {
-        let kind = self.p.arch.reloc_info(r.r_type).map(|i| i.kind);
-        if self.p.arch.name() == "x86_64" {
-            return self
-                .p
-                .code(psec)
-                .and_then(|c| c.insn_at(r.offset))
-                .is_some_and(|i| i.branch.is_some());
+    /// Refuse a symbol the image cannot place (`e` says why).
+    fn refuse_unpositioned(&mut self, name: &str, e: &str) {
+        self.refusals.push(Refusal {
+            symbol: name.to_string(),
+            reason: format!("cannot find its position in the patched image: {e}"),
+            remedy: "give the vmlinux (or module) built from exactly this source and configuration"
+                .into(),
+        });
+    }
+
+    /// sympos of a global the original object only refers to: its rank among the image's
+    /// symbols of that name (statics of other units may share it), 0 without an image.
+    fn global_sympos(&mut self, name: &str) -> u64 {
+        let Some(source) = self.opts.sympos.clone() else {
+            return 0;
+        };
+        match source.sympos(name, None, &[]) {
+            Ok(pos) => pos,
+            Err(e) => {
+                self.refuse_unpositioned(name, &e);
+                0
+            }
         }
-        kind == Some(RelocKind::Branch)
     }
 
     /// sympos of an original symbol: from the image when a source is given, else 1-based
@@ -523,11 +535,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             return match source.sympos(&name, file.as_deref(), &scope) {
                 Ok(pos) => pos,
                 Err(e) => {
-                    self.refusals.push(Refusal {
-                        symbol: name.clone(),
-                        reason: format!("cannot find its position in the patched image: {e}"),
-                        remedy: "give the vmlinux (or module) built from exactly this source and configuration".into(),
-                    });
+                    self.refuse_unpositioned(&name, &e);
                     0
                 }
             };
@@ -554,7 +562,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
         }
     }
 
-    fn decide(&mut self, psec: SectionId, r: &Relocation, psym: SymbolId) -> Decision {
+    fn decide(&mut self, psec: SectionId, r: &Reloc, psym: SymbolId) -> Decision {
         let p = self.p;
         let s = p.obj.symbol(psym);
         let si = p.sym(psym);
@@ -572,12 +580,12 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                 p.sec(psec).kind,
                 SecKind::Special | SecKind::SpecialAux | SecKind::Marker | SecKind::Debug
             );
-            let at_start = matches!(resolve(p, psec, r), Target::Symbol { offset: 0, .. });
+            let at_start = matches!(r.target, Target::Symbol { offset: 0, .. });
             if si.kind == SymKind::Function
                 && self.changed.contains(&psym)
                 && !code_location
                 && at_start
-                && !self.is_call(psec, r)
+                && !p.is_branch(psec, r)
             {
                 if let Some(o) = self.twins.of_patched(psym) {
                     let pos = self.sympos(o);
@@ -602,7 +610,8 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                         .as_ref()
                         .is_some_and(|img| img.defines_global(&name));
                     if existed || in_image {
-                        Decision::Klp(objname, name, 0, klp_type(si.kind))
+                        let pos = self.global_sympos(&name);
+                        Decision::Klp(objname, name, pos, klp_type(si.kind))
                     } else {
                         self.warnings.push(format!(
                             "new reference to {name}, which is not exported: assumed to be defined by another object of the patch module"
@@ -666,7 +675,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
     }
 
     /// Translate relocation `r` of patched section `psec` to output `(out, out_off)`.
-    fn translate(&mut self, psec: SectionId, r: &Relocation, out: SectionId, out_off: u64) {
+    fn translate(&mut self, psec: SectionId, r: &Reloc, out: SectionId, out_off: u64) {
         let p = self.p;
         let bias = pc_bias(p, psec, r);
         let new = |symbol: Option<SymbolId>, addend: i64| Relocation {
@@ -675,7 +684,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             r_type: r.r_type,
             addend,
         };
-        match resolve(p, psec, r) {
+        match r.target {
             Target::Absolute => self.push_reloc(out, new(None, r.addend)),
             Target::String { sec, start, delta } => {
                 let (osec, at) = self.copy_string(sec, start);
@@ -787,7 +796,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                     let relevant = p
                         .relocations(psec)
                         .iter()
-                        .any(|r| self.targets_kept_code(psec, r));
+                        .any(|r| self.targets_kept_code(r));
                     if relevant && !self.refusals.iter().any(|r| r.symbol == name) {
                         self.refusals.push(Refusal {
                             symbol: name.clone(),
@@ -822,8 +831,8 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                 }
                 let a = relocs.partition_point(|r| r.offset < start);
                 let b = relocs.partition_point(|r| r.offset < end);
-                let here: Vec<Relocation> = relocs[a..b].to_vec();
-                if !self.entry_relevant(&name, psec, &here) {
+                let here: Vec<Reloc> = relocs[a..b].to_vec();
+                if !self.entry_relevant(&name, &here) {
                     continue;
                 }
                 done.insert((psec, start));
@@ -886,11 +895,11 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
 
     /// For an entry of an `SHF_LINK_ORDER` section (`__patchable_function_entries`): the
     /// output section of the code it describes, which its output section must link to.
-    fn entry_link(&self, psec: SectionId, relocs: &[Relocation]) -> Option<SectionId> {
+    fn entry_link(&self, psec: SectionId, relocs: &[Reloc]) -> Option<SectionId> {
         if self.p.obj.section(psec).sh_flags & SHF_LINK_ORDER == 0 {
             return None;
         }
-        relocs.iter().find_map(|r| match resolve(self.p, psec, r) {
+        relocs.iter().find_map(|r| match r.target {
             Target::Symbol { sym, .. } => self
                 .clone_of
                 .get(&sym)
@@ -902,8 +911,8 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
     /// Whether a special entry describes kept code: it points into a kept function, or (for
     /// `.printk_index`, whose entries point at records naming their function only through
     /// a `__func__` string) its record names a kept function.
-    fn entry_relevant(&self, name: &str, psec: SectionId, relocs: &[Relocation]) -> bool {
-        if relocs.iter().any(|r| self.targets_kept_code(psec, r)) {
+    fn entry_relevant(&self, name: &str, relocs: &[Reloc]) -> bool {
+        if relocs.iter().any(|r| self.targets_kept_code(r)) {
             return true;
         }
         if name != ".printk_index" {
@@ -911,7 +920,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
         }
         let p = self.p;
         relocs.iter().any(|r| {
-            let Target::Symbol { sym: record, .. } = resolve(p, psec, r) else {
+            let Target::Symbol { sym: record, .. } = r.target else {
                 return false;
             };
             let rs = p.obj.symbol(record);
@@ -921,7 +930,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             p.relocations(rsec)
                 .iter()
                 .filter(|r2| r2.offset >= rs.value && r2.offset < rs.value + rs.size)
-                .any(|r2| match resolve(p, rsec, r2) {
+                .any(|r2| match r2.target {
                     Target::Symbol { sym, .. } if p.sym(sym).name.starts_with("__func__") => {
                         let func_name = string_at(p.symbol_bytes(sym), 0);
                         self.clone_of.keys().any(|&k| {
@@ -935,8 +944,8 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
     }
 
     /// Whether a relocation points into a function that is in the output.
-    fn targets_kept_code(&self, psec: SectionId, r: &Relocation) -> bool {
-        match resolve(self.p, psec, r) {
+    fn targets_kept_code(&self, r: &Reloc) -> bool {
+        match r.target {
             Target::Symbol { sym, .. } => {
                 self.p.sym(sym).kind == SymKind::Function && self.clone_of.contains_key(&sym)
             }
@@ -945,24 +954,19 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
     }
 
     /// Entries that cannot be carried: static keys and calls owned by a module.
-    fn entry_must_drop(
-        &mut self,
-        name: &str,
-        psec: SectionId,
-        relocs: &[Relocation],
-    ) -> Option<String> {
+    fn entry_must_drop(&mut self, name: &str, psec: SectionId, relocs: &[Reloc]) -> Option<String> {
         if name != "__jump_table" && name != ".static_call_sites" {
             return None;
         }
         let p = self.p;
-        let code = relocs.iter().find_map(|r| match resolve(p, psec, r) {
+        let code = relocs.iter().find_map(|r| match r.target {
             Target::Symbol { sym, offset } if p.sym(sym).kind == SymKind::Function => {
                 Some(format!("{}+{offset:#x}", p.sym(sym).name))
             }
             _ => None,
         })?;
         for r in relocs {
-            let Target::Symbol { sym, .. } = resolve(p, psec, r) else {
+            let Target::Symbol { sym, .. } = r.target else {
                 continue;
             };
             if p.sym(sym).kind == SymKind::Function {

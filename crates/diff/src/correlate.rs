@@ -16,7 +16,7 @@ use klpforge_elf::{SymbolId, SymbolPlace};
 use crate::analyze::{ObjInfo, SecKind, SymKind};
 use crate::checksum::Checksums;
 use crate::demangle::static_local_base;
-use crate::refs::{resolve, Target};
+use crate::refs::Target;
 
 /// The pairing of original and patched symbols.
 #[derive(Debug, Clone, Default)]
@@ -206,7 +206,7 @@ fn users(info: &ObjInfo<'_, '_>) -> Users {
                 continue;
             };
             let user = info.sym(user).parent.unwrap_or(user);
-            let target = match resolve(info, sec, &r) {
+            let target = match r.target {
                 Target::Symbol { sym, offset } => Some((sym, offset)),
                 _ => None,
             };

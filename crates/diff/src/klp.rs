@@ -54,6 +54,22 @@ pub trait SymposSource: Send + Sync + std::fmt::Debug {
         let _ = name;
         false
     }
+
+    /// How the image binds the global `name`: whether the definition that won the link is
+    /// weak or strong. `None` when the image has no such global (or the source cannot tell).
+    fn global_binding(&self, name: &str) -> Option<Binding> {
+        let _ = name;
+        None
+    }
+}
+
+/// The binding of a global definition in a linked image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    /// `STB_WEAK`: a `__weak` default that nothing overrode.
+    Weak,
+    /// `STB_GLOBAL`: a strong definition.
+    Strong,
 }
 
 /// The name of a klp symbol, checked against what the kernel's parser accepts.

@@ -139,20 +139,13 @@ fn first_difference(
         .code(psec)
         .unwrap_or(&empty)
         .range(ps.value, ps.value + ps.size);
-    let orel = o.relocations(osec);
-    let prel = p.relocations(psec);
-    let describe = |info: &analyze::ObjInfo<'_, '_>,
-                    sec,
-                    insn: &code::CodeInsn,
-                    rel: &[klpforge_elf::Relocation]| {
+    let describe = |info: &analyze::ObjInfo<'_, '_>, sec, insn: &code::CodeInsn| {
         let data = info.obj.section(sec).bytes();
-        let bytes = &data[insn.offset as usize..(insn.offset + u64::from(insn.len)) as usize];
+        let end = insn.offset + u64::from(insn.len);
+        let bytes = &data[insn.offset as usize..end as usize];
         let mut hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let mut refs = Vec::new();
-        for r in rel
-            .iter()
-            .filter(|r| r.offset >= insn.offset && r.offset < insn.offset + u64::from(insn.len))
-        {
+        for r in info.relocations_in(sec, insn.offset, end) {
             let off = (r.offset - insn.offset) as usize;
             let size = info
                 .arch
@@ -161,7 +154,7 @@ fn first_difference(
             for h in hex.iter_mut().skip(off).take(size) {
                 *h = "__".into();
             }
-            refs.push(match refs::resolve(info, sec, r) {
+            refs.push(match r.target {
                 refs::Target::Symbol { sym, offset } => {
                     format!("{}{offset:+#x}", info.sym(sym).name)
                 }
@@ -195,8 +188,8 @@ fn first_difference(
         text
     };
     for (i, (a, b)) in oc.iter().zip(pc.iter()).enumerate() {
-        let da = describe(o, osec, a, &orel);
-        let db = describe(p, psec, b, &prel);
+        let da = describe(o, osec, a);
+        let db = describe(p, psec, b);
         if da != db {
             return format!(
                 "instruction {i} at +{:#x}: {da}  =>  {db}",
@@ -324,7 +317,7 @@ pub fn diff(
             }
         }
     }
-    let sel = select::select(&o, &p, &oc, &pc, &twins);
+    let sel = select::select(&o, &p, &oc, &pc, &twins, opts.sympos.as_deref());
     let mut report = Report {
         objname: opts.objname.clone(),
         changed_functions: sel

@@ -11,14 +11,15 @@
 //! `KPATCH_IGNORE_SECTION`, `KPATCH_FORCE_UNSAFE` and callback records, and upstream's
 //! `KLP_*_CALLBACK` pointers in `.discard.klp_callback_ptrs`.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use klpforge_elf::{SectionId, SymbolId};
 
 use crate::analyze::{ObjInfo, SecKind, SymKind};
 use crate::checksum::Checksums;
 use crate::correlate::Twins;
-use crate::refs::{resolve, string_at, Target};
+use crate::klp::{Binding, SymposSource};
+use crate::refs::{string_at, Target};
 
 /// A change that cannot be live-patched.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -133,7 +134,7 @@ fn markers(p: &ObjInfo<'_, '_>) -> Markers {
         }
         let name = s.name_lossy().into_owned();
         for r in p.relocations(sec) {
-            let target = resolve(p, sec, &r);
+            let target = r.target;
             let func = match target {
                 Target::Symbol { sym, .. } if p.sym(sym).kind == SymKind::Function => Some(sym),
                 _ => None,
@@ -179,6 +180,7 @@ pub fn select(
     oc: &Checksums,
     pc: &Checksums,
     twins: &Twins,
+    image: Option<&dyn SymposSource>,
 ) -> Selection {
     let mut sel = Selection::default();
     let mut notrace: Vec<(SymbolId, SymbolId)> = Vec::new();
@@ -241,6 +243,8 @@ pub fn select(
                     continue;
                 }
                 check_static_locals(orig, twins, o, &mut sel);
+                check_weak_default(orig, o, image, &mut sel);
+                check_alias_split(orig, patched, pc, twins, (p, o), &mut sel);
                 sel.changed.push((p, o));
             }
             SymKind::Object => {
@@ -344,39 +348,7 @@ fn through_callers(
     if notrace.is_empty() {
         return;
     }
-    // Who refers to each function of the patched object: callers, or `None` for data.
-    let mut referrers: std::collections::HashMap<SymbolId, Vec<Option<SymbolId>>> =
-        Default::default();
-    for (sec, _) in patched.obj.sections() {
-        let kind = patched.sec(sec).kind;
-        if matches!(
-            kind,
-            SecKind::Special
-                | SecKind::SpecialAux
-                | SecKind::Debug
-                | SecKind::Meta
-                | SecKind::Other
-        ) {
-            continue;
-        }
-        for r in patched.relocations(sec) {
-            let Target::Symbol { sym, .. } = resolve(patched, sec, &r) else {
-                continue;
-            };
-            if patched.sym(sym).kind != SymKind::Function {
-                continue;
-            }
-            let from = patched
-                .symbol_at(sec, r.offset as i64)
-                .filter(|&f| patched.sym(f).kind == SymKind::Function)
-                .map(|f| patched.sym(f).parent.unwrap_or(f));
-            if from == Some(sym) {
-                continue;
-            }
-            let from = if kind == SecKind::Text { from } else { None };
-            referrers.entry(sym).or_default().push(from);
-        }
-    }
+    let (prefs, orefs) = (referrers(patched), referrers(orig));
     let mut queue: Vec<(SymbolId, SymbolId)> = notrace;
     let mut done: HashSet<SymbolId> = HashSet::new();
     while let Some((p, o)) = queue.pop() {
@@ -392,17 +364,33 @@ fn through_callers(
             ));
             continue;
         }
-        let refs = referrers.get(&p).cloned().unwrap_or_default();
-        if refs.iter().any(Option::is_none) {
+        let refs = prefs.get(&p).cloned().unwrap_or_default();
+        // The running kernel's object counts as much as the patched one: an address it took
+        // at boot stays stored wherever it went.
+        let escapes = refs
+            .iter()
+            .chain(orefs.get(&o).into_iter().flatten())
+            .find_map(|r| match r {
+                Referrer::Caller(_) => None,
+                Referrer::Data => Some("its address is stored in data, so the stored pointers would keep calling the old code".to_string()),
+                Referrer::Address(f) => Some(format!(
+                    "{f} takes its address in code (to register or pass it), so the pointer handed out keeps calling the old code"
+                )),
+                Referrer::Replacement => Some("it is called from alternative replacement code (.altinstr_replacement), which was patched into its callers at boot and which patching the callers does not replace".to_string()),
+            });
+        if let Some(why) = escapes {
             sel.refusals.push(refusal(
                 &name,
-                "changed function has no ftrace entry and its address is stored in data, so the stored pointers would keep calling the old code",
+                format!("changed function has no ftrace entry and {why}"),
                 "patch the users of the pointer, or mark the function KPATCH_IGNORE_FUNCTION if the change does not matter",
             ));
             continue;
         }
         let mut callers: Vec<String> = Vec::new();
-        for caller in refs.into_iter().flatten() {
+        for caller in refs.into_iter().filter_map(|r| match r {
+            Referrer::Caller(f) => Some(f),
+            _ => None,
+        }) {
             let csec = patched.obj.symbol(caller).section();
             if csec.is_some_and(|s| patched.sec(s).init) {
                 continue; // init code has already run
@@ -432,6 +420,131 @@ fn through_callers(
     }
 }
 
+/// A changed `__weak` default is patched by name, and the livepatch core finds the name in the
+/// running kernel: when a strong definition elsewhere won the link, that is the override, not
+/// this default, so patching would replace the wrong function. With the image the binding
+/// tells (refuse when strong); without it, warn.
+fn check_weak_default(
+    orig: &ObjInfo<'_, '_>,
+    o: SymbolId,
+    image: Option<&dyn SymposSource>,
+    sel: &mut Selection,
+) {
+    if orig.obj.symbol(o).bind() != object::elf::STB_WEAK.0 {
+        return;
+    }
+    let name = &orig.sym(o).name;
+    match image.map(|i| i.global_binding(name)) {
+        Some(Some(Binding::Strong)) => sel.refusals.push(refusal(
+            name,
+            "changed __weak default, but the kernel image links a strong definition of the same name from elsewhere: livepatch patches by name and would replace that override",
+            "patch the overriding definition instead (this default is not used in this kernel)",
+        )),
+        Some(_) => {}
+        None => sel.warnings.push(format!(
+            "{name} is a __weak default: without the kernel image (--vmlinux) klpforge cannot tell whether a strong definition elsewhere overrides it, in which case the patch would replace the override"
+        )),
+    }
+}
+
+/// Refuse a changed function whose address the running kernel shares with another function
+/// (an alias) that the patch turns into a function of its own with a different body:
+/// livepatch redirects the shared entry, so calls through the other name would run the new
+/// body. Aliases that stay aliases change together and are patched once.
+fn check_alias_split(
+    orig: &ObjInfo<'_, '_>,
+    patched: &ObjInfo<'_, '_>,
+    pc: &Checksums,
+    twins: &Twins,
+    (p, o): (SymbolId, SymbolId),
+    sel: &mut Selection,
+) {
+    let os = orig.obj.symbol(o);
+    let Some(sec) = os.section() else { return };
+    let place = |info: &ObjInfo<'_, '_>, f: SymbolId| {
+        let s = info.obj.symbol(f);
+        (s.section(), s.value)
+    };
+    for &(start, _, alias) in &orig.sec(sec).ranges {
+        if start != os.value || alias == o || orig.sym(alias).kind != SymKind::Function {
+            continue;
+        }
+        let Some(p2) = twins.of_orig(alias) else {
+            continue; // the name is gone: nothing can call it any more
+        };
+        if place(patched, p2) == place(patched, p) || pc.full[p2.index()] == pc.full[p.index()] {
+            continue;
+        }
+        sel.refusals.push(refusal(
+            &patched.sym(p).name,
+            format!(
+                "changed function shares its address with {} in the running kernel, and the patch gives {} a body of its own: livepatch redirects the shared entry, so calls through {} would run the new code",
+                orig.sym(alias).name,
+                patched.sym(p2).name,
+                orig.sym(alias).name
+            ),
+            "keep the two names aliases of one body, or change the callers of the other name instead",
+        ));
+    }
+}
+
+/// How a function is referred to, for replacing a notrace function through its callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Referrer {
+    /// Called (or jumped to) by this function.
+    Caller(SymbolId),
+    /// Its address is taken by the code of this function (named; `code` outside any).
+    Address(String),
+    /// Its address is stored in data.
+    Data,
+    /// Called from alternative replacement code.
+    Replacement,
+}
+
+/// Who refers to each function of `info`, and how. Code-location entries (special sections)
+/// describe the function itself and do not count; references from within a function to
+/// itself neither.
+fn referrers(info: &ObjInfo<'_, '_>) -> HashMap<SymbolId, Vec<Referrer>> {
+    let mut out: HashMap<SymbolId, Vec<Referrer>> = HashMap::new();
+    for (sec, _) in info.obj.sections() {
+        let kind = info.sec(sec).kind;
+        if matches!(
+            kind,
+            SecKind::Special | SecKind::Debug | SecKind::Meta | SecKind::Other | SecKind::Marker
+        ) {
+            continue;
+        }
+        for r in info.relocations(sec) {
+            let Target::Symbol { sym, .. } = r.target else {
+                continue;
+            };
+            if info.sym(sym).kind != SymKind::Function {
+                continue;
+            }
+            let sym = info.sym(sym).parent.unwrap_or(sym);
+            let from = info
+                .symbol_at(sec, r.offset as i64)
+                .filter(|&f| info.sym(f).kind == SymKind::Function)
+                .map(|f| info.sym(f).parent.unwrap_or(f));
+            if from == Some(sym) {
+                continue;
+            }
+            let how = match kind {
+                SecKind::SpecialAux => Referrer::Replacement,
+                SecKind::Text => match from {
+                    Some(f) if info.is_branch(sec, r) => Referrer::Caller(f),
+                    f => Referrer::Address(
+                        f.map_or_else(|| "code".to_string(), |f| info.sym(f).name.clone()),
+                    ),
+                },
+                _ => Referrer::Data,
+            };
+            out.entry(sym).or_default().push(how);
+        }
+    }
+    out
+}
+
 /// Refuse when a changed function used a function-scope static that no longer exists in the
 /// patched build: whether the patched code's statics carry its state cannot be told. A static
 /// that still exists (paired through its other users) may simply no longer be used here.
@@ -444,7 +557,7 @@ fn check_static_locals(orig: &ObjInfo<'_, '_>, twins: &Twins, o: SymbolId, sel: 
             if r.offset < s.value || r.offset >= s.value + s.size {
                 continue;
             }
-            if let Target::Symbol { sym, .. } = resolve(orig, sec, &r) {
+            if let Target::Symbol { sym, .. } = r.target {
                 if orig.sym(sym).static_local {
                     used.insert(sym);
                 }

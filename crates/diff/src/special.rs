@@ -8,10 +8,10 @@
 //! entry size that cannot be established is an error naming the section; klpforge never needs
 //! a per-kernel table of structure sizes.
 
-use klpforge_elf::{Relocation, SectionId};
+use klpforge_elf::SectionId;
 
-use crate::analyze::{ObjInfo, SecKind};
-use crate::refs::{resolve, Target};
+use crate::analyze::{ObjInfo, Reloc, SecKind};
+use crate::refs::Target;
 
 /// One entry: `[start, end)` within the section.
 pub type Entry = (u64, u64);
@@ -42,7 +42,7 @@ pub fn entries(info: &ObjInfo<'_, '_>, sec: SectionId) -> Result<Vec<Entry>, Str
         .map(|r| Field {
             offset: r.offset,
             r_type: r.r_type,
-            target: target_class(info, sec, r),
+            target: target_class(info, r),
         })
         .collect();
     match stride(&relocs, size) {
@@ -121,9 +121,9 @@ pub struct Field {
 /// A coarse class of relocation target: code (1), anything else (3), or nothing (0). Fields
 /// of one entry usually point at different classes (code and key, code and file name), which
 /// tells an entry of several pointers from several entries of one pointer.
-pub fn target_class(info: &ObjInfo<'_, '_>, sec: SectionId, r: &Relocation) -> u8 {
+pub fn target_class(info: &ObjInfo<'_, '_>, r: &Reloc) -> u8 {
     let code = |s: SectionId| matches!(info.sec(s).kind, SecKind::Text | SecKind::SpecialAux);
-    match resolve(info, sec, r) {
+    match r.target {
         Target::Absolute => 0,
         Target::Section { sec, .. } if code(sec) => 1,
         Target::Symbol { sym, .. } if info.obj.symbol(sym).section().is_some_and(code) => 1,

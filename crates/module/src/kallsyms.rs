@@ -18,6 +18,8 @@ pub struct KSym {
     pub kind: u8,
     /// Whether it is a global (or weak) symbol.
     pub global: bool,
+    /// Whether it is a weak symbol.
+    pub weak: bool,
     /// Name of its section.
     pub section: String,
 }
@@ -53,6 +55,7 @@ impl SymbolIndex {
                 key: if by_address { s.value } else { pos as u64 },
                 kind: s.kind(),
                 global: !s.is_local(),
+                weak: s.bind() == 2,
                 section: section.name_lossy().into_owned(),
             });
         }
@@ -133,11 +136,27 @@ impl klpforge_diff::klp::SymposSource for ImageSympos {
         self.index.lookup(name).iter().any(|k| k.global)
     }
 
+    fn global_binding(&self, name: &str) -> Option<klpforge_diff::klp::Binding> {
+        let k = self.index.lookup(name).iter().find(|k| k.global)?;
+        Some(if k.weak {
+            klpforge_diff::klp::Binding::Weak
+        } else {
+            klpforge_diff::klp::Binding::Strong
+        })
+    }
+
     fn sympos(&self, name: &str, file: Option<&str>, scope: &[String]) -> Result<u64, String> {
         let all = self.index.lookup(name);
         let Some(file) = file else {
-            // Globals are unique by definition.
-            return Ok(0);
+            // A global is the only global of its name, but statics of other units may share
+            // it: kallsyms then needs its rank among all of them, like a local's.
+            if all.len() <= 1 {
+                return Ok(0);
+            }
+            let Some(at) = all.iter().position(|k| k.global) else {
+                return Err(format!("no global symbol {name} in the image"));
+            };
+            return Ok(at as u64 + 1);
         };
         let matching: Vec<&FileBlock> = self
             .blocks
