@@ -24,6 +24,14 @@ impl Arch for Aarch64 {
         elf::R_AARCH64_ABS64.0
     }
 
+    fn is_padding(&self, insn: &[u8]) -> bool {
+        // `nop` and the zero word (`udf #0`).
+        match <[u8; 4]>::try_from(insn) {
+            Ok(w) => matches!(u32::from_le_bytes(w), 0 | 0xd503_201f),
+            Err(_) => insn.iter().all(|&b| b == 0),
+        }
+    }
+
     fn decode_lengths(&self, code: &[u8]) -> Result<Vec<Insn>, DecodeError> {
         fixed_width(code, 4)
     }

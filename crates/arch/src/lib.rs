@@ -131,6 +131,13 @@ pub trait Arch: Send + Sync + std::fmt::Debug {
         self.reloc_info(r_type).map(|i| i.kind) == Some(RelocKind::Branch)
     }
 
+    /// Whether one instruction (its bytes) is alignment padding between functions: a no-op
+    /// or trap the assembler or compiler fills gaps with, never code anything runs. By
+    /// default only all-zero bytes.
+    fn is_padding(&self, insn: &[u8]) -> bool {
+        insn.iter().all(|&b| b == 0)
+    }
+
     /// The text of the one instruction at the start of `bytes` (assumed at address `ip`), for
     /// messages; `None` where klpforge has no disassembler for the architecture.
     fn disassemble(&self, bytes: &[u8], ip: u64) -> Option<String> {

@@ -24,6 +24,14 @@ impl Arch for LoongArch64 {
         elf::R_LARCH_64.0
     }
 
+    fn is_padding(&self, insn: &[u8]) -> bool {
+        // `nop` (`andi $zero, $zero, 0`) and the zero word.
+        match <[u8; 4]>::try_from(insn) {
+            Ok(w) => matches!(u32::from_le_bytes(w), 0 | 0x0340_0000),
+            Err(_) => insn.iter().all(|&b| b == 0),
+        }
+    }
+
     fn decode_lengths(&self, code: &[u8]) -> Result<Vec<Insn>, DecodeError> {
         fixed_width(code, 4)
     }

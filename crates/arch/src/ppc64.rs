@@ -31,6 +31,14 @@ impl Arch for Ppc64 {
     /// Words are little endian. A word whose primary opcode is 1 is the prefix of an 8-byte
     /// instruction; the prefix and its suffix form one [`Insn`]. A slice whose length is not a
     /// multiple of 4, or that ends with a lone prefix, gives an error.
+    fn is_padding(&self, insn: &[u8]) -> bool {
+        // `nop` (`ori 0,0,0`) and the zero word.
+        match <[u8; 4]>::try_from(insn) {
+            Ok(w) => matches!(u32::from_le_bytes(w), 0 | 0x6000_0000),
+            Err(_) => insn.iter().all(|&b| b == 0),
+        }
+    }
+
     fn decode_lengths(&self, code: &[u8]) -> Result<Vec<Insn>, DecodeError> {
         let mut out = Vec::with_capacity(code.len() / 4);
         let mut offset = 0;

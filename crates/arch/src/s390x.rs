@@ -49,6 +49,15 @@ impl Arch for S390x {
         }
     }
 
+    fn is_padding(&self, insn: &[u8]) -> bool {
+        // `nopr %r7` (0x0707, what gas aligns with), `nop` (`bc 0,0`), `jgnop` (`brcl 0,0`)
+        // and zeros.
+        matches!(
+            insn,
+            [0x07, 0x07] | [0x07, 0x00] | [0x47, 0x00, 0x00, 0x00] | [0xc0, 0x04, 0, 0, 0, 0]
+        ) || insn.iter().all(|&b| b == 0)
+    }
+
     fn decode_lengths(&self, code: &[u8]) -> Result<Vec<Insn>, DecodeError> {
         let mut out = Vec::with_capacity(code.len() / 4);
         let mut offset = 0;

@@ -1,7 +1,9 @@
 //! x86-64 (`EM_X86_64`, little endian): variable-length instructions decoded with `iced-x86`.
 
 use crate::{Arch, DecodeError, Insn, RelocInfo, RelocKind};
-use iced_x86::{ConstantOffsets, Decoder, DecoderError, DecoderOptions, Instruction, OpKind};
+use iced_x86::{
+    ConstantOffsets, Decoder, DecoderError, DecoderOptions, Instruction, Mnemonic, OpKind,
+};
 use object::elf;
 
 /// The x86-64 architecture.
@@ -133,6 +135,18 @@ impl Arch for X86_64 {
 
     fn abs64_reloc(&self) -> u32 {
         elf::R_X86_64_64.0
+    }
+
+    fn is_padding(&self, insn: &[u8]) -> bool {
+        // `nop` in all its lengths, `int3` and the zeros of `.fill`.
+        if insn.iter().all(|&b| b == 0xcc || b == 0) {
+            return true;
+        }
+        let mut decoder = Decoder::new(64, insn, OPTIONS);
+        let instr = decoder.decode();
+        !instr.is_invalid()
+            && instr.len() == insn.len()
+            && matches!(instr.mnemonic(), Mnemonic::Nop | Mnemonic::Int3)
     }
 
     fn reloc_is_branch(&self, insn: &[u8], _at: usize, _r_type: u32) -> bool {

@@ -75,6 +75,33 @@ pub struct Checksums {
     pub full: Vec<u64>,
     /// Line-insensitive checksum per symbol arena slot.
     pub noline: Vec<u64>,
+    /// Code that no function symbol covers, sorted by key.
+    pub gaps: Vec<CodeGap>,
+}
+
+/// Where a run of code without a covering function symbol is: top-level assembly without
+/// `.type`/`.size` (or with a zero size), which every byte-level comparison must still see.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GapKey {
+    /// The code section.
+    pub section: String,
+    /// The last label (an untyped or unsized symbol) at or before the run, if any.
+    pub label: String,
+    /// Which run of that section and label (0 = first).
+    pub occurrence: u32,
+}
+
+/// One run of uncovered code (padding trimmed) and its checksum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeGap {
+    /// Where it is.
+    pub key: GapKey,
+    /// Its offset from the label (from the section start without one).
+    pub offset: u64,
+    /// Its length in bytes.
+    pub len: u64,
+    /// Checksum of its code (bytes, with references by identity).
+    pub full: u64,
 }
 
 struct Hashers {
@@ -762,6 +789,7 @@ pub fn compute(info: &ObjInfo<'_, '_>, identity: Identity<'_>) -> Checksums {
     let mut out = Checksums {
         full: vec![0; n],
         noline: vec![0; n],
+        gaps: Vec::new(),
     };
     let mut ctx = Ctx {
         info,
@@ -816,5 +844,126 @@ pub fn compute(info: &ObjInfo<'_, '_>, identity: Identity<'_>) -> Checksums {
         out.full[id.index()] = h.full.digest();
         out.noline[id.index()] = h.noline.digest();
     }
+    out.gaps = code_gaps(&mut ctx);
     out
+}
+
+/// The runs of run-time code (not `__init`/`__exit`) that no function or object symbol
+/// covers, alignment padding trimmed (see [`klpforge_arch::Arch::is_padding`]), each hashed
+/// like a function's code.
+fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
+    let info = ctx.info;
+    let mut covered: HashMap<SectionId, Vec<(u64, u64)>> = HashMap::new();
+    let mut labels: HashMap<SectionId, Vec<(u64, SymbolId)>> = HashMap::new();
+    for (id, s) in info.obj.symbols() {
+        let Some(sec) = s.section() else { continue };
+        if info.sec(sec).kind != SecKind::Text || info.sec(sec).init {
+            continue;
+        }
+        let si = info.sym(id);
+        match si.kind {
+            SymKind::Function | SymKind::Object if s.size > 0 => covered
+                .entry(sec)
+                .or_default()
+                .push((s.value, s.value.saturating_add(s.size))),
+            SymKind::Function | SymKind::Other
+                if !si.name.is_empty()
+                    && !si.name.starts_with(".L")
+                    && !si.name.starts_with('$') =>
+            {
+                labels.entry(sec).or_default().push((s.value, id));
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let mut seen: HashMap<(String, String), u32> = HashMap::new();
+    for (sec, s) in info.obj.sections() {
+        if info.sec(sec).kind != SecKind::Text || info.sec(sec).init {
+            continue;
+        }
+        let size = s.size();
+        let mut spans = covered.remove(&sec).unwrap_or_default();
+        spans.sort_unstable();
+        let mut runs = Vec::new();
+        let mut at = 0u64;
+        for (a, b) in spans {
+            if a > at {
+                runs.push((at, a.min(size)));
+            }
+            at = at.max(b);
+        }
+        if at < size {
+            runs.push((at, size));
+        }
+        let mut sec_labels = labels.remove(&sec).unwrap_or_default();
+        sec_labels.sort_unstable();
+        let name = s.name_lossy().into_owned();
+        for (a, b) in runs {
+            let Some((a, b)) = trim_padding(info, sec, a, b) else {
+                continue;
+            };
+            let label = sec_labels
+                .iter()
+                .rev()
+                .find(|&&(v, _)| v <= a)
+                .map(|&(v, l)| (v, info.sym(l).name.clone()));
+            let (base, label) = label.unwrap_or((0, String::new()));
+            let n = seen.entry((name.clone(), label.clone())).or_default();
+            let occurrence = *n;
+            *n += 1;
+            let mut h = Hashers::new();
+            hash_code(&mut h, ctx, sec, a, b);
+            out.push(CodeGap {
+                key: GapKey {
+                    section: name.clone(),
+                    label,
+                    occurrence,
+                },
+                offset: a - base,
+                len: b - a,
+                full: h.full.digest(),
+            });
+        }
+    }
+    out.sort_by(|x, y| x.key.cmp(&y.key));
+    out
+}
+
+/// `[a, b)` without the padding instructions at either end; `None` when nothing else is left.
+/// Bytes that did not decode count as code unless they are all zero.
+fn trim_padding(info: &ObjInfo<'_, '_>, sec: SectionId, a: u64, b: u64) -> Option<(u64, u64)> {
+    let data = info.obj.section(sec).bytes();
+    let bytes = |x: u64, y: u64| data.get(x as usize..y as usize).unwrap_or(&[]);
+    let insns = info.code(sec).map(|c| c.range(a, b)).unwrap_or(&[]);
+    let decoded_end = insns.last().map_or(a, |i| i.offset + u64::from(i.len));
+    let decoded_start = insns.first().map_or(b, |i| i.offset);
+    // Undecoded stretches before or after the decoded instructions.
+    let odd_before = decoded_start > a && bytes(a, decoded_start).iter().any(|&x| x != 0);
+    let odd_after = decoded_end < b && bytes(decoded_end, b).iter().any(|&x| x != 0);
+    let real = |i: &&CodeInsn| {
+        !info
+            .arch
+            .is_padding(bytes(i.offset, i.offset + u64::from(i.len)))
+    };
+    let first = insns.iter().find(real).map(|i| i.offset);
+    let last = insns
+        .iter()
+        .rev()
+        .find(real)
+        .map(|i| i.offset + u64::from(i.len));
+    let start = if odd_before {
+        Some(a)
+    } else {
+        first.or(odd_after.then_some(decoded_end))
+    };
+    let end = if odd_after {
+        Some(b)
+    } else {
+        last.or(odd_before.then_some(decoded_start))
+    };
+    match (start, end) {
+        (Some(s), Some(e)) if s < e => Some((s, e)),
+        _ => None,
+    }
 }

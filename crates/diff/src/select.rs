@@ -278,6 +278,7 @@ pub fn select(
         }
     }
     through_callers(orig, patched, twins, notrace, &mut sel);
+    check_code_gaps(oc, pc, &mut sel);
     // Forced and callback functions count as included even when unchanged.
     for &f in marks.forced.iter().chain(callback_fns.iter()) {
         if twins.of_patched(f).is_none() && !sel.new_functions.contains(&f) {
@@ -417,6 +418,43 @@ fn through_callers(
             if callers.is_empty() { "none".to_string() } else { callers.join(", ") }
         ));
         sel.through_callers.push(p);
+    }
+}
+
+/// Refuse a change to code no function symbol covers (top-level assembly without
+/// `.type`/`.size`): livepatch replaces whole functions with an ftrace entry, and this code
+/// has neither, so nothing in the module could carry the change.
+fn check_code_gaps(oc: &Checksums, pc: &Checksums, sel: &mut Selection) {
+    let mut o = oc.gaps.iter().peekable();
+    let mut p = pc.gaps.iter().peekable();
+    loop {
+        let (what, gap) = match (o.peek(), p.peek()) {
+            (None, None) => break,
+            (Some(a), Some(b)) if a.key == b.key => {
+                let (a, b) = (o.next().expect("peeked"), p.next().expect("peeked"));
+                if a.full == b.full && a.len == b.len {
+                    continue;
+                }
+                ("changed", b)
+            }
+            (Some(a), Some(b)) if a.key < b.key => ("removed", o.next().expect("peeked")),
+            (Some(_), None) => ("removed", o.next().expect("peeked")),
+            _ => ("added", p.next().expect("peeked")),
+        };
+        let k = &gap.key;
+        let place = if k.label.is_empty() {
+            format!("{}+{:#x}", k.section, gap.offset)
+        } else {
+            format!("{}+{:#x} in {}", k.label, gap.offset, k.section)
+        };
+        sel.refusals.push(refusal(
+            if k.label.is_empty() { &k.section } else { &k.label },
+            format!(
+                "code without a function symbol (assembly without .type/.size) {what} at {place} ({} bytes): livepatch only replaces whole functions with an ftrace entry",
+                gap.len
+            ),
+            "give the code a function symbol (SYM_FUNC_START/SYM_FUNC_END) and an ftrace entry, or change its callers instead",
+        ));
     }
 }
 
