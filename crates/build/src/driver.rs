@@ -52,6 +52,9 @@ pub struct BuildOptions {
     pub verbose: bool,
     /// Diff the whole linked vmlinux.o instead of single objects.
     pub vmlinux_mode: bool,
+    /// Accept fresh copies of function-scope statics a changed function stopped using
+    /// (`klpforge diff --accept-fresh-statics`).
+    pub accept_fresh_statics: bool,
 }
 
 /// How a build ended.
@@ -466,6 +469,7 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
                     symvers: symvers.clone(),
                     debug: false,
                     sympos,
+                    accept_fresh_statics: opts.accept_fresh_statics,
                 };
                 let (o, p) = (o.as_ref().unwrap(), p.as_ref().unwrap());
                 (object.clone(), diff_object(object, o, p, &dopts, &diff_dir))

@@ -202,6 +202,7 @@ pub fn build_vmlinux_mode(
             symvers: symvers.clone(),
             debug: false,
             sympos,
+            accept_fresh_statics: opts.accept_fresh_statics,
         };
         let run = diff_object(&label, &o, &p, &dopts, &diff_dir);
         outcomes.push((label, run));

@@ -86,6 +86,10 @@ pub struct BuildArgs {
     /// Do not check that the compiler is the one that built the kernel.
     #[arg(long)]
     pub skip_compiler_check: bool,
+    /// Accept a changed function that stopped using a function-scope static of the running
+    /// kernel (its state is not carried over) with a warning instead of refusing it.
+    #[arg(long)]
+    pub accept_fresh_statics: bool,
     /// Variables for make when building the module (CC=..., LLVM=1).
     #[arg(long = "make-var", value_name = "VAR=VALUE")]
     pub make_vars: Vec<String>,
@@ -132,6 +136,7 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
         make_vars: args.make_vars.clone(),
         verbose: true,
         vmlinux_mode: args.mode == "vmlinux",
+        accept_fresh_statics: args.accept_fresh_statics,
     };
     let result = build(&opts);
     let keep = args.keep || args.work.is_some();

@@ -45,6 +45,10 @@ pub struct DiffArgs {
     /// Print correlation and cloning decisions on stderr.
     #[arg(long)]
     pub debug: bool,
+    /// Accept a changed function that stopped using a function-scope static of the running
+    /// kernel (its state is not carried over) with a warning instead of refusing it.
+    #[arg(long)]
+    pub accept_fresh_statics: bool,
 }
 
 fn print_report(report: &Report) {
@@ -94,6 +98,7 @@ pub fn run(args: DiffArgs) -> Result<ExitCode> {
         symvers,
         debug: args.debug,
         sympos: image,
+        accept_fresh_statics: args.accept_fresh_statics,
     };
     let orig_file = ElfFile::open(&args.orig)?;
     let patched_file = ElfFile::open(&args.patched)?;

@@ -122,6 +122,8 @@ pub struct Cloner<'a, 'o, 'p> {
     twins: &'a Twins,
     opts: &'a DiffOptions,
     changed: BTreeSet<SymbolId>,
+    /// Changed read-only data the module gets its own copy of.
+    fresh: BTreeSet<SymbolId>,
     out: ElfObject<'static>,
     out_secs: BTreeMap<SectionId, OutSection>,
     sec_by_key: HashMap<(Vec<u8>, u32, u64, Option<SectionId>), SectionId>,
@@ -189,6 +191,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             twins,
             opts,
             changed: sel.changed.iter().map(|c| c.0).collect(),
+            fresh: sel.fresh_data.iter().copied().collect(),
             out,
             out_secs: BTreeMap::new(),
             sec_by_key: HashMap::new(),
@@ -621,7 +624,10 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                 }
             };
         }
-        if si.never_correlate || !matches!(si.kind, SymKind::Function | SymKind::Object) {
+        if si.never_correlate
+            || !matches!(si.kind, SymKind::Function | SymKind::Object)
+            || self.fresh.contains(&psym)
+        {
             return Decision::Include;
         }
         let Some(o) = self.twins.of_patched(psym) else {

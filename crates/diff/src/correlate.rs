@@ -69,19 +69,123 @@ impl std::fmt::Display for Ambiguity {
     }
 }
 
-/// Scope key of a symbol: its FILE (name and occurrence) for locals, `None` for globals.
-fn scope_keys(info: &ObjInfo<'_, '_>) -> HashMap<SymbolId, (String, usize)> {
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut out = HashMap::new();
-    for (id, _) in info.obj.symbols() {
-        if info.sym(id).kind == SymKind::File {
-            let name = info.sym(id).name.clone();
-            let n = seen.entry(name.clone()).or_default();
-            out.insert(id, (name, *n));
-            *n += 1;
+/// FILE symbol -> its scope key (file name, unit number).
+type ScopeKeys = HashMap<SymbolId, (String, usize)>;
+
+/// Scope keys of the FILE symbols of both objects: `(file name, n)`, where `n` numbers the
+/// original's translation units of that name in order, and a patched unit gets the number of
+/// the original unit whose symbol names it shares most (a unit new in the patched object gets
+/// a number of its own). An `ld -r` object may hold several units of one file name, and a new
+/// one must not shift the others' statics onto each other.
+fn scope_keys(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> (ScopeKeys, ScopeKeys) {
+    /// FILE symbols by name, in table order, with the names that tell their units apart:
+    /// the local symbols each scope defines and the functions that refer to them (globals
+    /// carry no scope in an `ld -r` object, but their references to the unit's statics do).
+    fn units(info: &ObjInfo<'_, '_>) -> BTreeMap<String, Vec<(SymbolId, BTreeSet<String>)>> {
+        let mut count: HashMap<&str, usize> = HashMap::new();
+        for (id, _) in info.obj.symbols() {
+            if info.sym(id).kind == SymKind::File {
+                *count.entry(info.sym(id).name.as_str()).or_default() += 1;
+            }
+        }
+        let shared = |f: SymbolId| count.get(info.sym(f).name.as_str()).is_some_and(|&n| n > 1);
+        let mut names: HashMap<SymbolId, BTreeSet<String>> = HashMap::new();
+        for (id, s) in info.obj.symbols() {
+            let si = info.sym(id);
+            if let (Some(f), Some(_)) = (si.file, s.section()) {
+                if !si.never_correlate && shared(f) {
+                    names.entry(f).or_default().insert(si.demangled.clone());
+                }
+            }
+        }
+        if count.values().any(|&n| n > 1) {
+            for (sec, _) in info.obj.sections() {
+                if info.sec(sec).kind != SecKind::Text {
+                    continue;
+                }
+                for r in info.relocations(sec) {
+                    let Target::Symbol { sym, .. } = r.target else {
+                        continue;
+                    };
+                    let Some(f) = info.sym(sym).file.filter(|&f| shared(f)) else {
+                        continue;
+                    };
+                    if let Some(user) = info.symbol_at(sec, r.offset as i64) {
+                        let name = format!("<-{}", info.sym(user).demangled);
+                        names.entry(f).or_default().insert(name);
+                    }
+                }
+            }
+        }
+        let mut out: BTreeMap<String, Vec<(SymbolId, BTreeSet<String>)>> = BTreeMap::new();
+        for (id, _) in info.obj.symbols() {
+            if info.sym(id).kind == SymKind::File {
+                out.entry(info.sym(id).name.clone())
+                    .or_default()
+                    .push((id, names.remove(&id).unwrap_or_default()));
+            }
+        }
+        out
+    }
+    let (ou, pu) = (units(orig), units(patched));
+    let mut of = HashMap::new();
+    let mut pf = HashMap::new();
+    for (name, list) in &ou {
+        for (n, (id, _)) in list.iter().enumerate() {
+            of.insert(*id, (name.clone(), n));
         }
     }
-    out
+    for (name, plist) in &pu {
+        let olist = ou.get(name).map_or(&[][..], Vec::as_slice);
+        let mut taken = vec![false; olist.len()];
+        let mut number: Vec<Option<usize>> = vec![None; plist.len()];
+        if olist.len() == 1 && plist.len() == 1 {
+            number[0] = Some(0);
+        } else {
+            // Shared names, best pairs first; ties keep table order.
+            let mut pairs: Vec<(usize, usize, usize, usize)> = Vec::new();
+            for (pi, (_, pn)) in plist.iter().enumerate() {
+                for (oi, (_, on)) in olist.iter().enumerate() {
+                    let shared = pn.intersection(on).count();
+                    let union = pn.union(on).count();
+                    if shared > 0 {
+                        // Compare shared/union as fractions without floating point.
+                        pairs.push((shared, union, oi, pi));
+                    }
+                }
+            }
+            pairs.sort_by(|a, b| {
+                (b.0 * a.1)
+                    .cmp(&(a.0 * b.1))
+                    .then(a.2.cmp(&b.2))
+                    .then(a.3.cmp(&b.3))
+            });
+            for (_, _, oi, pi) in pairs {
+                if !taken[oi] && number[pi].is_none() {
+                    taken[oi] = true;
+                    number[pi] = Some(oi);
+                }
+            }
+            // Units with nothing in common pair in order when both sides have the same count.
+            if olist.len() == plist.len() {
+                for (pi, n) in number.iter_mut().enumerate() {
+                    if n.is_none() && !taken[pi] {
+                        taken[pi] = true;
+                        *n = Some(pi);
+                    }
+                }
+            }
+        }
+        let mut fresh = olist.len();
+        for (pi, (id, _)) in plist.iter().enumerate() {
+            let n = number[pi].unwrap_or_else(|| {
+                fresh += 1;
+                fresh - 1
+            });
+            pf.insert(*id, (name.clone(), n));
+        }
+    }
+    (of, pf)
 }
 
 /// A FILE scope: the FILE symbol's name and occurrence, `None` for globals.
@@ -352,8 +456,7 @@ pub fn correlate(
         patched_to_orig: vec![None; patched.obj.symbol_arena_len()],
         notes: Vec::new(),
     };
-    let of = scope_keys(orig);
-    let pf = scope_keys(patched);
+    let (of, pf) = scope_keys(orig, patched);
     // FILE symbols pair by name and occurrence.
     let pf_by_key: HashMap<&(String, usize), SymbolId> =
         pf.iter().map(|(id, k)| (k, *id)).collect();

@@ -40,6 +40,10 @@ pub struct DiffOptions {
     pub debug: bool,
     /// Where `sympos` comes from; without one it is counted in the original object.
     pub sympos: Option<std::sync::Arc<dyn klp::SymposSource>>,
+    /// Accept a changed function that no longer uses a function-scope static of the running
+    /// kernel (whose state cannot be carried to whatever the patched code uses instead) with
+    /// a warning, instead of refusing it.
+    pub accept_fresh_statics: bool,
 }
 
 impl Default for DiffOptions {
@@ -49,6 +53,7 @@ impl Default for DiffOptions {
             symvers: Symvers::assume_all_vmlinux(),
             debug: false,
             sympos: None,
+            accept_fresh_statics: false,
         }
     }
 }
@@ -317,7 +322,7 @@ pub fn diff(
             }
         }
     }
-    let sel = select::select(&o, &p, &oc, &pc, &twins, opts.sympos.as_deref());
+    let sel = select::select(&o, &p, &oc, &pc, &twins, opts);
     let mut report = Report {
         objname: opts.objname.clone(),
         changed_functions: sel

@@ -20,6 +20,7 @@ use crate::checksum::Checksums;
 use crate::correlate::Twins;
 use crate::klp::{Binding, SymposSource};
 use crate::refs::{string_at, Target};
+use crate::DiffOptions;
 
 /// A change that cannot be live-patched.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -80,6 +81,9 @@ pub struct Selection {
     pub through_callers: Vec<SymbolId>,
     /// Functions whose only differences are `__LINE__` immediates.
     pub line_only: Vec<String>,
+    /// Changed read-only data (patched symbols) that the patched functions get a fresh copy
+    /// of: nothing writes it and its address went nowhere the running kernel keeps.
+    pub fresh_data: Vec<SymbolId>,
     /// Changes that cannot be patched.
     pub refusals: Vec<Refusal>,
     /// Warnings.
@@ -180,8 +184,9 @@ pub fn select(
     oc: &Checksums,
     pc: &Checksums,
     twins: &Twins,
-    image: Option<&dyn SymposSource>,
+    opts: &DiffOptions,
 ) -> Selection {
+    let image = opts.sympos.as_deref();
     let mut sel = Selection::default();
     let mut notrace: Vec<(SymbolId, SymbolId)> = Vec::new();
     let marks = markers(patched);
@@ -242,7 +247,7 @@ pub fn select(
                     notrace.push((p, o));
                     continue;
                 }
-                check_static_locals(orig, twins, o, &mut sel);
+                check_static_locals(orig, twins, o, opts.accept_fresh_statics, &mut sel);
                 check_weak_default(orig, o, image, &mut sel);
                 check_alias_split(orig, patched, pc, twins, (p, o), &mut sel);
                 sel.changed.push((p, o));
@@ -255,6 +260,27 @@ pub fn select(
                     continue;
                 }
                 let os = orig.obj.symbol(o);
+                let changed = os.size != s.size || oc.full[o.index()] != pc.full[p.index()];
+                let read_only = |info: &ObjInfo<'_, '_>, sec: Option<SectionId>| {
+                    sec.is_some_and(|x| info.sec(x).kind == SecKind::Rodata && !info.sec(x).init)
+                };
+                if changed && read_only(patched, Some(sec)) && read_only(orig, os.section()) {
+                    match data_escape(orig, o).or_else(|| data_escape(patched, p)) {
+                        None => {
+                            sel.warnings.push(format!(
+                                "{}: changed read-only data; the patched functions get a fresh copy (its only users are functions, which the change makes changed too)",
+                                si.name
+                            ));
+                            sel.fresh_data.push(p);
+                        }
+                        Some(why) => sel.refusals.push(refusal(
+                            &si.name,
+                            format!("changed read-only data whose address {why}: the running kernel keeps using the old contents there"),
+                            "change the code that uses the data instead, or replace the holder of the pointer from a callback (KLP_POST_PATCH_CALLBACK)",
+                        )),
+                    }
+                    continue;
+                }
                 if os.size != s.size {
                     sel.refusals.push(refusal(
                         &si.name,
@@ -419,6 +445,48 @@ fn through_callers(
         ));
         sel.through_callers.push(p);
     }
+}
+
+/// Where the address of data object `sym` goes beyond the run-time functions that read it:
+/// into data (a pointer the running kernel keeps), into `__init` code (which may have stored
+/// it at boot), or into alternative replacement code. `None` when only run-time functions
+/// refer to it (and the content hash makes each of them changed, so all get the copy).
+fn data_escape(info: &ObjInfo<'_, '_>, sym: SymbolId) -> Option<String> {
+    for (sec, _) in info.obj.sections() {
+        let kind = info.sec(sec).kind;
+        if matches!(
+            kind,
+            SecKind::Debug | SecKind::Meta | SecKind::Other | SecKind::Marker
+        ) {
+            continue;
+        }
+        for r in info.relocations(sec) {
+            if !matches!(r.target, Target::Symbol { sym: t, .. } if t == sym) {
+                continue;
+            }
+            let holder = info.symbol_at(sec, r.offset as i64);
+            if holder == Some(sym) {
+                continue;
+            }
+            let name = holder.map_or_else(
+                || info.obj.section(sec).name_lossy().into_owned(),
+                |h| info.sym(h).name.clone(),
+            );
+            match kind {
+                SecKind::Text if info.sec(sec).init => {
+                    return Some(format!(
+                        "is taken by __init code ({name}), which may have stored it at boot"
+                    ))
+                }
+                SecKind::Text => {}
+                SecKind::SpecialAux => {
+                    return Some(format!("is used by alternative replacement code ({name})"))
+                }
+                _ => return Some(format!("is stored in data ({name})")),
+            }
+        }
+    }
+    None
 }
 
 /// Refuse a change to code no function symbol covers (top-level assembly without
@@ -586,7 +654,13 @@ fn referrers(info: &ObjInfo<'_, '_>) -> HashMap<SymbolId, Vec<Referrer>> {
 /// Refuse when a changed function used a function-scope static that no longer exists in the
 /// patched build: whether the patched code's statics carry its state cannot be told. A static
 /// that still exists (paired through its other users) may simply no longer be used here.
-fn check_static_locals(orig: &ObjInfo<'_, '_>, twins: &Twins, o: SymbolId, sel: &mut Selection) {
+fn check_static_locals(
+    orig: &ObjInfo<'_, '_>,
+    twins: &Twins,
+    o: SymbolId,
+    accept_fresh: bool,
+    sel: &mut Selection,
+) {
     let mut used = BTreeSet::new();
     for part in std::iter::once(o).chain(orig.sym(o).children.iter().copied()) {
         let s = orig.obj.symbol(part);
@@ -605,7 +679,13 @@ fn check_static_locals(orig: &ObjInfo<'_, '_>, twins: &Twins, o: SymbolId, sel: 
     for s in used {
         // A static that still exists (correlated by its users) may simply no longer be used
         // here; one that vanished cannot be told from one the patched code got afresh.
-        if twins.of_orig(s).is_none() {
+        if twins.of_orig(s).is_none() && accept_fresh {
+            sel.warnings.push(format!(
+                "{} no longer uses static local variable {} (accepted with --accept-fresh-statics): its state in the running kernel is not carried to the patched code",
+                orig.sym(o).name,
+                orig.sym(s).name
+            ));
+        } else if twins.of_orig(s).is_none() {
             sel.refusals.push(refusal(
                 &orig.sym(s).name,
                 format!(
@@ -613,7 +693,7 @@ fn check_static_locals(orig: &ObjInfo<'_, '_>, twins: &Twins, o: SymbolId, sel: 
                     orig.sym(s).name,
                     orig.sym(o).name
                 ),
-                "keep a reference to the variable in the patched function, or rename the function so it is new code",
+                "keep a reference to the variable in the patched function, or accept a fresh copy of the state with --accept-fresh-statics",
             ));
         }
     }

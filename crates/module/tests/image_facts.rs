@@ -6,14 +6,12 @@
 //! - `__weak` defaults: when a strong definition elsewhere won the link, patching the default
 //!   by name would replace the override.
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use klpforge_diff::{diff, DiffOptions, Outcome};
 use klpforge_elf::ElfFile;
 use klpforge_module::kallsyms::ImageSympos;
-use klpforge_testkit::{compile_c_source, toolchain, ScratchDir, Toolchain};
+use klpforge_testkit::{compile_c_source, toolchain, ScratchDir};
 
 /// Another unit of the kernel, linked first: a static of the same name as the global.
 const OTHER_UNIT: &str = r#"
@@ -32,18 +30,6 @@ __attribute__((noinline)) int shared_name(int x) { return x * 2; }
 int show(int x) { return shared_name(x) + 2; }
 "#;
 
-fn link(tc: &Toolchain, dir: &Path, name: &str, inputs: &[&Path]) -> std::path::PathBuf {
-    let out = dir.join(name);
-    let o = Command::new(tc.ld())
-        .arg("-o")
-        .arg(&out)
-        .args(inputs)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    out
-}
-
 #[test]
 fn a_global_sharing_its_name_with_a_static_gets_its_kallsyms_rank() {
     let tc = toolchain("x86_64").expect("the host gcc (x86_64) is required");
@@ -53,7 +39,7 @@ fn a_global_sharing_its_name_with_a_static_gets_its_kallsyms_rank() {
     let orig = compile_c_source(&tc, ORIG, "kg.orig", dir, &[]).unwrap();
     let patched = compile_c_source(&tc, PATCHED, "kg.patched", dir, &[]).unwrap();
     // The static comes first in the image, so the global is the second `shared_name`.
-    let image = link(&tc, dir, "vmlinux", &[&other, &orig]);
+    let image = tc.link(&dir.join("vmlinux"), false, &[&other, &orig]);
     let imagef = ElfFile::open(&image).unwrap();
     let sympos = ImageSympos::new(&imagef.parse().unwrap());
     let (of, pf) = (
@@ -118,7 +104,7 @@ fn a_changed_weak_default_is_refused_only_when_a_strong_definition_won() {
         ("overridden", [strong.as_path(), orig.as_path()], true),
         ("default", [fentry.as_path(), orig.as_path()], false),
     ] {
-        let image = link(&tc, dir, image, &inputs);
+        let image = tc.link(&dir.join(image), false, &inputs);
         let imagef = ElfFile::open(&image).unwrap();
         let opts = DiffOptions {
             sympos: Some(Arc::new(ImageSympos::new(&imagef.parse().unwrap()))),

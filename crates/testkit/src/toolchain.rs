@@ -343,6 +343,28 @@ impl Toolchain {
         self.binutil("ld")
     }
 
+    /// Link `inputs` with this target's `ld` into `out`: a relocatable object
+    /// (`ld -r`, as kbuild makes `vmlinux.o` and modules) or, with
+    /// `relocatable` false, a linked image (like `vmlinux`; the missing entry
+    /// point is only warned about). Panics with ld's messages when it fails:
+    /// for tests.
+    pub fn link(&self, out: &Path, relocatable: bool, inputs: &[&Path]) -> PathBuf {
+        let mut cmd = Command::new(self.ld());
+        if relocatable {
+            cmd.arg("-r");
+        }
+        let o = cmd.arg("-o").arg(out).args(inputs).output();
+        match o {
+            Ok(o) if o.status.success() => out.to_path_buf(),
+            Ok(o) => panic!(
+                "{} failed: {}",
+                self.ld().display(),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => panic!("cannot run {}: {e}", self.ld().display()),
+        }
+    }
+
     /// `readelf` for this target (any readelf reads any ELF, but the
     /// target's one knows its relocation names).
     pub fn readelf(&self) -> PathBuf {
