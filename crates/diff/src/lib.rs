@@ -120,10 +120,12 @@ pub enum Outcome {
     Refused(Report),
 }
 
-/// Describe the first difference between an original function and its patched twin.
+/// Describe the first difference between an original function and its patched twin. A
+/// patched reference is named after its original twin, so renumbered names read alike.
 fn first_difference(
     o: &analyze::ObjInfo<'_, '_>,
     p: &analyze::ObjInfo<'_, '_>,
+    twins: &correlate::Twins,
     osym: klpforge_elf::SymbolId,
     psym: klpforge_elf::SymbolId,
 ) -> String {
@@ -161,7 +163,11 @@ fn first_difference(
             }
             refs.push(match r.target {
                 refs::Target::Symbol { sym, offset } => {
-                    format!("{}{offset:+#x}", info.sym(sym).name)
+                    let name = match twins.of_patched(sym) {
+                        Some(t) if std::ptr::eq(info, p) => &o.sym(t).name,
+                        _ => &info.sym(sym).name,
+                    };
+                    format!("{name}{offset:+#x}")
                 }
                 refs::Target::String { sec: s, start, .. } => {
                     format!(
@@ -331,7 +337,7 @@ pub fn diff(
             .map(|&(ps, os)| ChangedFunction {
                 name: p.sym(ps).name.clone(),
                 old_name: o.sym(os).name.clone(),
-                reason: first_difference(&o, &p, os, ps),
+                reason: first_difference(&o, &p, &twins, os, ps),
             })
             .collect(),
         new_functions: sel
