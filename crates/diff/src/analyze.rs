@@ -348,7 +348,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             let sec_kind = s.section().map(|sec| secs[sec.index()].kind);
             let sec_name = s
                 .section()
-                .map(|sec| obj.section(sec).name_lossy().into_owned())
+                .map(|sec| obj.section(sec).name_lossy())
                 .unwrap_or_default();
             let info = &syms[id.index()];
             let name = info.name.as_str();
@@ -361,9 +361,9 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 _ if s.place == SymbolPlace::Absolute => true,
                 _ if name.starts_with("__initcall__") || name.starts_with("__initstub__") => true,
                 _ if local_object
-                    && UNCORRELATED_STATICS
-                        .iter()
-                        .any(|p| base == *p || name.starts_with(&format!("{p}."))) =>
+                    && UNCORRELATED_STATICS.iter().any(|p| {
+                        base == *p || name.strip_prefix(p).is_some_and(|r| r.starts_with('.'))
+                    }) =>
                 {
                     true
                 }
@@ -427,13 +427,26 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                     syms[p.index()].children.push(id);
                 }
             }
-            let name = syms[id.index()].name.clone();
-            for prefix in ["__pfx_", "__cfi_"] {
-                if let Some(cands) = by_name.get(&format!("{prefix}{name}")) {
-                    let place = obj.symbol(id).place;
-                    if let Some(&p) = cands.iter().find(|&&c| obj.symbol(c).place == place) {
-                        syms[id.index()].prefix = Some(p);
-                    }
+        }
+        // Prefix symbols name the function they precede.
+        for &p in &ids {
+            let name = &syms[p.index()].name;
+            let Some(func) = name
+                .strip_prefix("__pfx_")
+                .or_else(|| name.strip_prefix("__cfi_"))
+            else {
+                continue;
+            };
+            let place = obj.symbol(p).place;
+            let target = by_name.get(func).and_then(|cands| {
+                cands.iter().copied().find(|&c| {
+                    syms[c.index()].kind == SymKind::Function && obj.symbol(c).place == place
+                })
+            });
+            if let Some(f) = target {
+                // `__cfi_` after `__pfx_` in table order wins, as before.
+                if syms[f.index()].prefix.is_none() || name.starts_with("__cfi_") {
+                    syms[f.index()].prefix = Some(p);
                 }
             }
         }

@@ -21,7 +21,7 @@
 
 use klpforge_arch::RelocKind;
 use klpforge_elf::{Relocation, SectionId, SymbolId};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_64;
 
 use std::collections::HashMap;
 
@@ -104,17 +104,39 @@ pub struct CodeGap {
     pub full: u64,
 }
 
+/// The bytes one checksum covers, hashed at once by [`HashInput::digest`]: xxh3 of the whole
+/// input equals its streaming form, but many small updates (a few bytes per instruction and
+/// reference) cost far more than appending them.
+#[derive(Default)]
+struct HashInput(Vec<u8>);
+
+impl HashInput {
+    fn update(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    fn digest(&self) -> u64 {
+        xxh3_64(&self.0)
+    }
+}
+
 struct Hashers {
-    full: Xxh3,
-    noline: Xxh3,
+    full: HashInput,
+    noline: HashInput,
 }
 
 impl Hashers {
     fn new() -> Hashers {
         Hashers {
-            full: Xxh3::new(),
-            noline: Xxh3::new(),
+            full: HashInput(Vec::with_capacity(256)),
+            noline: HashInput(Vec::with_capacity(256)),
         }
+    }
+
+    /// Make room for about `n` more bytes in both inputs.
+    fn reserve(&mut self, n: usize) {
+        self.full.0.reserve(n);
+        self.noline.0.reserve(n);
     }
 
     fn both(&mut self, bytes: &[u8]) {
@@ -477,6 +499,8 @@ fn hash_code(h: &mut Hashers, ctx: &mut Ctx<'_, '_, '_, '_>, sec: SectionId, sta
     let all_relocs = info.relocations(sec);
     let relocs = relocs_in(all_relocs, start, end);
     let insns = info.code(sec).map(|c| c.range(start, end)).unwrap_or(&[]);
+    // Each instruction adds its length byte; each reference a few words.
+    h.reserve((end - start) as usize + insns.len() + relocs.len() * 24);
     let line_args = line_arguments(info, sec, insns, relocs);
     let mut covered = start;
     let mut buf = Vec::with_capacity(16);

@@ -146,7 +146,8 @@ fn first_difference(
         .code(psec)
         .unwrap_or(&empty)
         .range(ps.value, ps.value + ps.size);
-    let describe = |info: &analyze::ObjInfo<'_, '_>, sec, insn: &code::CodeInsn| {
+    // An instruction as bytes (relocated fields as `__`) and what its references mean.
+    let operands = |info: &analyze::ObjInfo<'_, '_>, sec, insn: &code::CodeInsn| {
         let data = info.obj.section(sec).bytes();
         let end = insn.offset + u64::from(insn.len);
         let bytes = &data[insn.offset as usize..end as usize];
@@ -188,6 +189,12 @@ fn first_difference(
                 refs::Target::Absolute => "abs".into(),
             });
         }
+        (hex, refs)
+    };
+    let describe = |info: &analyze::ObjInfo<'_, '_>, sec, insn: &code::CodeInsn| {
+        let (hex, refs) = operands(info, sec, insn);
+        let data = info.obj.section(sec).bytes();
+        let bytes = &data[insn.offset as usize..(insn.offset + u64::from(insn.len)) as usize];
         // Disassembly where available (relocated fields read as zero), else the bytes.
         let mut text = match info.arch.disassemble(bytes, insn.offset) {
             Some(asm) => format!("{asm}  [{}]", hex.join(" ")),
@@ -199,6 +206,11 @@ fn first_difference(
         text
     };
     for (i, (a, b)) in oc.iter().zip(pc.iter()).enumerate() {
+        // Equal bytes and references at the same offset disassemble alike: only a
+        // difference is worth the disassembler.
+        if a.offset == b.offset && operands(o, osec, a) == operands(p, psec, b) {
+            continue;
+        }
         let da = describe(o, osec, a);
         let db = describe(p, psec, b);
         if da != db {
