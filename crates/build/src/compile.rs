@@ -104,6 +104,14 @@ pub fn rewrite_command(
         .collect();
     if let Variant::Patched(root) = variant {
         extra.push(format!("-fmacro-prefix-map={}/=", root.display()));
+        // `#include "local.h"` looks beside the file first, which for the copy is the work
+        // directory: the tree's directory of the source comes next, as it would in the tree
+        // (in-tree builds carry no -I for it; patched headers beside the copy still win).
+        if let Some(rel) = tree.source_relative(&cmd.source) {
+            let dir = Path::new(&rel).parent().unwrap_or(Path::new(""));
+            let src = std::path::absolute(&tree.src).unwrap_or_else(|_| tree.src.clone());
+            extra.push(format!("-iquote {}", src.join(dir).display()));
+        }
     }
     let compiler_end = 1.min(tokens.len());
     let mut cmdline: Vec<String> = match cc {
@@ -115,14 +123,24 @@ pub fn rewrite_command(
     Ok(cmdline.join(" "))
 }
 
-/// Build one object; returns the output path.
+/// A compiled object and the warnings its command printed (compiler, objtool).
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The object written.
+    pub path: PathBuf,
+    /// Warning lines, as printed.
+    pub warnings: Vec<String>,
+}
+
+/// Build one object. The recorded command's later steps (objtool) run only when the
+/// compiler succeeded.
 pub fn compile(
     tree: &KernelTree,
     cmd: &CmdFile,
     variant: &Variant,
     out_dir: &Path,
     cc: Option<&str>,
-) -> Result<PathBuf, String> {
+) -> Result<Compiled, String> {
     let out = out_dir.join(&cmd.object);
     let dep = out_dir.join(format!("{}.d", cmd.object));
     if let Some(p) = out.parent() {
@@ -131,7 +149,7 @@ pub fn compile(
     let line = rewrite_command(tree, cmd, variant, &out, &dep, cc)?;
     let o = Command::new("sh")
         .arg("-c")
-        .arg(&line)
+        .arg(format!("set -e; {line}"))
         .current_dir(&tree.build)
         .output()
         .map_err(|e| format!("cannot run the compiler: {e}"))?;
@@ -146,7 +164,16 @@ pub fn compile(
             String::from_utf8_lossy(&o.stderr).trim_end()
         ));
     }
-    Ok(out)
+    let warnings = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .chain(String::from_utf8_lossy(&o.stdout).lines())
+        .filter(|l| l.contains("warning:"))
+        .map(|l| l.trim().to_string())
+        .collect();
+    Ok(Compiled {
+        path: out,
+        warnings,
+    })
 }
 
 #[cfg(test)]

@@ -158,43 +158,71 @@ pub fn check_tree(opts: &BuildOptions) -> Result<(), String> {
         ));
     }
     if !opts.skip_compiler_check {
-        let want = config_value(tree, "CONFIG_CC_VERSION_TEXT").unwrap_or_default();
-        // The compiler proper: the last word of CC=... (after ccache or distcc), else gcc.
-        let cc = opts
-            .make_vars
-            .iter()
-            .find_map(|v| v.strip_prefix("CC="))
-            .and_then(|c| c.split_whitespace().last())
-            .unwrap_or("gcc")
-            .to_string();
-        let have = Command::new(&cc)
-            .arg("--version")
-            .output()
-            .ok()
-            .and_then(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .next()
-                    .map(str::to_string)
-            })
-            .unwrap_or_default();
-        if !want.is_empty() && have.trim() != want.trim() {
-            return Err(format!(
-                "compiler mismatch: the kernel was built with '{want}', {cc} is '{have}' (use --skip-compiler-check to override)"
-            ));
+        check_compiler(opts)?;
+    }
+    Ok(())
+}
+
+/// A compiler's identity in its `--version` first line or in `CONFIG_CC_VERSION_TEXT`:
+/// everything after the command name (`(Debian 12.2.0-14+deb12u1) 12.2.0`), so that
+/// `x86_64-linux-gnu-gcc-12` and `gcc` of one build compare equal.
+pub fn compiler_identity(line: &str) -> &str {
+    line.trim()
+        .split_once(' ')
+        .map_or("", |(_, rest)| rest.trim())
+}
+
+/// The first line of `cc --version`, if `cc` runs.
+fn compiler_version(cc: &str) -> Option<String> {
+    let o = Command::new(cc).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    text.lines().next().map(str::to_string)
+}
+
+/// Check that a compiler of this machine is the one that built the kernel: the compiler
+/// proper of CC=... when given (the last word, after ccache or distcc), else the command
+/// the kernel's configuration names, else `gcc`. Compilers compare by version and build,
+/// not by command name; the vmlinux's `.comment` must name the same version.
+fn check_compiler(opts: &BuildOptions) -> Result<(), String> {
+    let tree = &opts.tree;
+    let want = config_value(tree, "CONFIG_CC_VERSION_TEXT").unwrap_or_default();
+    let named = want.split_whitespace().next().unwrap_or("gcc").to_string();
+    let candidates: Vec<String> = match opts
+        .make_vars
+        .iter()
+        .find_map(|v| v.strip_prefix("CC="))
+        .and_then(|c| c.split_whitespace().last())
+    {
+        Some(cc) => vec![cc.to_string()],
+        None => vec![named, "gcc".to_string()],
+    };
+    let mut seen: Vec<String> = Vec::new();
+    let mut chosen: Option<(String, String)> = None;
+    for cc in &candidates {
+        let Some(have) = compiler_version(cc) else {
+            seen.push(format!("{cc}: not found"));
+            continue;
+        };
+        if want.is_empty() || compiler_identity(&have) == compiler_identity(&want) {
+            chosen = Some((cc.clone(), have));
+            break;
         }
-        // The vmlinux records its compiler in .comment ("GCC: (Debian 12.2.0-14) 12.2.0").
-        if let Some(recorded) = vmlinux_compiler(&opts.vmlinux) {
-            let version = have
-                .split_once(' ')
-                .map_or(have.as_str(), |(_, v)| v)
-                .trim();
-            if !version.is_empty() && !recorded.contains(version) {
-                return Err(format!(
-                    "compiler mismatch: {} was built by '{recorded}', {cc} is '{have}' (use --skip-compiler-check to override)",
-                    opts.vmlinux.display()
-                ));
-            }
+        seen.push(format!("{cc} is '{have}'"));
+    }
+    let Some((cc, have)) = chosen else {
+        return Err(format!(
+            "compiler mismatch: the kernel was built with '{want}'; {} (use --skip-compiler-check to override)",
+            seen.join(", ")
+        ));
+    };
+    // The vmlinux records its compiler in .comment ("GCC: (Debian 12.2.0-14) 12.2.0").
+    if let Some(recorded) = vmlinux_compiler(&opts.vmlinux) {
+        let version = compiler_identity(&have);
+        if !version.is_empty() && !recorded.contains(version) {
+            return Err(format!(
+                "compiler mismatch: {} was built by '{recorded}', {cc} is '{have}' (use --skip-compiler-check to override)",
+                opts.vmlinux.display()
+            ));
         }
     }
     Ok(())
@@ -319,19 +347,29 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
         std::fs::copy(&from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
     }
     for p in &fixed_patches {
+        // `patch -d` changes directory before it reads `-i`: both must be absolute.
+        let abs = |x: &Path| std::path::absolute(x).unwrap_or_else(|_| x.to_path_buf());
         let out = Command::new("patch")
             .args(["-p1", "-s", "-f", "--no-backup-if-mismatch", "-d"])
-            .arg(&src_copy)
+            .arg(abs(&src_copy))
             .arg("-i")
-            .arg(p)
+            .arg(abs(p))
             .output()
             .map_err(|e| format!("cannot run patch: {e}"))?;
         if !out.status.success() {
+            let said: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .chain(String::from_utf8_lossy(&out.stderr).lines())
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect();
             return Err(format!(
                 "the patch does not apply: {}",
-                String::from_utf8_lossy(&out.stdout)
-                    .trim()
-                    .replace('\n', "; ")
+                if said.is_empty() {
+                    format!("patch exited with {}", out.status)
+                } else {
+                    said.join("; ")
+                }
             ));
         }
     }
@@ -416,24 +454,32 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
         .collect();
     // A progress bar on a terminal; the step lines alone otherwise.
     let bar = progress(opts, jobs.len() as u64, "compiling");
-    let results: Vec<Result<(String, bool, PathBuf), String>> = pool.install(|| {
-        use rayon::prelude::*;
-        jobs.par_iter()
-            .map(|(o, c, patched)| {
-                let _tick = Tick(&bar);
-                let (variant, dir) = if *patched {
-                    (Variant::Patched(src_copy.clone()), &patched_dir)
-                } else {
-                    (Variant::Original, &orig_dir)
-                };
-                compile(tree, c, &variant, dir, cc.as_deref()).map(|p| (o.clone(), *patched, p))
-            })
-            .collect()
-    });
+    let results: Vec<Result<(String, bool, crate::compile::Compiled), String>> =
+        pool.install(|| {
+            use rayon::prelude::*;
+            jobs.par_iter()
+                .map(|(o, c, patched)| {
+                    let _tick = Tick(&bar);
+                    let (variant, dir) = if *patched {
+                        (Variant::Patched(src_copy.clone()), &patched_dir)
+                    } else {
+                        (Variant::Original, &orig_dir)
+                    };
+                    compile(tree, c, &variant, dir, cc.as_deref()).map(|p| (o.clone(), *patched, p))
+                })
+                .collect()
+        });
     bar.finish_and_clear();
     let mut pairs: BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)> = BTreeMap::new();
     for r in results {
-        let (o, patched, p) = r?;
+        let (o, patched, c) = r?;
+        for w in c.warnings {
+            let w = format!("compiling {o}: {w}");
+            if !report.warnings.contains(&w) {
+                report.warnings.push(w);
+            }
+        }
+        let p = c.path;
         let e = pairs.entry(o).or_default();
         if patched {
             e.1 = Some(p);
@@ -611,16 +657,34 @@ pub(crate) fn finish(
                 .map(|s| format!("klp_{}", s.to_string_lossy()))
         }),
         replace: opts.replace,
-        make_vars: opts.make_vars.clone(),
+        make_vars: module_make_vars(opts),
         work: Some(opts.work.join("module")),
         jobs: opts.jobs,
     };
     let m = klpforge_module::assemble::build_module(&diffs, &mopts)?;
     report
+        .warnings
+        .extend(m.warnings.iter().map(|w| format!("module build: {w}")));
+    report
         .timings
         .insert("module".into(), t.elapsed().as_secs_f64());
     report.module = Some(m.path.display().to_string());
     Ok((BuildResult::Built(m.path), report))
+}
+
+/// make variables for the module build: the user's, and a Module.symvers given elsewhere
+/// than the build tree's (modpost reads only `$(objtree)/Module.symvers` by itself).
+fn module_make_vars(opts: &BuildOptions) -> Vec<String> {
+    let mut vars = opts.make_vars.clone();
+    let canon = |p: &Path| std::fs::canonicalize(p).ok();
+    let in_tree = opts.tree.build.join("Module.symvers");
+    if canon(&opts.symvers).is_some() && canon(&opts.symvers) != canon(&in_tree) {
+        let abs = canon(&opts.symvers).expect("checked");
+        if !vars.iter().any(|v| v.starts_with("KBUILD_EXTRA_SYMBOLS=")) {
+            vars.push(format!("KBUILD_EXTRA_SYMBOLS={}", abs.display()));
+        }
+    }
+    vars
 }
 
 /// The default work directory for a build.

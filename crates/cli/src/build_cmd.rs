@@ -112,7 +112,9 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
         Some(b) => std::fs::canonicalize(b).with_context(|| format!("{}", b.display()))?,
         None => src.clone(),
     };
+    // Absolute: later steps run tools in other directories (patch -d, make -C).
     let work = args.work.clone().unwrap_or_else(default_work_dir);
+    let work = std::path::absolute(&work).with_context(|| format!("{}", work.display()))?;
     let opts = BuildOptions {
         tree: klpforge_build::kbuild::KernelTree {
             src,

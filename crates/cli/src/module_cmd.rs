@@ -82,6 +82,9 @@ pub fn run_module(args: ModuleArgs) -> Result<ExitCode> {
         jobs: args.jobs,
     };
     let report = build_module(&args.diffs, &opts).map_err(|e| anyhow!(e))?;
+    for w in &report.warnings {
+        eprintln!("klpforge: warning: kbuild: {w}");
+    }
     for (sec, n) in &report.post_link.klp_sections {
         println!("{sec}: {n} klp relocation(s)");
     }

@@ -82,6 +82,16 @@ struct FakeKernel {
 }
 
 fn fake_kernel() -> Option<FakeKernel> {
+    fake_kernel_with(SOURCE, None, "gcc")
+}
+
+/// A fake kernel whose `fs/show.c` is `source`, with `header` (name, text) beside it, and
+/// whose configuration names its compiler `cc_name` (the identity is this machine's gcc's).
+fn fake_kernel_with(
+    source: &str,
+    header: Option<(&str, &str)>,
+    cc_name: &str,
+) -> Option<FakeKernel> {
     let tc = toolchain("x86_64")?;
     let scratch = ScratchDir::new("build-safety").unwrap();
     let root = scratch.path().to_path_buf();
@@ -89,7 +99,10 @@ fn fake_kernel() -> Option<FakeKernel> {
     let build = src.join("build");
     std::fs::create_dir_all(src.join("fs")).unwrap();
     std::fs::create_dir_all(build.join("fs")).unwrap();
-    std::fs::write(src.join("fs/show.c"), SOURCE).unwrap();
+    std::fs::write(src.join("fs/show.c"), source).unwrap();
+    if let Some((name, text)) = header {
+        std::fs::write(src.join("fs").join(name), text).unwrap();
+    }
     let flags = tc.kernel_cflags();
     let command = format!(
         "gcc -Wp,-MMD,fs/.show.o.d {} -c -o fs/show.o ../fs/show.c",
@@ -112,6 +125,11 @@ fn fake_kernel() -> Option<FakeKernel> {
         .next()
         .unwrap()
         .to_string();
+    // The same compiler under the configuration's command name.
+    let version = match version.split_once(' ') {
+        Some((_, rest)) => format!("{cc_name} {rest}"),
+        None => version,
+    };
     std::fs::write(
         build.join(".config"),
         format!("CONFIG_LIVEPATCH=y\nCONFIG_DYNAMIC_FTRACE=y\nCONFIG_MODULES=y\nCONFIG_KALLSYMS=y\nCONFIG_CC_VERSION_TEXT=\"{version}\"\n"),
@@ -288,4 +306,89 @@ fn unpatchable_files_are_refused_up_front() {
             "{stderr}"
         );
     }
+}
+
+const LOCAL_INCLUDE_SOURCE: &str = "\
+#include \"show.h\"
+int shown;
+int show(int x)
+{
+\treturn x + SHOW_BASE;
+}
+";
+
+const LOCAL_INCLUDE_PATCH: &str = "\
+--- a/fs/show.c
++++ b/fs/show.c
+@@ -2,5 +2,5 @@
+ int shown;
+ int show(int x)
+ {
+-\treturn x + SHOW_BASE;
++\treturn x + SHOW_BASE + 1;
+ }
+";
+
+/// Three failures a user of a stock distribution kernel hit (stock-debian.md 1, 2 and 8):
+/// a relative `--work` (patch -d changed directory before reading its input), a source that
+/// includes a header beside it with no -I for its directory (in-tree builds), and the kernel's
+/// compiler configured under another command name (`x86_64-linux-gnu-gcc-12` for `gcc`).
+/// The build must reach the module step, which fails here only for want of a kernel Makefile.
+#[test]
+fn relative_work_local_includes_and_compiler_names_work() {
+    let Some(k) = fake_kernel_with(
+        LOCAL_INCLUDE_SOURCE,
+        Some(("show.h", "#define SHOW_BASE 41\n")),
+        "x86_64-linux-gnu-gcc-12",
+    ) else {
+        return;
+    };
+    let before = snapshot(&k.src);
+    std::fs::write(k.root.join("local.patch"), LOCAL_INCLUDE_PATCH).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_klpforge"))
+        .current_dir(&k.root)
+        .args([
+            "build",
+            "--src",
+            "linux",
+            "--build",
+            "linux/build",
+            "--work",
+            "rel-work",
+        ])
+        .args(["-o", "out.ko", "local.patch"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stderr.contains("not a configured kernel build directory"),
+        "did not reach the module step:\n{stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("changed function: show"),
+        "{stdout}{stderr}"
+    );
+    assert_eq!(snapshot(&k.src), before);
+    // A patch that does not apply says why (patch's own message reaches the user).
+    std::fs::write(k.root.join("bad.patch"), BAD_PATCH).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_klpforge"))
+        .current_dir(&k.root)
+        .args([
+            "build",
+            "--src",
+            "linux",
+            "--build",
+            "linux/build",
+            "--work",
+            "rel-work2",
+        ])
+        .args(["-o", "out.ko", "bad.patch"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the patch does not apply: ") && stderr.contains("hunk"),
+        "{stderr}"
+    );
 }

@@ -74,6 +74,8 @@
 //!   defining TO. For `expect-no-reloc`, TO also matches any symbol or section name ending in
 //!   `.TO` or containing `.TO,` (klp and placeholder symbols, `.text.TO`), so a dropped
 //!   entry cannot hide behind a klp relocation.
+//! * `expect-section-relocs: S`: OUT has relocations applying to S, all against section
+//!   symbols (the form objtool requires in its `.discard.*` annotations).
 //! * `expect-local: NAME`: OUT defines NAME, and only as a LOCAL symbol.
 //! * `expect-symbol: NAME` / `expect-no-symbol: NAME`: OUT defines (does not define) a
 //!   symbol NAME (trailing `*` matches any suffix).
@@ -114,6 +116,7 @@ const OUT_ONLY_KEYS: &[&str] = &[
     "expect-size",
     "expect-reloc",
     "expect-no-reloc",
+    "expect-section-relocs",
     "expect-local",
     "expect-symbol",
     "expect-no-symbol",
@@ -148,6 +151,7 @@ const KNOWN_KEYS: &[&str] = &[
     "expect-special",
     "expect-reloc",
     "expect-no-reloc",
+    "expect-section-relocs",
     "expect-local",
     "expect-symbol",
     "expect-no-symbol",
@@ -386,8 +390,13 @@ impl Spec {
                     }
                     spec.checks.push(check);
                 }
-                "expect-no-klp" | "expect-section" | "expect-no-section" | "expect-local"
-                | "expect-symbol" | "expect-no-symbol" => {
+                "expect-no-klp"
+                | "expect-section"
+                | "expect-no-section"
+                | "expect-local"
+                | "expect-symbol"
+                | "expect-no-symbol"
+                | "expect-section-relocs" => {
                     if words.len() != 1 {
                         errors.push(bad("expected one name"));
                     }
@@ -1255,6 +1264,19 @@ fn run_case(
                     Err(_) => o.checks += 1, // nothing there, so no such relocation
                 }
             }
+            "expect-section-relocs" => match obj.relocs_from(v) {
+                Ok(rs) => {
+                    let other: Vec<&str> = rs
+                        .iter()
+                        .filter(|r| !r.symbol.starts_with('('))
+                        .map(|r| r.symbol.as_str())
+                        .collect();
+                    o.check(!rs.is_empty() && other.is_empty(), || {
+                        format!("{label}: relocations against {other:?} (or none at all)")
+                    });
+                }
+                Err(e) => o.fail(format!("{label}: OUT: {e}")),
+            },
             "expect-local" => {
                 let binds: Vec<&str> = obj
                     .defined()

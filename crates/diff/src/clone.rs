@@ -724,7 +724,29 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             Target::Symbol { sym, offset } => match self.decide(psec, r, sym) {
                 Decision::Include => {
                     let c = self.include(sym);
-                    self.push_reloc(out, new(Some(c), offset - bias));
+                    // Where objtool reads references, keep the form the assembler chose:
+                    // one through a section symbol stays one. objtool reads its `.discard.*`
+                    // annotations only through section symbols (6.12 rejects anything else
+                    // and then writes no ORC for the module), and takes a jump in code
+                    // through a function symbol (from `.altinstr_replacement` back into
+                    // its function) for a sibling call. Data references name the symbol.
+                    let section_form = r.symbol.is_some_and(|s| p.sym(s).kind == SymKind::Section)
+                        && (p.obj.section(psec).is_exec()
+                            || p.obj.section(psec).name.starts_with(b".discard."));
+                    let cs = self.out.symbol(c);
+                    let holder = match cs.place {
+                        SymbolPlace::Section(osec) if section_form => self
+                            .out_secs
+                            .get(&osec)
+                            .map(|os| (os.symbol, cs.value as i64)),
+                        _ => None,
+                    };
+                    match holder {
+                        Some((secsym, at)) => {
+                            self.push_reloc(out, new(Some(secsym), at + offset - bias))
+                        }
+                        None => self.push_reloc(out, new(Some(c), offset - bias)),
+                    }
                 }
                 Decision::Undefined(name) => {
                     let u = self.undefined_symbol(&name, Some(sym));

@@ -45,6 +45,8 @@ pub struct ModuleReport {
     pub path: PathBuf,
     /// What post-link did.
     pub post_link: PostLinkReport,
+    /// Warnings kbuild printed while building the module (objtool's fail the build).
+    pub warnings: Vec<String>,
 }
 
 /// The kernel's module-name limit (`MODULE_NAME_LEN - 1`).
@@ -86,9 +88,25 @@ fn config_enabled(kernel: &Path, option: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Prepare one diff object for linking: checked, and without ORC data when objtool will
-/// regenerate it for the whole linked module (kernels with IBT or Clang LTO run objtool on
-/// linked modules and skip generation when the section already exists).
+/// Sections objtool generates. When objtool runs on the linked module (kernels with IBT or
+/// Clang LTO), it skips generating each of them for the whole module if an input object
+/// already has it ("file already has .return_sites, skipping"): the init code's returns then
+/// go unregistered. A diff object compiled by a command that ran objtool (single-object
+/// modules do) carries them, so they are removed and objtool makes them for everything.
+/// (`.static_call_sites` stays: klpforge carries its entries with their klp relocations.)
+pub const OBJTOOL_SECTIONS: &[&str] = &[
+    ".orc_unwind",
+    ".orc_unwind_ip",
+    ".orc_header",
+    ".return_sites",
+    ".call_sites",
+    ".retpoline_sites",
+    ".ibt_endbr_seal",
+    ".cfi_sites",
+];
+
+/// Prepare one diff object for linking: checked, and without objtool's generated sections
+/// when objtool will make them for the whole linked module (see [`OBJTOOL_SECTIONS`]).
 fn prepare_diff(src: &Path, dst: &Path, objtool_at_link: bool) -> Result<(), String> {
     let file = ElfFile::open(src).map_err(|e| e.to_string())?;
     let mut obj = file.parse().map_err(|e| e.to_string())?;
@@ -105,11 +123,9 @@ fn prepare_diff(src: &Path, dst: &Path, objtool_at_link: bool) -> Result<(), Str
         let drop: Vec<_> = obj
             .sections()
             .filter(|(_, s)| {
-                let n = s.name.as_ref();
-                n == b".orc_unwind"
-                    || n == b".orc_unwind_ip"
-                    || n == b".rela.orc_unwind_ip"
-                    || n == b".orc_header"
+                let n = s.name_lossy();
+                let n = n.strip_prefix(".rela").unwrap_or(&n);
+                OBJTOOL_SECTIONS.contains(&n)
             })
             .map(|(id, _)| id)
             .collect();
@@ -215,11 +231,30 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         ));
     }
+    let mut warnings = kbuild_warnings(&out.stdout, &out.stderr);
+    warnings.retain(|w| !benign_objtool_warning(w));
+    let objtool: Vec<&String> = warnings.iter().filter(|w| w.contains("objtool")).collect();
+    if !objtool.is_empty() {
+        return Err(format!(
+            "objtool rejected the module (its ORC, return and call sites would be missing or wrong; work directory {}):\n{}",
+            work.display(),
+            objtool
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
     let built = work.join(format!("{name}.ko"));
     let file = ElfFile::open(&built).map_err(|e| e.to_string())?;
     let mut obj = file.parse().map_err(|e| e.to_string())?;
     strip_btf(&mut obj);
     let report = post_link(&mut obj).map_err(|e| format!("{}: {e}", built.display()))?;
+    let req = crate::verify::Requirements {
+        orc: config_enabled(kernel, "CONFIG_UNWINDER_ORC"),
+        return_sites: config_enabled(kernel, "CONFIG_MITIGATION_RETHUNK"),
+    };
+    crate::verify::verify_module(&obj, req).map_err(|e| format!("{}: {e}", built.display()))?;
     let dest = opts
         .out
         .clone()
@@ -229,7 +264,32 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
         name,
         path: dest,
         post_link: report,
+        warnings,
     })
+}
+
+/// objtool's IBT check flags every pointer in data to a function without ENDBR. The
+/// patch metadata (`.klp_forge.funcs`) holds such pointers to the new functions, but the
+/// livepatch core never branches through them indirectly: ftrace returns into the new
+/// function, which needs no ENDBR. Those warnings say nothing about the module.
+fn benign_objtool_warning(line: &str) -> bool {
+    line.contains("objtool: .klp_forge.") && line.contains("data relocation to !ENDBR")
+}
+
+/// The warning lines of a kbuild run (compiler, objtool, modpost), without duplicates.
+pub fn kbuild_warnings(stdout: &[u8], stderr: &[u8]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in String::from_utf8_lossy(stderr)
+        .lines()
+        .chain(String::from_utf8_lossy(stdout).lines())
+    {
+        let l = line.trim();
+        let warning = l.contains("warning:") || l.starts_with("WARNING:");
+        if warning && !out.iter().any(|x| x == l) {
+            out.push(l.to_string());
+        }
+    }
+    out
 }
 
 /// A temporary directory removed on drop.

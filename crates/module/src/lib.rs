@@ -1,9 +1,11 @@
 //! Livepatch modules: assembling diff objects into a module with the kernel's kbuild
 //! ([`assemble`]), post-linking it into the exact ELF format the kernel's livepatch core
 //! requires ([`postlink`]), and converting hand-written source-based livepatch modules
-//! ([`convert`], the klp-convert route) using the target's symbol table ([`kallsyms`]).
+//! ([`convert`], the klp-convert route) using the target's symbol table ([`kallsyms`]), and
+//! checking that the finished module has what objtool must give it ([`verify`]).
 
 pub mod assemble;
 pub mod convert;
 pub mod kallsyms;
 pub mod postlink;
+pub mod verify;

@@ -3,7 +3,7 @@
 # shellcheck disable=SC2034 # VM_OK, QEMU_RC, VM_CASES are read by run
 
 # Lines of dmesg that fail the whole run.
-DMESG_BAD='WARNING|BUG|Oops|Call Trace'
+DMESG_BAD='WARNING|BUG|Oops|Call Trace|Unpatched return thunk'
 
 # The kernel's name of a module file: basename without .ko, '-' as '_'.
 module_name_of() { basename "$1" .ko | tr '-' '_'; }
