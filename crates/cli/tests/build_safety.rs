@@ -329,6 +329,24 @@ const LOCAL_INCLUDE_PATCH: &str = "\
  }
 ";
 
+/// `klpforge build` run from the fake kernel's parent with relative paths only.
+fn build_relative(k: &FakeKernel, work: &str, patch: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_klpforge"))
+        .current_dir(&k.root)
+        .args([
+            "build",
+            "--src",
+            "linux",
+            "--build",
+            "linux/build",
+            "--work",
+            work,
+        ])
+        .args(["-o", "out.ko", patch])
+        .output()
+        .unwrap()
+}
+
 /// Three failures a user of a stock distribution kernel hit (stock-debian.md 1, 2 and 8):
 /// a relative `--work` (patch -d changed directory before reading its input), a source that
 /// includes a header beside it with no -I for its directory (in-tree builds), and the kernel's
@@ -345,20 +363,7 @@ fn relative_work_local_includes_and_compiler_names_work() {
     };
     let before = snapshot(&k.src);
     std::fs::write(k.root.join("local.patch"), LOCAL_INCLUDE_PATCH).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_klpforge"))
-        .current_dir(&k.root)
-        .args([
-            "build",
-            "--src",
-            "linux",
-            "--build",
-            "linux/build",
-            "--work",
-            "rel-work",
-        ])
-        .args(["-o", "out.ko", "local.patch"])
-        .output()
-        .unwrap();
+    let out = build_relative(&k, "rel-work", "local.patch");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -372,20 +377,7 @@ fn relative_work_local_includes_and_compiler_names_work() {
     assert_eq!(snapshot(&k.src), before);
     // A patch that does not apply says why (patch's own message reaches the user).
     std::fs::write(k.root.join("bad.patch"), BAD_PATCH).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_klpforge"))
-        .current_dir(&k.root)
-        .args([
-            "build",
-            "--src",
-            "linux",
-            "--build",
-            "linux/build",
-            "--work",
-            "rel-work2",
-        ])
-        .args(["-o", "out.ko", "bad.patch"])
-        .output()
-        .unwrap();
+    let out = build_relative(&k, "rel-work2", "bad.patch");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("the patch does not apply: ") && stderr.contains("hunk"),
