@@ -400,12 +400,26 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
             Ok(cmd) => {
                 objects.insert(object, cmd);
             }
-            Err(_) => report.warnings.push(format!(
-                "{f} is not built in this configuration; its changes are ignored"
-            )),
+            // No record is no proof that the configuration does not build it (it may just
+            // not have been compiled here): "nothing to patch" would be a guess.
+            Err(e) => {
+                return Err(format!(
+                    "{f}: kbuild has no record of compiling it in {} ({e}): either this configuration does not build it, or the tree has not been built; compile it there first (make O=<build> {object}) or build the kernel",
+                    tree.build.display()
+                ))
+            }
         }
     }
     if !headers.is_empty() {
+        // The objects including a header are found from the records of a full build only.
+        if !tree.build.join("vmlinux.o").exists() {
+            return Err(format!(
+                "{} changes header(s) {}, but {} has not been fully built (no vmlinux.o): the objects that include them cannot all be found from kbuild's records",
+                opts.patches.first().map_or(String::new(), |p| p.display().to_string()),
+                headers.iter().cloned().collect::<Vec<_>>().join(", "),
+                tree.build.display()
+            ));
+        }
         objects.extend(tree.objects_depending_on(&headers)?);
     }
     if objects.is_empty() {
@@ -496,17 +510,28 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
     step(opts, "comparing");
     let (symvers, vm_sympos) = load_exports(opts)?;
     let diff_dir = work.join("diff");
+    // Symbol positions: vmlinux's for vmlinux objects, the module's for module objects (its
+    // symbol-table order is what kallsyms uses). A module without a readable symbol table
+    // (not built, or stripped as distributions ship them) cannot give them: an error, never
+    // positions counted in the object instead.
+    let mut module_sympos: BTreeMap<String, Arc<dyn klpforge_diff::klp::SymposSource>> =
+        BTreeMap::new();
+    for object in pairs.keys() {
+        if let Some((name, ko)) = tree.owner(&objects[object]) {
+            if !module_sympos.contains_key(&name) {
+                module_sympos.insert(name, module_symbols(object, &ko)?);
+            }
+        }
+    }
     let outcomes: Vec<(String, DiffRun)> = pool.install(|| {
         use rayon::prelude::*;
         pairs
             .par_iter()
             .map(|(object, (o, p))| {
-                let owner = tree.owner(object);
-                // Symbol positions: vmlinux's for vmlinux objects, the built module's for
-                // module objects (its symbol-table order is what kallsyms uses).
+                let owner = tree.owner(&objects[object]);
                 let sympos = match &owner {
                     None => Some(vm_sympos.clone()),
-                    Some((_, ko)) => image_sympos(ko),
+                    Some((name, _)) => module_sympos.get(name).cloned(),
                 };
                 let dopts = klpforge_diff::DiffOptions {
                     objname: owner
@@ -551,11 +576,26 @@ pub(crate) fn load_exports(
     ))
 }
 
-/// The `sympos` source of a linked module, if it can be read.
-pub(crate) fn image_sympos(ko: &Path) -> Option<Arc<dyn klpforge_diff::klp::SymposSource>> {
-    let file = klpforge_elf::ElfFile::open(ko).ok()?;
-    let m = file.parse().ok()?;
-    Some(Arc::new(klpforge_module::kallsyms::ImageSympos::new(&m)))
+/// The `sympos` source of the module `object` is linked into: its `.ko` with a full symbol
+/// table (FILE symbols included), or an error saying what is missing.
+pub(crate) fn module_symbols(
+    object: &str,
+    ko: &Path,
+) -> Result<Arc<dyn klpforge_diff::klp::SymposSource>, String> {
+    let file = klpforge_elf::ElfFile::open(ko).map_err(|e| {
+        format!(
+            "{object} is part of a module, whose symbol table is needed for symbol positions: {}: {e} (build the module, or give the unstripped one, e.g. from the distribution's -dbg package)",
+            ko.display()
+        )
+    })?;
+    let m = file.parse().map_err(|e| format!("{}: {e}", ko.display()))?;
+    if !m.symbols().any(|(_, s)| s.kind() == 4) {
+        return Err(format!(
+            "{}: stripped module (no FILE symbols): symbol positions cannot be found; give the unstripped module (the distribution's -dbg package has it)",
+            ko.display()
+        ));
+    }
+    Ok(Arc::new(klpforge_module::kallsyms::ImageSympos::new(&m)))
 }
 
 /// Diff one pair of objects; a changed one writes its diff object below `diff_dir`.

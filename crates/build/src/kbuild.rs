@@ -165,8 +165,32 @@ impl KernelTree {
         Ok(out)
     }
 
-    /// The module an object is linked into and the module file, or `None` for vmlinux.
-    pub fn owner(&self, object: &str) -> Option<(String, PathBuf)> {
+    /// The module an object is linked into and where its module file would be, or `None`
+    /// for vmlinux. kbuild's own command says it: module objects are compiled with
+    /// `-DMODULE` and `-DKBUILD_MODNAME='"name"'` (so no `modules.order` or `.mod` records
+    /// of a full build are needed); the file is the one `modules.order` names when the tree
+    /// has one, else `<name>.ko` in the object's directory or the nearest one above it.
+    pub fn owner(&self, cmd: &CmdFile) -> Option<(String, PathBuf)> {
+        let name = module_of_command(&cmd.command)?;
+        if let Some(found) = self.owner_by_records(&cmd.object) {
+            return Some(found);
+        }
+        let file = format!("{name}.ko");
+        let mut dir = Path::new(&cmd.object).parent();
+        let mut first = None;
+        while let Some(d) = dir {
+            let candidate = self.build.join(d).join(&file);
+            first.get_or_insert_with(|| candidate.clone());
+            if candidate.exists() {
+                return Some((name, candidate));
+            }
+            dir = d.parent().filter(|p| !p.as_os_str().is_empty());
+        }
+        Some((name, first.unwrap_or_else(|| self.build.join(&file))))
+    }
+
+    /// The module `modules.order` and the `.mod` files of a full build put `object` in.
+    fn owner_by_records(&self, object: &str) -> Option<(String, PathBuf)> {
         let order = std::fs::read_to_string(self.build.join("modules.order")).ok()?;
         for m in order.lines().map(str::trim).filter(|m| !m.is_empty()) {
             let mod_file = self.build.join(m.replace(".o", ".mod"));
@@ -181,6 +205,23 @@ impl KernelTree {
         }
         None
     }
+}
+
+/// The module name a compile command builds for: `KBUILD_MODNAME` when the command has
+/// `-DMODULE` (kbuild adds it only to objects linked into modules), with `-` as `_`.
+pub fn module_of_command(command: &str) -> Option<String> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    if !words.contains(&"-DMODULE") {
+        return None;
+    }
+    let raw = words
+        .iter()
+        .find_map(|w| w.strip_prefix("-DKBUILD_MODNAME="))?;
+    let name: String = raw
+        .chars()
+        .filter(|c| !matches!(c, '\'' | '"' | '\\'))
+        .collect();
+    (!name.is_empty()).then(|| name.replace('-', "_"))
 }
 
 /// Lexically normalise a path (resolve `.` and `..` without touching the file system).
@@ -213,6 +254,17 @@ mod tests {
             vec!["../include/linux/kconfig.h", "../fs/proc/internal.h"]
         );
         assert!(parse_cmd("fs/x.o", "nothing").is_err());
+    }
+
+    #[test]
+    fn module_membership_comes_from_the_command() {
+        let module = "gcc -nostdinc -DMODULE -DKBUILD_BASENAME='\"binfmt_misc\"' -DKBUILD_MODNAME='\"binfmt_misc\"' -D__KBUILD_MODNAME=kmod_binfmt_misc -c -o fs/binfmt_misc.o ../fs/binfmt_misc.c";
+        assert_eq!(module_of_command(module).as_deref(), Some("binfmt_misc"));
+        let composite =
+            "gcc -DMODULE -DKBUILD_MODNAME='\"nf-nat\"' -c -o net/netfilter/nf_nat_core.o x.c";
+        assert_eq!(module_of_command(composite).as_deref(), Some("nf_nat"));
+        let builtin = "gcc -nostdinc -DKBUILD_BASENAME='\"meminfo\"' -DKBUILD_MODNAME='\"meminfo\"' -c -o fs/proc/meminfo.o ../fs/proc/meminfo.c";
+        assert_eq!(module_of_command(builtin), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::driver::{
-    collect_outcomes, diff_object, finish, image_sympos, load_exports, BuildOptions, BuildReport,
+    collect_outcomes, diff_object, finish, load_exports, module_symbols, BuildOptions, BuildReport,
     BuildResult,
 };
 
@@ -189,7 +189,10 @@ pub fn build_vmlinux_mode(
                 .file_stem()
                 .map(|s| s.to_string_lossy().replace('-', "_"))
                 .unwrap_or_default();
-            let sympos = image_sympos(&opts.tree.build.join(m.replace(".o", ".ko")));
+            let sympos = Some(module_symbols(
+                m,
+                &opts.tree.build.join(m.replace(".o", ".ko")),
+            )?);
             pairs.push((m.to_string(), o, p, name, sympos));
         }
     }

@@ -82,7 +82,7 @@ struct FakeKernel {
 }
 
 fn fake_kernel() -> Option<FakeKernel> {
-    fake_kernel_with(SOURCE, None, "gcc")
+    fake_kernel_with(SOURCE, None, "gcc", "")
 }
 
 /// A fake kernel whose `fs/show.c` is `source`, with `header` (name, text) beside it, and
@@ -91,6 +91,7 @@ fn fake_kernel_with(
     source: &str,
     header: Option<(&str, &str)>,
     cc_name: &str,
+    extra_cflags: &str,
 ) -> Option<FakeKernel> {
     let tc = toolchain("x86_64")?;
     let scratch = ScratchDir::new("build-safety").unwrap();
@@ -105,7 +106,7 @@ fn fake_kernel_with(
     }
     let flags = tc.kernel_cflags();
     let command = format!(
-        "gcc -Wp,-MMD,fs/.show.o.d {} -c -o fs/show.o ../fs/show.c",
+        "gcc -Wp,-MMD,fs/.show.o.d {} {extra_cflags} -c -o fs/show.o ../fs/show.c",
         flags.join(" ")
     );
     let cmd = format!(
@@ -358,6 +359,7 @@ fn relative_work_local_includes_and_compiler_names_work() {
         LOCAL_INCLUDE_SOURCE,
         Some(("show.h", "#define SHOW_BASE 41\n")),
         "x86_64-linux-gnu-gcc-12",
+        "",
     ) else {
         return;
     };
@@ -381,6 +383,48 @@ fn relative_work_local_includes_and_compiler_names_work() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("the patch does not apply: ") && stderr.contains("hunk"),
+        "{stderr}"
+    );
+}
+
+/// What a partial tree cannot tell must be an error that says what is missing, never a
+/// "nothing to patch" (stock-debian.md 4, 5, 6 and 7): a source with no kbuild record, a
+/// header change in a tree that was not fully built, and an object kbuild compiled for a
+/// module whose symbol table is not there.
+#[test]
+fn missing_records_and_module_symbols_are_errors() {
+    let Some(k) = fake_kernel() else { return };
+    std::fs::write(k.src.join("fs/other.c"), "int other(void) { return 1; }\n").unwrap();
+    let other = "--- a/fs/other.c\n+++ b/fs/other.c\n@@ -1 +1 @@\n-int other(void) { return 1; }\n+int other(void) { return 2; }\n";
+    let out = klpforge_build(&k, other, &[]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("fs/other.c: kbuild has no record of compiling it"),
+        "{stderr}"
+    );
+    std::fs::write(k.src.join("fs/show.h"), "#define X 1\n").unwrap();
+    let header = "--- a/fs/show.h\n+++ b/fs/show.h\n@@ -1 +1 @@\n-#define X 1\n+#define X 2\n";
+    let out = klpforge_build(&k, header, &[]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("has not been fully built"), "{stderr}");
+
+    // kbuild compiled fs/show.o for the module `showmod`, which was never linked.
+    let Some(m) = fake_kernel_with(
+        SOURCE,
+        None,
+        "gcc",
+        "-DMODULE -DKBUILD_MODNAME='\"showmod\"'",
+    ) else {
+        return;
+    };
+    let out = klpforge_build(&m, PATCH, &[]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("fs/show.o is part of a module, whose symbol table is needed")
+            && stderr.contains("showmod.ko"),
         "{stderr}"
     );
 }
