@@ -518,8 +518,8 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
         BTreeMap::new();
     for object in pairs.keys() {
         if let Some((name, ko)) = tree.owner(&objects[object]) {
-            if !module_sympos.contains_key(&name) {
-                module_sympos.insert(name, module_symbols(object, &ko)?);
+            if let std::collections::btree_map::Entry::Vacant(e) = module_sympos.entry(name) {
+                e.insert(module_symbols(object, &ko)?);
             }
         }
     }
