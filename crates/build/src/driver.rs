@@ -55,6 +55,10 @@ pub struct BuildOptions {
     /// Accept fresh copies of function-scope statics a changed function stopped using
     /// (`klpforge diff --accept-fresh-statics`).
     pub accept_fresh_statics: bool,
+    /// The tree is a prepared kernel ([`crate::prepare`]): objects are compiled in it on
+    /// demand, header users are found by scanning the sources, modules come from its
+    /// modules directory.
+    pub prepared: Option<crate::prepare::PreparedKernel>,
 }
 
 /// How a build ended.
@@ -394,7 +398,86 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
         .filter(|f| f.ends_with(".h"))
         .cloned()
         .collect();
-    for f in touched.iter().filter(|f| f.ends_with(".c")) {
+    if let Some(k) = &opts.prepared {
+        // kbuild compiles what the patch touches (and, for headers, every source that
+        // includes them) in the prepared tree, leaving the records the rest reads.
+        let mut sources: BTreeSet<String> = touched
+            .iter()
+            .filter(|f| f.ends_with(".c"))
+            .cloned()
+            .collect();
+        if !headers.is_empty() {
+            let arch =
+                kernel_srcarch(tree).ok_or("the configuration names no known architecture")?;
+            let users = crate::includes::sources_including(&tree.src, &headers, arch);
+            step(
+                opts,
+                &format!(
+                    "{} source file(s) include {}",
+                    users.len(),
+                    headers.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
+            sources.extend(users);
+        }
+        let wanted: Vec<String> = sources
+            .iter()
+            .map(|f| format!("{}.o", f.trim_end_matches(".c")))
+            .collect();
+        step(
+            opts,
+            &format!(
+                "compiling {} object(s) in the prepared kernel",
+                wanted.len()
+            ),
+        );
+        for (object, why) in k.compile_objects(&wanted, opts.jobs)? {
+            let named = touched.contains(&format!("{}.c", object.trim_end_matches(".o")));
+            if named && !why.contains("No rule to make target") {
+                return Err(format!("{object}: kbuild did not build it: {why}"));
+            }
+            report.warnings.push(format!(
+                "{object} is not built by this configuration (kbuild: {why})"
+            ));
+        }
+        // kbuild compiles a single object on request even when the configuration does not
+        // build it: the kernel image decides. A built-in object is part of this kernel when
+        // one of its functions is in the image's symbol table.
+        let image = klpforge_elf::ElfFile::open(&opts.vmlinux).map_err(|e| e.to_string())?;
+        let index =
+            klpforge_module::kallsyms::SymbolIndex::new(&image.parse().map_err(|e| e.to_string())?);
+        for object in wanted {
+            let Ok(cmd) = tree.cmd_file(&object) else {
+                continue;
+            };
+            if tree.owner(&cmd).is_none() && !in_image(&tree.build.join(&object), &index) {
+                let named = touched.contains(&format!("{}.c", object.trim_end_matches(".o")));
+                let why = format!(
+                    "{object} is not part of this kernel: none of its functions is in {}",
+                    opts.vmlinux.display()
+                );
+                if named {
+                    return Err(why);
+                }
+                report.warnings.push(why);
+                continue;
+            }
+            objects.insert(object, cmd);
+        }
+        if !headers.is_empty() {
+            step(
+                opts,
+                &format!(
+                    "{} object(s) of this configuration use the changed header(s)",
+                    objects.len()
+                ),
+            );
+        }
+    }
+    for f in touched
+        .iter()
+        .filter(|f| f.ends_with(".c") && opts.prepared.is_none())
+    {
         let object = format!("{}.o", f.trim_end_matches(".c"));
         match tree.cmd_file(&object) {
             Ok(cmd) => {
@@ -410,7 +493,7 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
             }
         }
     }
-    if !headers.is_empty() {
+    if !headers.is_empty() && opts.prepared.is_none() {
         // The objects including a header are found from the records of a full build only.
         if !tree.build.join("vmlinux.o").exists() {
             return Err(format!(
@@ -518,6 +601,11 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
         BTreeMap::new();
     for object in pairs.keys() {
         if let Some((name, ko)) = tree.owner(&objects[object]) {
+            // A prepared kernel has its modules (with symbols) elsewhere.
+            let ko = match &opts.prepared {
+                Some(k) if !ko.exists() => k.module_file(&name, object).unwrap_or(ko),
+                _ => ko,
+            };
             if let std::collections::btree_map::Entry::Vacant(e) = module_sympos.entry(name) {
                 e.insert(module_symbols(object, &ko)?);
             }
@@ -712,14 +800,40 @@ pub(crate) fn finish(
     Ok((BuildResult::Built(m.path), report))
 }
 
-/// make variables for the module build: the user's, and a Module.symvers given elsewhere
-/// than the build tree's (modpost reads only `$(objtree)/Module.symvers` by itself).
+/// Whether one of the functions `object` defines is in the image's symbol table.
+fn in_image(object: &Path, index: &klpforge_module::kallsyms::SymbolIndex) -> bool {
+    let Ok(file) = klpforge_elf::ElfFile::open(object) else {
+        return false;
+    };
+    let Ok(obj) = file.parse() else { return false };
+    let found = obj.symbols().any(|(_, s)| {
+        s.kind() == 2 && s.section().is_some() && !index.lookup(&s.name_lossy()).is_empty()
+    });
+    found
+}
+
+/// The kernel's source architecture directory (`arch/<srcarch>`), from the configuration.
+fn kernel_srcarch(tree: &KernelTree) -> Option<&'static str> {
+    [
+        ("CONFIG_X86", "x86"),
+        ("CONFIG_ARM64", "arm64"),
+        ("CONFIG_PPC", "powerpc"),
+        ("CONFIG_S390", "s390"),
+        ("CONFIG_LOONGARCH", "loongarch"),
+    ]
+    .into_iter()
+    .find(|(key, _)| config_value(tree, key).as_deref() == Some("y"))
+    .map(|(_, arch)| arch)
+}
+
+/// make variables for the module build: the user's, and the Module.symvers given when the
+/// build tree has none (modpost reads only `$(objtree)/Module.symvers` by itself; given both,
+/// it would see every export twice).
 fn module_make_vars(opts: &BuildOptions) -> Vec<String> {
     let mut vars = opts.make_vars.clone();
-    let canon = |p: &Path| std::fs::canonicalize(p).ok();
     let in_tree = opts.tree.build.join("Module.symvers");
-    if canon(&opts.symvers).is_some() && canon(&opts.symvers) != canon(&in_tree) {
-        let abs = canon(&opts.symvers).expect("checked");
+    if !in_tree.exists() {
+        let abs = std::fs::canonicalize(&opts.symvers).unwrap_or_else(|_| opts.symvers.clone());
         if !vars.iter().any(|v| v.starts_with("KBUILD_EXTRA_SYMBOLS=")) {
             vars.push(format!("KBUILD_EXTRA_SYMBOLS={}", abs.display()));
         }

@@ -6,6 +6,8 @@
 pub mod compile;
 pub mod driver;
 pub mod fixlines;
+pub mod includes;
 pub mod kbuild;
 pub mod patch;
+pub mod prepare;
 pub mod vmlinux_mode;

@@ -45,6 +45,10 @@ pub struct BuildArgs {
     /// Patches to apply (unified diffs, -p1).
     #[arg(required_unless_present = "recover")]
     pub patches: Vec<PathBuf>,
+    /// A prepared kernel (`klpforge prepare`): its directory, or its release string in the
+    /// cache. Replaces --src, --build, --vmlinux and --symvers.
+    #[arg(long, value_name = "DIR|RELEASE", conflicts_with_all = ["build", "vmlinux", "symvers"])]
+    pub kernel: Option<String>,
     /// The kernel source tree.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub src: PathBuf,
@@ -106,11 +110,21 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
         println!("nothing to recover: klpforge build only reads the source and build trees");
         return Ok(ExitCode::SUCCESS);
     }
-    let src =
-        std::fs::canonicalize(&args.src).with_context(|| format!("{}", args.src.display()))?;
-    let build_dir = match &args.build {
-        Some(b) => std::fs::canonicalize(b).with_context(|| format!("{}", b.display()))?,
-        None => src.clone(),
+    let prepared = match &args.kernel {
+        Some(k) => Some(find_prepared(k)?),
+        None => None,
+    };
+    let (src, build_dir) = match &prepared {
+        Some(k) => (k.inputs.src.clone(), k.build_dir()),
+        None => {
+            let src = std::fs::canonicalize(&args.src)
+                .with_context(|| format!("{}", args.src.display()))?;
+            let build_dir = match &args.build {
+                Some(b) => std::fs::canonicalize(b).with_context(|| format!("{}", b.display()))?,
+                None => src.clone(),
+            };
+            (src, build_dir)
+        }
     };
     // Absolute: later steps run tools in other directories (patch -d, make -C).
     let work = args.work.clone().unwrap_or_else(default_work_dir);
@@ -120,14 +134,22 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
             src,
             build: build_dir.clone(),
         },
-        vmlinux: args
-            .vmlinux
-            .clone()
-            .unwrap_or_else(|| build_dir.join("vmlinux")),
-        symvers: args
-            .symvers
-            .clone()
-            .unwrap_or_else(|| build_dir.join("Module.symvers")),
+        vmlinux: prepared.as_ref().map_or_else(
+            || {
+                args.vmlinux
+                    .clone()
+                    .unwrap_or_else(|| build_dir.join("vmlinux"))
+            },
+            |k| k.inputs.vmlinux.clone(),
+        ),
+        symvers: prepared.as_ref().map_or_else(
+            || {
+                args.symvers
+                    .clone()
+                    .unwrap_or_else(|| build_dir.join("Module.symvers"))
+            },
+            |k| k.inputs.symvers.clone(),
+        ),
         patches: args.patches.clone(),
         out: args.out.clone(),
         name: args.name.clone(),
@@ -139,6 +161,7 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
         verbose: true,
         vmlinux_mode: args.mode == "vmlinux",
         accept_fresh_statics: args.accept_fresh_statics,
+        prepared,
     };
     let result = build(&opts);
     let keep = args.keep || args.work.is_some();
@@ -188,4 +211,69 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
             ExitCode::from(4)
         }
     })
+}
+
+/// A prepared kernel named on the command line: a directory holding `kernel.json`, or a
+/// release string in the default cache.
+fn find_prepared(spec: &str) -> Result<klpforge_build::prepare::PreparedKernel> {
+    use klpforge_build::prepare::{default_cache, PreparedKernel, KERNEL_JSON};
+    let as_dir = PathBuf::from(spec);
+    let dir = if as_dir.join(KERNEL_JSON).exists() {
+        as_dir
+    } else {
+        default_cache().join(spec)
+    };
+    PreparedKernel::load(&dir).map_err(|e| anyhow!(e))
+}
+
+/// Arguments of `klpforge prepare`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Makes a private O= object tree of the kernel with `make olddefconfig` and `make modules_prepare` \
+only (no kernel build), checks that it reproduces the release string, and caches it. `klpforge build --kernel RELEASE` \
+then compiles only what a patch touches in it. The source tree is only read."
+)]
+pub struct PrepareArgs {
+    /// The kernel source tree (the distribution's source package, unpacked).
+    #[arg(long, value_name = "DIR")]
+    pub src: PathBuf,
+    /// The kernel's configuration (/boot/config-RELEASE or the headers' .config).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The kernel's Module.symvers.
+    #[arg(long, value_name = "FILE")]
+    pub symvers: PathBuf,
+    /// The kernel's release string (uname -r).
+    #[arg(long)]
+    pub release: String,
+    /// The kernel's vmlinux with symbols (the distribution's debug package has it).
+    #[arg(long, value_name = "FILE")]
+    pub vmlinux: PathBuf,
+    /// A directory of the kernel's modules with symbols (searched by name).
+    #[arg(long, value_name = "DIR")]
+    pub modules: Option<PathBuf>,
+    /// The cache of prepared kernels (default: ~/.cache/klpforge/kernels).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Parallel jobs.
+    #[arg(short = 'j', long, default_value_t = 2)]
+    pub jobs: usize,
+}
+
+/// Run `klpforge prepare`: prints the prepared kernel's directory on standard output.
+pub fn run_prepare(args: PrepareArgs) -> Result<ExitCode> {
+    use klpforge_build::prepare::{default_cache, prepare, KernelInputs};
+    let inputs = KernelInputs {
+        src: args.src,
+        config: args.config,
+        symvers: args.symvers,
+        release: args.release,
+        vmlinux: args.vmlinux,
+        modules: args.modules,
+    };
+    let cache = args.cache.unwrap_or_else(default_cache);
+    let k = prepare(&inputs, &cache, args.jobs, &|s| eprintln!("klpforge: {s}"))
+        .map_err(|e| anyhow!(e))?;
+    println!("{}", k.dir.display());
+    Ok(ExitCode::SUCCESS)
 }

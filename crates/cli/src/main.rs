@@ -32,8 +32,10 @@ enum Command {
     /// Turn references of a hand-written livepatch module to unexported symbols into klp
     /// relocations (klp-convert).
     Convert(module_cmd::ConvertArgs),
-    /// Build a livepatch module from source patches against a built kernel tree.
+    /// Build a livepatch module from source patches against a built or prepared kernel.
     Build(build_cmd::BuildArgs),
+    /// Prepare a kernel nobody here built (source, config, exports, vmlinux) for `build`.
+    Prepare(build_cmd::PrepareArgs),
     /// Rewrite a patch with #line directives so __LINE__ does not shift below an edit.
     FixLines(build_cmd::FixLinesArgs),
     /// Inspect and rewrite ELF objects (kernel objects and modules).
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::PostLink(args) => module_cmd::run_post_link(args),
         Command::Convert(args) => module_cmd::run_convert(args),
         Command::Build(args) => build_cmd::run_build(args),
+        Command::Prepare(args) => build_cmd::run_prepare(args),
         Command::FixLines(args) => build_cmd::run_fix_lines(args),
         Command::Elf(cmd) => elf_cmd::run(cmd),
     };

@@ -587,6 +587,12 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 }
             }
         }
+        // Objects compiled with -mfentry have ftrace entries exactly where `__fentry__` is
+        // called: their `__patchable_function_entries` records are call padding (x86
+        // CALL_PADDING) and gcc lists that padding in `__mcount_loc` even for notrace code.
+        if self.by_name.contains_key("__fentry__") {
+            return false;
+        }
         let bytes = self.symbol_bytes(id);
         if self.arch.name() == "s390x" && bytes.starts_with(&[0xc0, 0x04, 0, 0, 0, 0]) {
             return true;

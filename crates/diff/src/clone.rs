@@ -624,6 +624,33 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                 }
             };
         }
+        // A global label of assembly code (`SYM_CODE_START`: no type, like
+        // `__x86_return_thunk`) that the running kernel has: referred to by name, never
+        // copied into the module.
+        if si.kind == SymKind::Other && !s.is_local() && s.section().is_some() {
+            let name = si.name.clone();
+            let in_orig = self.o.by_name.get(&name).is_some_and(|v| {
+                v.iter().any(|&x| {
+                    let xs = self.o.obj.symbol(x);
+                    !xs.is_local() && xs.section().is_some()
+                })
+            });
+            if in_orig {
+                // Exported (known from a real Module.symvers): the module loader resolves it;
+                // otherwise the livepatch core does.
+                let exported = self.opts.symvers.is_real()
+                    && self
+                        .opts
+                        .symvers
+                        .lookup(&name)
+                        .is_some_and(|e| e.owner == "vmlinux");
+                if exported {
+                    return Decision::Undefined(name);
+                }
+                let pos = self.global_sympos(&name);
+                return Decision::Klp(objname, name, pos, STT_NOTYPE);
+            }
+        }
         if si.never_correlate
             || !matches!(si.kind, SymKind::Function | SymKind::Object)
             || self.fresh.contains(&psym)

@@ -15,7 +15,10 @@
 #   E2E-TOOL-ERROR: <extended regex the refusing tool's output must match (refused, tool-rejects)>
 #   E2E-CONVERT: yes | no          (module cases: run `klpforge convert`; default yes)
 #   E2E-TOOL: convert | post-link  (module cases: which klpforge command finishes the .ko)
-#   E2E-MODE: tu | vmlinux         (patch cases: klpforge build --mode; default tu)
+#   E2E-MODE: tu | vmlinux | prepared   (patch cases: klpforge build --mode; default tu;
+#                                  prepared: klpforge prepare of the kernel's source, config,
+#                                  exports and vmlinux, then klpforge build --kernel, which
+#                                  compiles in the prepared tree, never in the built one)
 #   E2E-TARGET: <path of a .ko in the build tree>  the patched module, loaded in the VM before
 #                                  the livepatch (or after it with E2E-TARGET-LATE: yes)
 
@@ -159,7 +162,11 @@ build_patch_case() {
         timing "module build: $label" "$(elapsed "$t0" "$(now)")" "interrupted"
         return 0
     fi
-    "$KLPFORGE" build --mode "${C_MODE[$label]}" --src "$KSRC" --build "$KBUILD" -o "$ko" --name "${C_NAME[$label]}" \
+    local kernel=(--mode "${C_MODE[$label]}" --src "$KSRC" --build "$KBUILD")
+    if [ "${C_MODE[$label]}" = prepared ]; then
+        kernel=(--kernel "$(prepared_kernel)") || { case_fail "$label" "klpforge prepare failed (log: $RUN/prepare.log)"; return 0; }
+    fi
+    "$KLPFORGE" build "${kernel[@]}" -o "$ko" --name "${C_NAME[$label]}" \
         -j "$JOBS" --work "$dir/work" --json "$dir/report.json" "$patch" >"$dir/build.log" 2>&1 || rc=$?
     case $expect in
     refused)
@@ -193,6 +200,15 @@ build_patch_case() {
     local detail
     detail=$(grep -m1 '^objects recompiled' "$dir/build.log" || true)
     timing "module build: $label" "$(elapsed "$t0" "$(now)")" "$detail"
+}
+
+# The e2e kernel prepared by `klpforge prepare` from its source, configuration, exports and
+# vmlinux (no use of its build records), cached beside the kernel; prints its directory.
+prepared_kernel() {
+    local cache=$KDIR/prepared
+    "$KLPFORGE" prepare --src "$KSRC" --config "$KBUILD/.config" --symvers "$KBUILD/Module.symvers" \
+        --release "$(cat "$KBUILD/include/config/kernel.release")" --vmlinux "$KBUILD/vmlinux" \
+        --modules "$KBUILD" --cache "$cache" -j "$JOBS" 2>>"$RUN/prepare.log"
 }
 
 # ---- module cases ---------------------------------------------------------------------------
