@@ -31,6 +31,10 @@ pub struct KernelInputs {
     pub vmlinux: PathBuf,
     /// A directory holding its modules with symbol tables (searched by file name), if any.
     pub modules: Option<PathBuf>,
+    /// A Debian `-dbg` package to unpack a missing module from into `modules` (modules with
+    /// symbols are gigabytes: only the ones a patch needs are unpacked).
+    #[serde(default)]
+    pub module_archive: Option<PathBuf>,
 }
 
 /// A kernel prepared by [`prepare`].
@@ -107,6 +111,19 @@ impl PreparedKernel {
     /// looked for first where `object` (relative to the tree) puts it in a build tree or an
     /// installed `kernel/` tree (its directory or one above), then anywhere.
     pub fn module_file(&self, name: &str, object: &str) -> Option<PathBuf> {
+        let found = self.find_module(name, object);
+        if found.is_some() {
+            return found;
+        }
+        let archive = self.inputs.module_archive.as_ref()?;
+        let modules = self.inputs.modules.as_ref()?;
+        if crate::distro::debian::unpack_module(archive, modules, &self.inputs.release, name) {
+            return self.find_module(name, object);
+        }
+        None
+    }
+
+    fn find_module(&self, name: &str, object: &str) -> Option<PathBuf> {
         let root = self.inputs.modules.as_ref()?;
         let want = name.replace('-', "_");
         let mut dir = Path::new(object).parent();
@@ -232,7 +249,14 @@ pub fn prepare(
         symvers: abs(&inputs.symvers)?,
         release: inputs.release.clone(),
         vmlinux: abs(&inputs.vmlinux)?,
-        modules: inputs.modules.as_deref().map(abs).transpose()?,
+        modules: match &inputs.modules {
+            // A modules directory the archive fills on demand need not exist yet.
+            Some(m) if inputs.module_archive.is_some() => {
+                Some(std::path::absolute(m).map_err(|e| e.to_string())?)
+            }
+            m => m.as_deref().map(abs).transpose()?,
+        },
+        module_archive: inputs.module_archive.as_deref().map(abs).transpose()?,
     };
     if inputs.release.is_empty() || inputs.release.contains('/') {
         return Err(format!(

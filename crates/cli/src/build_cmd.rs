@@ -45,8 +45,9 @@ pub struct BuildArgs {
     /// Patches to apply (unified diffs, -p1).
     #[arg(required_unless_present = "recover")]
     pub patches: Vec<PathBuf>,
-    /// A prepared kernel (`klpforge prepare`): its directory, or its release string in the
-    /// cache. Replaces --src, --build, --vmlinux and --symvers.
+    /// The kernel: a distribution's by name (debian:<release>, or running: fetched and
+    /// prepared once, then cached), or a prepared kernel's directory or release string (see
+    /// klpforge prepare). Replaces --src, --build, --vmlinux and --symvers.
     #[arg(long, value_name = "DIR|RELEASE", conflicts_with_all = ["build", "vmlinux", "symvers"])]
     pub kernel: Option<String>,
     /// The kernel source tree.
@@ -111,6 +112,9 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let prepared = match &args.kernel {
+        Some(k) if k == "running" || k.contains(':') => {
+            Some(prepare_distro(k, &cache_root(None), args.jobs)?)
+        }
         Some(k) => Some(find_prepared(k)?),
         None => None,
     };
@@ -231,28 +235,33 @@ fn find_prepared(spec: &str) -> Result<klpforge_build::prepare::PreparedKernel> 
 #[command(
     after_help = "Makes a private O= object tree of the kernel with `make olddefconfig` and `make modules_prepare` \
 only (no kernel build), checks that it reproduces the release string, and caches it. `klpforge build --kernel RELEASE` \
-then compiles only what a patch touches in it. The source tree is only read."
+then compiles only what a patch touches in it. The source tree is only read. With --kernel, the files come from \
+the distribution's packages (downloaded and unpacked into the cache, never installed): debian:<release>, or running \
+for this machine's kernel."
 )]
 pub struct PrepareArgs {
+    /// A distribution kernel: debian:<release>, or running.
+    #[arg(long, value_name = "DISTRO:RELEASE|running", conflicts_with_all = ["src", "config", "symvers", "release", "vmlinux", "modules"])]
+    pub kernel: Option<String>,
     /// The kernel source tree (the distribution's source package, unpacked).
-    #[arg(long, value_name = "DIR")]
-    pub src: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "kernel")]
+    pub src: Option<PathBuf>,
     /// The kernel's configuration (/boot/config-RELEASE or the headers' .config).
-    #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "kernel")]
+    pub config: Option<PathBuf>,
     /// The kernel's Module.symvers.
-    #[arg(long, value_name = "FILE")]
-    pub symvers: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "kernel")]
+    pub symvers: Option<PathBuf>,
     /// The kernel's release string (uname -r).
-    #[arg(long)]
-    pub release: String,
+    #[arg(long, required_unless_present = "kernel")]
+    pub release: Option<String>,
     /// The kernel's vmlinux with symbols (the distribution's debug package has it).
-    #[arg(long, value_name = "FILE")]
-    pub vmlinux: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "kernel")]
+    pub vmlinux: Option<PathBuf>,
     /// A directory of the kernel's modules with symbols (searched by name).
     #[arg(long, value_name = "DIR")]
     pub modules: Option<PathBuf>,
-    /// The cache of prepared kernels (default: ~/.cache/klpforge/kernels).
+    /// The cache of prepared kernels and downloaded packages (default: ~/.cache/klpforge).
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
     /// Parallel jobs.
@@ -260,20 +269,55 @@ pub struct PrepareArgs {
     pub jobs: usize,
 }
 
+/// The cache root: prepared kernels in `kernels/`, distribution packages by distribution.
+fn cache_root(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
+        klpforge_build::prepare::default_cache()
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default()
+    })
+}
+
+/// Prepare a distribution kernel by name (fetching its packages as needed).
+fn prepare_distro(
+    spec: &str,
+    cache: &std::path::Path,
+    jobs: usize,
+) -> Result<klpforge_build::prepare::PreparedKernel> {
+    let say = |s: &str| eprintln!("klpforge: {s}");
+    let inputs = klpforge_build::distro::resolve(spec, cache, &say).map_err(|e| anyhow!(e))?;
+    klpforge_build::prepare::prepare(&inputs, &cache.join("kernels"), jobs, &say)
+        .map_err(|e| anyhow!(e))
+}
+
 /// Run `klpforge prepare`: prints the prepared kernel's directory on standard output.
 pub fn run_prepare(args: PrepareArgs) -> Result<ExitCode> {
-    use klpforge_build::prepare::{default_cache, prepare, KernelInputs};
-    let inputs = KernelInputs {
-        src: args.src,
-        config: args.config,
-        symvers: args.symvers,
-        release: args.release,
-        vmlinux: args.vmlinux,
-        modules: args.modules,
+    use klpforge_build::prepare::{prepare, KernelInputs};
+    let cache = cache_root(args.cache);
+    let k = match &args.kernel {
+        Some(spec) => prepare_distro(spec, &cache, args.jobs)?,
+        None => {
+            let need = |v: Option<PathBuf>, what: &str| {
+                v.ok_or_else(|| anyhow!("--{what} is required without --kernel"))
+            };
+            let inputs = KernelInputs {
+                src: need(args.src, "src")?,
+                config: need(args.config, "config")?,
+                symvers: need(args.symvers, "symvers")?,
+                release: args
+                    .release
+                    .ok_or_else(|| anyhow!("--release is required"))?,
+                vmlinux: need(args.vmlinux, "vmlinux")?,
+                modules: args.modules,
+                module_archive: None,
+            };
+            prepare(&inputs, &cache.join("kernels"), args.jobs, &|s| {
+                eprintln!("klpforge: {s}")
+            })
+            .map_err(|e| anyhow!(e))?
+        }
     };
-    let cache = args.cache.unwrap_or_else(default_cache);
-    let k = prepare(&inputs, &cache, args.jobs, &|s| eprintln!("klpforge: {s}"))
-        .map_err(|e| anyhow!(e))?;
     println!("{}", k.dir.display());
     Ok(ExitCode::SUCCESS)
 }

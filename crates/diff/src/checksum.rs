@@ -754,7 +754,7 @@ fn replacement_length_field(
                     let a = offset.max(0) as u64;
                     let size = info.obj.section(aux).bytes().len() as u64;
                     let b = bounds.iter().copied().find(|&x| x > a).unwrap_or(size);
-                    samples.push((start, end - start, b - a));
+                    samples.push((start, end - start, b.saturating_sub(a)));
                 }
             }
         }

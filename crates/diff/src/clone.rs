@@ -920,12 +920,14 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                     self.translate(psec, &r, out, at + (r.offset - start));
                 }
                 if let Some((orc_sec, orc_size)) = orc {
+                    // check_object made sure every .orc_unwind_ip entry has its entry.
                     let i = start / (end - start);
-                    let bytes = p.obj.section(orc_sec).bytes()
-                        [(i * orc_size) as usize..((i + 1) * orc_size) as usize]
-                        .to_vec();
-                    let orc_out = self.out_section_for(orc_sec, None);
-                    self.append(orc_out, Some(&bytes), orc_size, 1);
+                    let range = (i * orc_size) as usize..((i + 1) * orc_size) as usize;
+                    if let Some(bytes) = p.obj.section(orc_sec).bytes().get(range) {
+                        let bytes = bytes.to_vec();
+                        let orc_out = self.out_section_for(orc_sec, None);
+                        self.append(orc_out, Some(&bytes), orc_size, 1);
+                    }
                 }
             }
         }

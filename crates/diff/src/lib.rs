@@ -256,6 +256,17 @@ fn check_object(obj: &ElfObject<'_>) -> Result<(), String> {
                 s.size()
             ));
         }
+        if s.name.as_ref() == b".orc_unwind_ip" {
+            // One .orc_unwind entry (6 bytes on x86, 8 on LoongArch) per .orc_unwind_ip entry.
+            if let Some(u) = obj.section_by_name(b".orc_unwind") {
+                let (count, have) = (s.size() / 4, obj.section(u).size());
+                if (count == 0) != (have == 0) || (count > 0 && have % count != 0) {
+                    return Err(format!(
+                        "section .orc_unwind: {have} bytes are not a whole entry for each of the {count} .orc_unwind_ip entries"
+                    ));
+                }
+            }
+        }
     }
     for (_, sym) in obj.symbols() {
         let Some(sec) = sym.section() else { continue };

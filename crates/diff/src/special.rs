@@ -157,7 +157,7 @@ pub fn stride(relocs: &[Field], size: u64) -> Option<u64> {
             continue;
         }
         // The last entry starts inside the section and the section ends within it.
-        if (count - 1) * e >= size || size > count * e {
+        if (count - 1).saturating_mul(e) >= size || size > count.saturating_mul(e) {
             continue;
         }
         let consistent = relocs.chunks(per_entry).enumerate().all(|(i, chunk)| {
