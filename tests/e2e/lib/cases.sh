@@ -74,8 +74,11 @@ parse_header() { # label file is_patch
         *) die "$file: unknown header E2E-$key" ;;
         esac
     done <"$file"
+    # A patch without E2E-EXPECT: it must build (or end in "nothing to patch" or a refusal
+    # whose reason is printed) and, when built, load, transition, disable and unload cleanly.
+    [ -z "${C_EXPECT[$label]}" ] && [ "$is_patch" = 1 ] && C_EXPECT[$label]=auto
     case ${C_EXPECT[$label]} in
-    patched | no-change | refused | load-fails | tool-rejects | apply-fails | interrupted) ;;
+    patched | no-change | refused | load-fails | tool-rejects | apply-fails | interrupted | auto) ;;
     '') die "$file: no E2E-EXPECT header" ;;
     *) die "$file: unknown E2E-EXPECT: ${C_EXPECT[$label]}" ;;
     esac
@@ -91,13 +94,20 @@ discover_cases() { # PATCH_DIR...
         add_case sample "$KBUILD/samples/livepatch/livepatch-sample.ko" sample
         return 0
     fi
-    for f in "$E2E"/cases/*.patch; do
-        [ -e "$f" ] && add_case patch "$f" "$(basename "$f" .patch)"
-    done
-    for d in "$E2E"/modules/*/; do
-        [ "$(basename "$d")" = include ] && continue # shared headers, not a case
-        [ -d "$d" ] && add_case module "${d%/}" "$(basename "$d")"
-    done
+    if [ -n "$STOCK" ]; then
+        # The stock kernel: patches only (module cases are written for the e2e kernel).
+        for f in "$E2E"/stock-cases/*.patch; do
+            [ -e "$f" ] && add_case patch "$f" "$(basename "$f" .patch)"
+        done
+    else
+        for f in "$E2E"/cases/*.patch; do
+            [ -e "$f" ] && add_case patch "$f" "$(basename "$f" .patch)"
+        done
+        for d in "$E2E"/modules/*/; do
+            [ "$(basename "$d")" = include ] && continue # shared headers, not a case
+            [ -d "$d" ] && add_case module "${d%/}" "$(basename "$d")"
+        done
+    fi
     for d in "$@"; do
         [ -d "$d" ] || die "not a directory: $d"
         local n=0
@@ -163,11 +173,20 @@ build_patch_case() {
         return 0
     fi
     local kernel=(--mode "${C_MODE[$label]}" --src "$KSRC" --build "$KBUILD")
-    if [ "${C_MODE[$label]}" = prepared ]; then
+    if [ -n "$STOCK" ]; then
+        kernel=(--kernel "$STOCK")
+    elif [ "${C_MODE[$label]}" = prepared ]; then
         kernel=(--kernel "$(prepared_kernel)") || { case_fail "$label" "klpforge prepare failed (log: $RUN/prepare.log)"; return 0; }
     fi
     "$KLPFORGE" build "${kernel[@]}" -o "$ko" --name "${C_NAME[$label]}" \
         -j "$JOBS" --work "$dir/work" --json "$dir/report.json" "$patch" >"$dir/build.log" 2>&1 || rc=$?
+    if [ "$expect" = auto ]; then
+        case $rc in
+        3) expect=no-change ;;
+        4) expect=refused ;;
+        *) expect=patched ;;
+        esac
+    fi
     case $expect in
     refused)
         if [ $rc = 4 ] && tool_error_ok "$label" "$dir/build.log"; then

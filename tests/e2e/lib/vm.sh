@@ -39,7 +39,10 @@ make_initramfs() {
         printf '%s\n' "${C_NAME[$label]}" >"$d/name"
         printf '%s\n' "${C_EXPECT[$label]}" >"$d/expect"
         cp "${C_KO[$label]}" "$d/module.ko"
-        if [ -n "${C_TARGET[$label]}" ]; then
+        if [ -n "${C_TARGET[$label]}" ] && [ -n "$STOCK" ]; then
+            stock_target_files "${C_TARGET[$label]}" "$d"
+            [ "${C_TARGET_LATE[$label]}" = yes ] && echo yes >"$d/target_late"
+        elif [ -n "${C_TARGET[$label]}" ]; then
             [ -f "$KBUILD/${C_TARGET[$label]}" ] || die "E2E-TARGET ${C_TARGET[$label]} is not built"
             cp "$KBUILD/${C_TARGET[$label]}" "$d/target.ko"
             module_name_of "${C_TARGET[$label]}" >"$d/target_name"
@@ -53,7 +56,7 @@ make_initramfs() {
             echo "file $rel/$(basename "$f") $f 0644 0 0" >>"$list"
         done
     done
-    "$KBUILD/usr/gen_init_cpio" "$list" | gzip -6 >"$RUN/initramfs.cpio.gz" ||
+    "${GEN_INIT_CPIO:-$KBUILD/usr/gen_init_cpio}" "$list" | gzip -6 >"$RUN/initramfs.cpio.gz" ||
         die "gen_init_cpio failed (list: $list)"
     VM_CASES=$i
 }
@@ -63,8 +66,11 @@ boot_vm() {
     local t0 rc=0
     t0=$(now)
     say "qemu: booting $VM_CASES case(s) (TCG, timeout ${QEMU_TIMEOUT}s; console log $RUN/qemu.log)"
-    timeout "$QEMU_TIMEOUT" qemu-system-x86_64 -accel tcg -smp "$VM_CPUS" -m 512M -nographic -no-reboot \
-        -kernel "$KBUILD/arch/x86/boot/bzImage" -initrd "$RUN/initramfs.cpio.gz" \
+    # A stock kernel is larger and probes more: more memory, a CPU with its features.
+    local mem=512M cpu=()
+    [ -n "$STOCK" ] && mem=2G cpu=(-cpu max)
+    timeout "$QEMU_TIMEOUT" qemu-system-x86_64 -accel tcg "${cpu[@]}" -smp "$VM_CPUS" -m "$mem" -nographic -no-reboot \
+        -kernel "${BZIMAGE:-$KBUILD/arch/x86/boot/bzImage}" -initrd "$RUN/initramfs.cpio.gz" \
         -append "console=ttyS0 panic=-1 loglevel=4" </dev/null >"$RUN/qemu.log" 2>&1 || rc=$?
     local dt
     dt=$(elapsed "$t0" "$(now)")
