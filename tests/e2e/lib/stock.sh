@@ -18,6 +18,8 @@ ensure_stock_kernel() { # spec
     KSRC=$(sed -n 's/^ *"src": "\(.*\)",$/\1/p' "$prepared/kernel.json" | head -n1)
     KBUILD=$prepared/build
     STOCK_RELEASE=$(cat "$KBUILD/include/config/kernel.release")
+    # Every case builds against this release (debian:latest resolves once).
+    STOCK=${spec%%:*}:$STOCK_RELEASE
     [ -d "$KSRC" ] || die "$prepared/kernel.json names no source tree"
     dir=${KLPFORGE_E2E_CACHE:-${HOME:-/root}/.cache/klpforge-e2e}/stock/$STOCK_RELEASE
     KDIR=$dir

@@ -46,6 +46,68 @@ fn package_version(release: &str) -> Result<String, String> {
         })
 }
 
+/// The versions apt knows of package `name`, newest first.
+fn versions(name: &str) -> Vec<String> {
+    let Ok(out) = run(
+        Command::new("apt-cache").arg("madison").arg(name),
+        "apt-cache",
+    ) else {
+        return Vec::new();
+    };
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('|').map(str::trim).collect();
+            (f.first() == Some(&name)).then(|| f.get(1).map(|v| v.to_string()))?
+        })
+        .collect()
+}
+
+/// Numeric parts of a release, for ordering (`6.12.117+deb12-amd64` -> 6, 12, 117, 12).
+fn release_key(release: &str) -> Vec<u64> {
+    release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The newest release of this machine's architecture's standard flavour whose source,
+/// headers, image and `-dbg` packages all exist in one version (the archive moves: ask apt).
+pub fn newest_release() -> Result<String, String> {
+    let arch = run(Command::new("dpkg").arg("--print-architecture"), "dpkg")?;
+    let arch = arch.trim();
+    let out = run(
+        Command::new("apt-cache")
+            .args(["search", "--names-only"])
+            .arg(format!("^linux-image-[0-9].*-{arch}-dbg$")),
+        "apt-cache search",
+    )?;
+    let mut releases: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|n| n.strip_prefix("linux-image-")?.strip_suffix("-dbg"))
+        .filter(|r| r.ends_with(&format!("-{arch}")) && r.contains("+deb"))
+        .map(str::to_string)
+        .collect();
+    releases.sort_by_key(|r| std::cmp::Reverse(release_key(r)));
+    for r in releases {
+        let Some(series) = major_minor(&r) else {
+            continue;
+        };
+        let dbg = versions(&format!("linux-image-{r}-dbg"));
+        let complete = dbg.iter().find(|v| {
+            versions(&format!("linux-headers-{r}")).contains(v)
+                && versions(&format!("linux-image-{r}-unsigned")).contains(v)
+                && versions(&format!("linux-source-{series}")).contains(v)
+        });
+        if complete.is_some() {
+            return Ok(r);
+        }
+    }
+    Err(format!(
+        "no {arch} kernel release has source, headers, image and -dbg packages in the apt sources"
+    ))
+}
+
 /// `6.12` of `6.12.117+deb12-amd64`.
 fn major_minor(release: &str) -> Option<String> {
     let mut parts = release.split(['.', '-', '+']);
@@ -135,6 +197,14 @@ impl Distribution for Debian {
         cache: &Path,
         say: &dyn Fn(&str),
     ) -> Result<KernelInputs, String> {
+        let newest;
+        let release = if release == "latest" {
+            newest = newest_release()?;
+            say(&format!("newest complete Debian kernel release: {newest}"));
+            newest.as_str()
+        } else {
+            release
+        };
         let dir = cache.join(release);
         let debs = dir.join("debs");
         let version = package_version(release)?;
@@ -231,6 +301,17 @@ pub fn unpack_module(archive: &Path, modules: &Path, release: &str, name: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn releases_order_by_their_numbers() {
+        let mut r = vec![
+            "6.12.99+deb12-amd64",
+            "6.12.117+deb12-amd64",
+            "6.12.107+deb12-amd64",
+        ];
+        r.sort_by_key(|x| std::cmp::Reverse(release_key(x)));
+        assert_eq!(r[0], "6.12.117+deb12-amd64");
+    }
 
     #[test]
     fn releases_and_os_release() {

@@ -1,4 +1,5 @@
-//! Distribution kernels by name: `debian:<release>` and `running` resolve to the inputs of a
+//! Distribution kernels by name: `debian:<release>` (`debian:latest`: the newest release whose
+//! packages are all in the archive) and `running` resolve to the inputs of a
 //! prepared kernel ([`crate::prepare::KernelInputs`]) from the distribution's own packages,
 //! downloaded and unpacked into a cache, never installed on the host.
 //!
