@@ -304,7 +304,7 @@ mod tests {
 
     #[test]
     fn releases_order_by_their_numbers() {
-        let mut r = vec![
+        let mut r = [
             "6.12.99+deb12-amd64",
             "6.12.117+deb12-amd64",
             "6.12.107+deb12-amd64",
