@@ -852,3 +852,66 @@ pub fn cleanup(work: &Path, keep: bool) {
         let _ = std::fs::remove_dir_all(work);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(build: &Path, symvers: &Path) -> BuildOptions {
+        BuildOptions {
+            tree: KernelTree {
+                src: build.to_path_buf(),
+                build: build.to_path_buf(),
+            },
+            vmlinux: build.join("vmlinux"),
+            symvers: symvers.to_path_buf(),
+            patches: Vec::new(),
+            out: None,
+            name: None,
+            jobs: 1,
+            replace: true,
+            work: build.join("work"),
+            skip_compiler_check: true,
+            make_vars: vec!["CC=gcc".into()],
+            verbose: false,
+            vmlinux_mode: false,
+            accept_fresh_statics: false,
+            prepared: None,
+        }
+    }
+
+    /// stock-debian.md 3: a Module.symvers given elsewhere reaches modpost when the build tree
+    /// has none, and is not given twice when it has one.
+    #[test]
+    fn module_symvers_reaches_modpost_once() {
+        let dir = std::env::temp_dir().join(format!("klpforge-symvers-{}", std::process::id()));
+        let build = dir.join("build");
+        std::fs::create_dir_all(&build).unwrap();
+        let given = dir.join("Module.symvers");
+        std::fs::write(&given, "0x1\tfoo\tvmlinux\tEXPORT_SYMBOL\t\n").unwrap();
+        let vars = module_make_vars(&opts(&build, &given));
+        let abs = std::fs::canonicalize(&given).unwrap();
+        assert_eq!(
+            vars,
+            [
+                "CC=gcc".to_string(),
+                format!("KBUILD_EXTRA_SYMBOLS={}", abs.display())
+            ]
+        );
+        std::fs::copy(&given, build.join("Module.symvers")).unwrap();
+        assert_eq!(module_make_vars(&opts(&build, &given)), ["CC=gcc"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn compilers_compare_by_identity() {
+        assert_eq!(
+            compiler_identity("x86_64-linux-gnu-gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0"),
+            compiler_identity("gcc (Debian 12.2.0-14+deb12u1) 12.2.0")
+        );
+        assert_ne!(
+            compiler_identity("gcc (Debian 12.2.0-14) 12.2.0"),
+            compiler_identity("gcc (Debian 12.2.0-14+deb12u1) 12.2.0")
+        );
+    }
+}

@@ -427,4 +427,19 @@ fn missing_records_and_module_symbols_are_errors() {
             && stderr.contains("showmod.ko"),
         "{stderr}"
     );
+    // The module as distributions ship it: stripped of its local and FILE symbols.
+    let st = Command::new("objcopy")
+        .arg("--strip-unneeded")
+        .arg(m.build.join("fs/show.o"))
+        .arg(m.build.join("fs/showmod.ko"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = klpforge_build(&m, PATCH, &[]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("stripped module (no FILE symbols)") && stderr.contains("-dbg"),
+        "{stderr}"
+    );
 }

@@ -318,3 +318,19 @@ fn tempdir() -> Result<TempDir, String> {
     }
     Err("cannot create a temporary directory".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kbuild_warnings_are_collected_once_and_benign_objtool_ones_recognised() {
+        let stderr = b"make: Entering directory '/k'\n/w/m.o: warning: objtool: .altinstr_replacement+0x0: sibling call from callable instruction with modified stack frame\n/w/m.o: warning: objtool: .klp_forge.funcs+0x38: data relocation to !ENDBR: mem_rw+0x0\nWARNING: modpost: missing MODULE_LICENSE() in /w/m.o\n/w/m.o: warning: objtool: .altinstr_replacement+0x0: sibling call from callable instruction with modified stack frame\n";
+        let w = kbuild_warnings(b"  CC [M]  /w/init.o\n", stderr);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].contains("sibling call"));
+        assert!(w[2].starts_with("WARNING: modpost"));
+        assert!(!benign_objtool_warning(&w[0]));
+        assert!(benign_objtool_warning(&w[1]));
+    }
+}
