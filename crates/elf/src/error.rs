@@ -4,7 +4,7 @@
 //! single line. The file name is added by the caller (see [`crate::ElfFile`]), so messages read
 //! `path: problem`.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// A malformed or unsupported ELF file, or an edit that cannot be written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,16 +35,36 @@ pub enum ElfError {
 /// Result type of the ELF layer.
 pub type Result<T, E = ElfError> = std::result::Result<T, E>;
 
-/// Quote a byte string for messages: lossy UTF-8 in single quotes.
+/// Quote a byte string for messages: lossy UTF-8 in single quotes, control characters
+/// escaped (`\n`) so that a message stays on one line whatever the names in the file.
 pub(crate) struct Quoted<'a>(pub &'a [u8]);
 
 impl fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "'{}'", String::from_utf8_lossy(self.0))
+        f.write_char('\'')?;
+        for c in String::from_utf8_lossy(self.0).chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_debug())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        f.write_char('\'')
     }
 }
 
 /// Convert an `object` crate read error into ours, classifying truncation.
 pub(crate) fn from_object(context: impl fmt::Display, err: object::read::Error) -> ElfError {
     ElfError::Malformed(format!("{context}: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Quoted;
+
+    #[test]
+    fn quoted_names_stay_on_one_line() {
+        assert_eq!(Quoted(b"lu kB\n\t\x1b").to_string(), "'lu kB\\n\\t\\u{1b}'");
+        assert_eq!(Quoted(b"f\xffo").to_string(), "'f\u{fffd}o'");
+    }
 }

@@ -30,6 +30,11 @@ enum Out {
 
 const SYM_SIZE: u64 = 24;
 
+/// The largest `sh_addralign` the writer lays out: sections are placed at file offsets
+/// aligned like their addresses, so a larger value would mean gigabytes of padding (kernel
+/// objects use at most a few pages).
+const MAX_ALIGN: u64 = 1 << 24;
+
 /// Serialise `obj` into a byte vector.
 pub fn write(obj: &ElfObject<'_>) -> Result<Vec<u8>> {
     Writer::new(obj)?.finish()
@@ -436,6 +441,12 @@ impl<'a, 'data> Writer<'a, 'data> {
             if !align.is_power_of_two() {
                 return Err(ElfError::Write(format!(
                     "{}: sh_addralign {align} is not a power of two",
+                    self.out_label(pos)
+                )));
+            }
+            if align > MAX_ALIGN {
+                return Err(ElfError::Write(format!(
+                    "{}: sh_addralign {align:#x} is larger than {MAX_ALIGN:#x}",
                     self.out_label(pos)
                 )));
             }

@@ -262,6 +262,18 @@ fn nul_in_a_name_is_refused() {
 }
 
 #[test]
+fn absurd_alignment_is_refused_not_allocated() {
+    let mut obj = sample(Endian::Little, 62);
+    let text = obj.section_by_name(b".text.foo").unwrap();
+    obj.section_mut(text).sh_addralign = 1 << 44;
+    let err = write(&obj).unwrap_err().to_string();
+    assert!(
+        err.contains(".text.foo") && err.contains("sh_addralign 0x100000000000"),
+        "{err}"
+    );
+}
+
+#[test]
 fn rel_sections_round_trip_without_addends() {
     let mut obj = ElfObject::new(header(Endian::Little, 62));
     let text = obj.add_section(Section::new_bytes(&b".text"[..], 1, 0x6, 16, vec![0u8; 16]));
