@@ -25,8 +25,16 @@ pub enum Variant {
 /// The flags klpforge needs in both builds.
 pub const SECTION_FLAGS: [&str; 2] = ["-ffunction-sections", "-fdata-sections"];
 
+/// klpforge's headers for patch authors (`kpatch-macros.h`), written into a build's work
+/// directory and searched after the kernel's own include directories.
+pub const AUTHOR_HEADERS: &[(&str, &str)] = &[(
+    "kpatch-macros.h",
+    include_str!("../../../include/kpatch-macros.h"),
+)];
+
 /// Rewrite the recorded command of `cmd` to build `variant` into `out`. `cc` replaces the
-/// recorded compiler (the first word), for launchers such as `ccache gcc` or `distcc gcc`.
+/// recorded compiler (the first word), for launchers such as `ccache gcc` or `distcc gcc`;
+/// `include` is searched after every directory of the command (`-idirafter`).
 pub fn rewrite_command(
     tree: &KernelTree,
     cmd: &CmdFile,
@@ -34,6 +42,7 @@ pub fn rewrite_command(
     out: &Path,
     depfile: &Path,
     cc: Option<&str>,
+    include: Option<&Path>,
 ) -> Result<String, String> {
     let out_s = out.to_string_lossy();
     let mut tokens: Vec<String> = Vec::new();
@@ -102,6 +111,9 @@ pub fn rewrite_command(
         .filter(|f| !tokens.iter().any(|t| t == *f))
         .map(|f| f.to_string())
         .collect();
+    if let Some(dir) = include {
+        extra.push(format!("-idirafter {}", dir.display()));
+    }
     if let Variant::Patched(root) = variant {
         extra.push(format!("-fmacro-prefix-map={}/=", root.display()));
         // `#include "local.h"` looks beside the file first, which for the copy is the work
@@ -140,13 +152,14 @@ pub fn compile(
     variant: &Variant,
     out_dir: &Path,
     cc: Option<&str>,
+    include: Option<&Path>,
 ) -> Result<Compiled, String> {
     let out = out_dir.join(&cmd.object);
     let dep = out_dir.join(format!("{}.d", cmd.object));
     if let Some(p) = out.parent() {
         std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
     }
-    let line = rewrite_command(tree, cmd, variant, &out, &dep, cc)?;
+    let line = rewrite_command(tree, cmd, variant, &out, &dep, cc, include)?;
     let o = Command::new("sh")
         .arg("-c")
         .arg(format!("set -e; {line}"))
@@ -199,6 +212,7 @@ mod tests {
             Path::new("/w/o/x.o"),
             Path::new("/w/x.d"),
             None,
+            None,
         )
         .unwrap();
         assert!(
@@ -217,6 +231,7 @@ mod tests {
             Path::new("/w/p/x.o"),
             Path::new("/w/y.d"),
             Some("ccache gcc"),
+            None,
         )
         .unwrap();
         assert!(p.starts_with("ccache gcc -ffunction-sections"), "{p}");

@@ -543,6 +543,12 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
         .make_vars
         .iter()
         .find_map(|v| v.strip_prefix("CC=").map(str::to_string));
+    // Headers for patch authors (`#include "kpatch-macros.h"`), after the kernel's own.
+    let include_dir = work.join("include");
+    std::fs::create_dir_all(&include_dir).map_err(|e| e.to_string())?;
+    for (name, text) in crate::compile::AUTHOR_HEADERS {
+        std::fs::write(include_dir.join(name), text).map_err(|e| e.to_string())?;
+    }
     let orig_dir = work.join("orig");
     let patched_dir = work.join("patched");
     let jobs: Vec<(String, CmdFile, bool)> = objects
@@ -562,7 +568,8 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
                     } else {
                         (Variant::Original, &orig_dir)
                     };
-                    compile(tree, c, &variant, dir, cc.as_deref()).map(|p| (o.clone(), *patched, p))
+                    compile(tree, c, &variant, dir, cc.as_deref(), Some(&include_dir))
+                        .map(|p| (o.clone(), *patched, p))
                 })
                 .collect()
         });
