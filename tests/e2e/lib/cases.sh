@@ -20,10 +20,12 @@
 #                                  exports and vmlinux, then klpforge build --kernel, which
 #                                  compiles in the prepared tree, never in the built one)
 #   E2E-TARGET: <path of a .ko in the build tree>  the patched module, loaded in the VM before
-#                                  the livepatch (or after it with E2E-TARGET-LATE: yes)
+#                                  the livepatch (or after it with E2E-TARGET-LATE: yes; with
+#                                  E2E-TARGET-FAILS: yes that late load must fail, as when a
+#                                  pre-patch callback of the module's object refuses)
 
 CASE_LABELS=()
-declare -A C_KIND C_SRC C_NAME C_EXPECT C_CHECK C_DMESG C_TOOLERR C_CONVERT C_TOOL C_KO C_STATUS C_WHY C_MODE C_TARGET C_TARGET_LATE
+declare -A C_KIND C_SRC C_NAME C_EXPECT C_CHECK C_DMESG C_TOOLERR C_CONVERT C_TOOL C_KO C_STATUS C_WHY C_MODE C_TARGET C_TARGET_LATE C_TARGET_FAILS
 
 add_case() { # kind src label
     local kind=$1 src=$2 label=$3
@@ -47,6 +49,7 @@ add_case() { # kind src label
     C_MODE[$label]=tu
     C_TARGET[$label]=
     C_TARGET_LATE[$label]=
+    C_TARGET_FAILS[$label]=
     C_KO[$label]=
     C_STATUS[$label]=pending
     C_WHY[$label]=
@@ -71,6 +74,7 @@ parse_header() { # label file is_patch
         MODE) C_MODE[$label]=$val ;;
         TARGET) C_TARGET[$label]=$val ;;
         TARGET-LATE) C_TARGET_LATE[$label]=$val ;;
+        TARGET-FAILS) C_TARGET_FAILS[$label]=$val ;;
         *) die "$file: unknown header E2E-$key" ;;
         esac
     done <"$file"

@@ -39,6 +39,7 @@ make_initramfs() {
         printf '%s\n' "${C_NAME[$label]}" >"$d/name"
         printf '%s\n' "${C_EXPECT[$label]}" >"$d/expect"
         cp "${C_KO[$label]}" "$d/module.ko"
+        [ "${C_TARGET_FAILS[$label]}" = yes ] && echo yes >"$d/target_fails"
         if [ -n "${C_TARGET[$label]}" ] && [ -n "$STOCK" ]; then
             stock_target_files "${C_TARGET[$label]}" "$d"
             [ "${C_TARGET_LATE[$label]}" = yes ] && echo yes >"$d/target_late"
