@@ -598,6 +598,25 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
     // Diff.
     let t3 = Instant::now();
     step(opts, "comparing");
+    // Export CRCs the patch changes: the module keeps the running kernel's (it links against
+    // its Module.symvers), but the author must know (a type layout may have changed).
+    for object in pairs.keys() {
+        let crc_work = work.join("crc").join(object);
+        match crate::crcs::changed_crcs(
+            tree,
+            &objects[object],
+            &src_copy,
+            &crc_work,
+            Some(&include_dir),
+        ) {
+            Ok(changed) if !changed.is_empty() => report.warnings.push(format!(
+                "{object}: the patch changes the export CRC of {}: the module keeps the running kernel's CRCs (it links against its Module.symvers) and loads, but a changed CRC can mean a changed type layout: make sure these symbols' types did not change",
+                changed.join(", ")
+            )),
+            Ok(_) => {}
+            Err(e) => report.warnings.push(format!("cannot compare export CRCs: {e}")),
+        }
+    }
     let (symvers, vm_sympos) = load_exports(opts)?;
     let diff_dir = work.join("diff");
     // Symbol positions: vmlinux's for vmlinux objects, the module's for module objects (its

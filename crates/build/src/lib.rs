@@ -4,6 +4,7 @@
 //! * [`fixlines`]: `#line` directives that keep `__LINE__` stable below an edit.
 
 pub mod compile;
+pub mod crcs;
 pub mod distro;
 pub mod driver;
 pub mod fixlines;

@@ -13,6 +13,7 @@
 #   E2E-CHECK: <shell command run in the VM: fails unpatched, succeeds patched>
 #   E2E-DMESG: <extended regex dmesg must match after the case; repeatable>
 #   E2E-TOOL-ERROR: <extended regex the refusing tool's output must match (refused, tool-rejects)>
+#   E2E-BUILD-WARNING: <extended regex some `klpforge build` warning must match (patch cases)>
 #   E2E-CONVERT: yes | no          (module cases: run `klpforge convert`; default yes)
 #   E2E-TOOL: convert | post-link  (module cases: which klpforge command finishes the .ko)
 #   E2E-MODE: tu | vmlinux | prepared   (patch cases: klpforge build --mode; default tu;
@@ -25,7 +26,7 @@
 #                                  pre-patch callback of the module's object refuses)
 
 CASE_LABELS=()
-declare -A C_KIND C_SRC C_NAME C_EXPECT C_CHECK C_DMESG C_TOOLERR C_CONVERT C_TOOL C_KO C_STATUS C_WHY C_MODE C_TARGET C_TARGET_LATE C_TARGET_FAILS
+declare -A C_KIND C_SRC C_NAME C_EXPECT C_CHECK C_DMESG C_TOOLERR C_CONVERT C_TOOL C_KO C_STATUS C_WHY C_MODE C_TARGET C_TARGET_LATE C_TARGET_FAILS C_BUILDWARN
 
 add_case() { # kind src label
     local kind=$1 src=$2 label=$3
@@ -50,6 +51,7 @@ add_case() { # kind src label
     C_TARGET[$label]=
     C_TARGET_LATE[$label]=
     C_TARGET_FAILS[$label]=
+    C_BUILDWARN[$label]=
     C_KO[$label]=
     C_STATUS[$label]=pending
     C_WHY[$label]=
@@ -75,6 +77,7 @@ parse_header() { # label file is_patch
         TARGET) C_TARGET[$label]=$val ;;
         TARGET-LATE) C_TARGET_LATE[$label]=$val ;;
         TARGET-FAILS) C_TARGET_FAILS[$label]=$val ;;
+        BUILD-WARNING) C_BUILDWARN[$label]=$val ;;
         *) die "$file: unknown header E2E-$key" ;;
         esac
     done <"$file"
@@ -215,6 +218,8 @@ build_patch_case() {
             case_fail "$label" "klpforge build failed (exit $rc): $(grep -E 'error|refused' "$dir/build.log" | head -n3 | tr '\n' ' ')"
         elif [ ! -s "$ko" ]; then
             case_fail "$label" "klpforge build exited 0 but wrote no $ko"
+        elif [ -n "${C_BUILDWARN[$label]}" ] && ! grep 'warning:' "$dir/build.log" | grep -Eq -- "${C_BUILDWARN[$label]}"; then
+            case_fail "$label" "no klpforge build warning matches /${C_BUILDWARN[$label]}/ (log: $dir/build.log)"
         else
             case_vm "$label" "$ko"
         fi
