@@ -59,6 +59,8 @@ pub struct BuildOptions {
     /// demand, header users are found by scanning the sources, modules come from its
     /// modules directory.
     pub prepared: Option<crate::prepare::PreparedKernel>,
+    /// Sign the module with this private key and certificate (`--sign-key`, `--sign-cert`).
+    pub sign: Option<(PathBuf, PathBuf)>,
 }
 
 /// How a build ended.
@@ -814,6 +816,7 @@ pub(crate) fn finish(
         make_vars: module_make_vars(opts),
         work: Some(opts.work.join("module")),
         jobs: opts.jobs,
+        sign: opts.sign.clone(),
     };
     let m = klpforge_module::assemble::build_module(&diffs, &mopts)?;
     report
@@ -903,6 +906,7 @@ mod tests {
             vmlinux_mode: false,
             accept_fresh_statics: false,
             prepared: None,
+            sign: None,
         }
     }
 

@@ -34,6 +34,9 @@ pub struct ModuleOptions {
     pub work: Option<PathBuf>,
     /// Parallel make jobs.
     pub jobs: usize,
+    /// Sign the finished module with this private key and certificate (the kernel's
+    /// `scripts/sign-file`, with the configuration's `CONFIG_MODULE_SIG_HASH`).
+    pub sign: Option<(PathBuf, PathBuf)>,
 }
 
 /// What `klpforge module` produced.
@@ -260,6 +263,9 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{name}.ko")));
     klpforge_elf::write::write_file(&obj, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    if let Some((key, cert)) = &opts.sign {
+        sign_module(kernel, key, cert, &dest)?;
+    }
     Ok(ModuleReport {
         name,
         path: dest,
@@ -274,6 +280,43 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
 /// function, which needs no ENDBR. Those warnings say nothing about the module.
 fn benign_objtool_warning(line: &str) -> bool {
     line.contains("objtool: .klp_forge.") && line.contains("data relocation to !ENDBR")
+}
+
+/// Sign `module` in place with the kernel's own `scripts/sign-file`, so machines that enforce
+/// module signatures (Secure Boot lockdown, `MODULE_SIG_FORCE`) accept it once the key is
+/// enrolled.
+fn sign_module(kernel: &Path, key: &Path, cert: &Path, module: &Path) -> Result<(), String> {
+    let tool = kernel.join("scripts/sign-file");
+    if !tool.exists() {
+        return Err(format!(
+            "{}: no scripts/sign-file in the kernel build (is CONFIG_MODULE_SIG set?)",
+            kernel.display()
+        ));
+    }
+    let hash = std::fs::read_to_string(kernel.join(".config"))
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("CONFIG_MODULE_SIG_HASH=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| "sha256".into());
+    let out = Command::new(&tool)
+        .arg(&hash)
+        .arg(key)
+        .arg(cert)
+        .arg(module)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", tool.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "signing {} failed: {}",
+            module.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
 }
 
 /// The warning lines of a kbuild run (compiler, objtool, modpost), without duplicates.

@@ -14,6 +14,8 @@
 #   E2E-DMESG: <extended regex dmesg must match after the case; repeatable>
 #   E2E-TOOL-ERROR: <extended regex the refusing tool's output must match (refused, tool-rejects)>
 #   E2E-BUILD-WARNING: <extended regex some `klpforge build` warning must match (patch cases)>
+#   E2E-SIGN: yes                  (patch cases) sign with a throwaway key (--sign-key/--sign-cert);
+#                                  modinfo must then name its signer
 #   E2E-CONVERT: yes | no          (module cases: run `klpforge convert`; default yes)
 #   E2E-TOOL: convert | post-link  (module cases: which klpforge command finishes the .ko)
 #   E2E-MODE: tu | vmlinux | prepared   (patch cases: klpforge build --mode; default tu;
@@ -26,7 +28,7 @@
 #                                  pre-patch callback of the module's object refuses)
 
 CASE_LABELS=()
-declare -A C_KIND C_SRC C_NAME C_EXPECT C_CHECK C_DMESG C_TOOLERR C_CONVERT C_TOOL C_KO C_STATUS C_WHY C_MODE C_TARGET C_TARGET_LATE C_TARGET_FAILS C_BUILDWARN
+declare -A C_KIND C_SRC C_NAME C_EXPECT C_CHECK C_DMESG C_TOOLERR C_CONVERT C_TOOL C_KO C_STATUS C_WHY C_MODE C_TARGET C_TARGET_LATE C_TARGET_FAILS C_BUILDWARN C_SIGN
 
 add_case() { # kind src label
     local kind=$1 src=$2 label=$3
@@ -52,6 +54,7 @@ add_case() { # kind src label
     C_TARGET_LATE[$label]=
     C_TARGET_FAILS[$label]=
     C_BUILDWARN[$label]=
+    C_SIGN[$label]=
     C_KO[$label]=
     C_STATUS[$label]=pending
     C_WHY[$label]=
@@ -78,6 +81,7 @@ parse_header() { # label file is_patch
         TARGET-LATE) C_TARGET_LATE[$label]=$val ;;
         TARGET-FAILS) C_TARGET_FAILS[$label]=$val ;;
         BUILD-WARNING) C_BUILDWARN[$label]=$val ;;
+        SIGN) C_SIGN[$label]=$val ;;
         *) die "$file: unknown header E2E-$key" ;;
         esac
     done <"$file"
@@ -185,6 +189,10 @@ build_patch_case() {
     elif [ "${C_MODE[$label]}" = prepared ]; then
         kernel=(--kernel "$(prepared_kernel)") || { case_fail "$label" "klpforge prepare failed (log: $RUN/prepare.log)"; return 0; }
     fi
+    if [ "${C_SIGN[$label]}" = yes ]; then
+        signing_key
+        kernel+=(--sign-key "$RUN/signing/key.pem" --sign-cert "$RUN/signing/cert.pem")
+    fi
     "$KLPFORGE" build "${kernel[@]}" -o "$ko" --name "${C_NAME[$label]}" \
         -j "$JOBS" --work "$dir/work" --json "$dir/report.json" "$patch" >"$dir/build.log" 2>&1 || rc=$?
     if [ "$expect" = auto ]; then
@@ -218,6 +226,8 @@ build_patch_case() {
             case_fail "$label" "klpforge build failed (exit $rc): $(grep -E 'error|refused' "$dir/build.log" | head -n3 | tr '\n' ' ')"
         elif [ ! -s "$ko" ]; then
             case_fail "$label" "klpforge build exited 0 but wrote no $ko"
+        elif [ "${C_SIGN[$label]}" = yes ] && [ "$(PATH=$PATH:/sbin:/usr/sbin modinfo -F signer "$ko" 2>/dev/null)" != "$SIGNER" ]; then
+            case_fail "$label" "the module is not signed by '$SIGNER' (modinfo -F signer: $(PATH=$PATH:/sbin:/usr/sbin modinfo -F signer "$ko" 2>&1))"
         elif [ -n "${C_BUILDWARN[$label]}" ] && ! grep 'warning:' "$dir/build.log" | grep -Eq -- "${C_BUILDWARN[$label]}"; then
             case_fail "$label" "no klpforge build warning matches /${C_BUILDWARN[$label]}/ (log: $dir/build.log)"
         else
@@ -228,6 +238,16 @@ build_patch_case() {
     local detail
     detail=$(grep -m1 '^objects recompiled' "$dir/build.log" || true)
     timing "module build: $label" "$(elapsed "$t0" "$(now)")" "$detail"
+}
+
+# A throwaway signing key and certificate for E2E-SIGN cases, made once per run.
+SIGNER="klpforge e2e throwaway key"
+signing_key() {
+    [ -f "$RUN/signing/key.pem" ] && return 0
+    mkdir -p "$RUN/signing"
+    openssl req -new -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$SIGNER/" \
+        -keyout "$RUN/signing/key.pem" -out "$RUN/signing/cert.pem" >"$RUN/signing/openssl.log" 2>&1 ||
+        die "openssl could not make a signing key (log: $RUN/signing/openssl.log)"
 }
 
 # The e2e kernel prepared by `klpforge prepare` from its source, configuration, exports and
