@@ -116,11 +116,7 @@ fn refused_path(path: &str) -> Option<&'static str> {
 }
 
 fn config_value(tree: &KernelTree, key: &str) -> Option<String> {
-    let text = std::fs::read_to_string(tree.build.join(".config")).ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix(&format!("{key}="))
-            .map(|v| v.trim_matches('"').to_string())
-    })
+    klpforge_module::assemble::config_value(&tree.build, key)
 }
 
 /// Check that the tree can produce livepatches.
@@ -400,6 +396,8 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
         .filter(|f| f.ends_with(".h"))
         .cloned()
         .collect();
+    // The original vmlinux's symbols, read once (a prepared kernel needs them early).
+    let mut vm_image: Option<Arc<klpforge_module::kallsyms::ImageSympos>> = None;
     if let Some(k) = &opts.prepared {
         // kbuild compiles what the patch touches (and, for headers, every source that
         // includes them) in the prepared tree, leaving the records the rest reads.
@@ -433,9 +431,11 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
                 wanted.len()
             ),
         );
+        // Whether the patch itself edits an object's source (not only a header it includes).
+        let named =
+            |object: &str| touched.contains(&format!("{}.c", object.trim_end_matches(".o")));
         for (object, why) in k.compile_objects(&wanted, opts.jobs)? {
-            let named = touched.contains(&format!("{}.c", object.trim_end_matches(".o")));
-            if named && !why.contains("No rule to make target") {
+            if named(&object) && !why.contains("No rule to make target") {
                 return Err(format!("{object}: kbuild did not build it: {why}"));
             }
             report.warnings.push(format!(
@@ -445,20 +445,18 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
         // kbuild compiles a single object on request even when the configuration does not
         // build it: the kernel image decides. A built-in object is part of this kernel when
         // one of its functions is in the image's symbol table.
-        let image = klpforge_elf::ElfFile::open(&opts.vmlinux).map_err(|e| e.to_string())?;
-        let index =
-            klpforge_module::kallsyms::SymbolIndex::new(&image.parse().map_err(|e| e.to_string())?);
+        let image = load_image(opts)?;
+        let index = image.index();
         for object in wanted {
             let Ok(cmd) = tree.cmd_file(&object) else {
                 continue;
             };
-            if tree.owner(&cmd).is_none() && !in_image(&tree.build.join(&object), &index) {
-                let named = touched.contains(&format!("{}.c", object.trim_end_matches(".o")));
+            if tree.owner(&cmd).is_none() && !in_image(&tree.build.join(&object), index) {
                 let why = format!(
                     "{object} is not part of this kernel: none of its functions is in {}",
                     opts.vmlinux.display()
                 );
-                if named {
+                if named(&object) {
                     return Err(why);
                 }
                 report.warnings.push(why);
@@ -475,6 +473,7 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
                 ),
             );
         }
+        vm_image = Some(image);
     }
     for f in touched
         .iter()
@@ -619,7 +618,11 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
             Err(e) => report.warnings.push(format!("cannot compare export CRCs: {e}")),
         }
     }
-    let (symvers, vm_sympos) = load_exports(opts)?;
+    let symvers = load_symvers(opts)?;
+    let vm_sympos: Arc<dyn klpforge_diff::klp::SymposSource> = match vm_image {
+        Some(image) => image,
+        None => load_image(opts)?,
+    };
     let diff_dir = work.join("diff");
     // Symbol positions: vmlinux's for vmlinux objects, the module's for module objects (its
     // symbol-table order is what kallsyms uses). A module without a readable symbol table
@@ -680,16 +683,21 @@ pub(crate) fn load_exports(
     ),
     String,
 > {
+    Ok((load_symvers(opts)?, load_image(opts)?))
+}
+
+/// Module.symvers of the kernel.
+fn load_symvers(opts: &BuildOptions) -> Result<klpforge_diff::Symvers, String> {
     let text = std::fs::read_to_string(&opts.symvers)
         .map_err(|e| format!("{}: {e}", opts.symvers.display()))?;
-    let symvers = klpforge_diff::Symvers::parse(&text)
-        .map_err(|e| format!("{}: {e}", opts.symvers.display()))?;
+    klpforge_diff::Symvers::parse(&text).map_err(|e| format!("{}: {e}", opts.symvers.display()))
+}
+
+/// The kallsyms view of the original vmlinux.
+fn load_image(opts: &BuildOptions) -> Result<Arc<klpforge_module::kallsyms::ImageSympos>, String> {
     let vm_file = klpforge_elf::ElfFile::open(&opts.vmlinux).map_err(|e| e.to_string())?;
     let vm = vm_file.parse().map_err(|e| e.to_string())?;
-    Ok((
-        symvers,
-        Arc::new(klpforge_module::kallsyms::ImageSympos::new(&vm)),
-    ))
+    Ok(Arc::new(klpforge_module::kallsyms::ImageSympos::new(&vm)))
 }
 
 /// The `sympos` source of the module `object` is linked into: its `.ko` with a full symbol

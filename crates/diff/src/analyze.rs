@@ -540,10 +540,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
 
     /// The relocations applying to `[start, end)` of `section`.
     pub fn relocations_in(&self, section: SectionId, start: u64, end: u64) -> &[Reloc] {
-        let all = self.relocations(section);
-        let lo = all.partition_point(|r| r.offset < start);
-        let hi = lo + all[lo..].partition_point(|r| r.offset < end);
-        &all[lo..hi]
+        relocs_in(self.relocations(section), start, end)
     }
 
     /// Whether relocation `r` of code section `sec` is the target of a call or jump (rather
@@ -629,6 +626,13 @@ fn ftrace_sites(info: &ObjInfo<'_, '_>) -> Vec<Vec<i64>> {
         list.sort_unstable();
     }
     out
+}
+
+/// The relocations of a table sorted by offset whose offsets lie in `[start, end)`.
+pub fn relocs_in(relocs: &[Reloc], start: u64, end: u64) -> &[Reloc] {
+    let lo = relocs.partition_point(|r| r.offset < start);
+    let hi = lo + relocs[lo..].partition_point(|r| r.offset < end);
+    &relocs[lo..hi]
 }
 
 /// The relocation table of every section (see [`ObjInfo::relocs`]).

@@ -25,7 +25,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use std::collections::HashMap;
 
-use crate::analyze::{ObjInfo, Reloc, SecKind, SymKind};
+use crate::analyze::{relocs_in, ObjInfo, Reloc, SecKind, SymKind};
 use crate::code::CodeInsn;
 use crate::correlate::Twins;
 use crate::refs::{string_at, Target};
@@ -327,13 +327,6 @@ impl Ctx<'_, '_, '_, '_> {
         h.full.update(&d.0.to_le_bytes());
         h.noline.update(&d.1.to_le_bytes());
     }
-}
-
-/// The relocations of `sec` within `[start, end)` (input sorted by offset).
-fn relocs_in(relocs: &[Reloc], start: u64, end: u64) -> &[Reloc] {
-    let a = relocs.partition_point(|r| r.offset < start);
-    let b = relocs.partition_point(|r| r.offset < end);
-    &relocs[a..b]
 }
 
 fn field_size(info: &ObjInfo<'_, '_>, r: &Relocation) -> usize {

@@ -24,7 +24,7 @@ use klpforge_elf::{
     SymbolPlace,
 };
 
-use crate::analyze::{ObjInfo, Reloc, SecKind, SymKind};
+use crate::analyze::{relocs_in, ObjInfo, Reloc, SecKind, SymKind};
 use crate::correlate::Twins;
 use crate::klp::{self, klp_symbol_name};
 use crate::refs::{pc_bias, string_at, Target};
@@ -438,10 +438,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             out_start,
         });
         self.debug(|| format!("clone {}+{start:#x}..{end:#x}", sec.name_lossy()));
-        let relocs = p.relocations(psec);
-        let a = relocs.partition_point(|r| r.offset < start);
-        let b = relocs.partition_point(|r| r.offset < end);
-        for r in &relocs[a..b] {
+        for r in p.relocations_in(psec, start, end) {
             self.translate(psec, r, out, out_start + (r.offset - start));
         }
         out
@@ -884,22 +881,20 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                 if done.contains(&(psec, start)) {
                     continue;
                 }
-                let a = relocs.partition_point(|r| r.offset < start);
-                let b = relocs.partition_point(|r| r.offset < end);
-                let here: Vec<Reloc> = relocs[a..b].to_vec();
-                if !self.entry_relevant(&name, &here) {
+                let here = relocs_in(relocs, start, end);
+                if !self.entry_relevant(&name, here) {
                     continue;
                 }
                 done.insert((psec, start));
                 progressed = true;
                 let stat = stats.entry(name.clone()).or_default();
-                if let Some(why) = self.entry_must_drop(&name, psec, &here) {
+                if let Some(why) = self.entry_must_drop(&name, psec, here) {
                     stat.1 += 1;
                     self.warnings.push(why);
                     continue;
                 }
                 stat.0 += 1;
-                let link = self.entry_link(psec, &here);
+                let link = self.entry_link(psec, here);
                 let out = self.out_section_for(psec, link);
                 let bytes = p.obj.section(psec).bytes()[start as usize..end as usize].to_vec();
                 let align = p
@@ -917,7 +912,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                     out_start: at,
                 });
                 for r in here {
-                    self.translate(psec, &r, out, at + (r.offset - start));
+                    self.translate(psec, r, out, at + (r.offset - start));
                 }
                 if let Some((orc_sec, orc_size)) = orc {
                     // check_object made sure every .orc_unwind_ip entry has its entry.

@@ -85,10 +85,18 @@ pub fn default_module_name(first: &Path) -> String {
     sanitize_module_name(&format!("klp_{stem}"))
 }
 
+/// The value of `option` in the kernel build's `.config` (quotes removed), if set.
+pub fn config_value(kernel: &Path, option: &str) -> Option<String> {
+    let text = std::fs::read_to_string(kernel.join(".config")).ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix(option)?
+            .strip_prefix('=')
+            .map(|v| v.trim_matches('"').to_string())
+    })
+}
+
 fn config_enabled(kernel: &Path, option: &str) -> bool {
-    std::fs::read_to_string(kernel.join(".config"))
-        .map(|c| c.lines().any(|l| l == format!("{option}=y")))
-        .unwrap_or(false)
+    config_value(kernel, option).as_deref() == Some("y")
 }
 
 /// Sections objtool generates. When objtool runs on the linked module (kernels with IBT or
@@ -293,15 +301,7 @@ fn sign_module(kernel: &Path, key: &Path, cert: &Path, module: &Path) -> Result<
             kernel.display()
         ));
     }
-    let hash = std::fs::read_to_string(kernel.join(".config"))
-        .ok()
-        .and_then(|c| {
-            c.lines().find_map(|l| {
-                l.strip_prefix("CONFIG_MODULE_SIG_HASH=")
-                    .map(|v| v.trim_matches('"').to_string())
-            })
-        })
-        .unwrap_or_else(|| "sha256".into());
+    let hash = config_value(kernel, "CONFIG_MODULE_SIG_HASH").unwrap_or_else(|| "sha256".into());
     let out = Command::new(&tool)
         .arg(&hash)
         .arg(key)

@@ -103,6 +103,11 @@ pub struct ImageSympos {
 }
 
 impl ImageSympos {
+    /// The image's symbols by name, in kallsyms order.
+    pub fn index(&self) -> &SymbolIndex {
+        &self.index
+    }
+
     /// Index a linked image.
     pub fn new(obj: &ElfObject<'_>) -> ImageSympos {
         let by_address = obj.header.e_type == 2;

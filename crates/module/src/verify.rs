@@ -21,9 +21,11 @@ pub struct Requirements {
     pub return_sites: bool,
 }
 
-/// Where the relocations of the section named `name` point: (section, offset) pairs.
-fn targets_of(obj: &ElfObject<'_>, name: &[u8]) -> BTreeSet<(SectionId, i64)> {
-    let mut out = BTreeSet::new();
+/// The entries of the section named `name` (arrays of relocated code locations such as
+/// `.return_sites` and `.orc_unwind_ip`): each entry's offset in the section, and the
+/// (section, offset) it points at.
+fn located_entries(obj: &ElfObject<'_>, name: &[u8]) -> Vec<(u64, (SectionId, i64))> {
+    let mut out = Vec::new();
     for (_, s) in obj.sections() {
         let Some(target) = s.relocation_target() else {
             continue;
@@ -35,7 +37,7 @@ fn targets_of(obj: &ElfObject<'_>, name: &[u8]) -> BTreeSet<(SectionId, i64)> {
             let Some(sym) = r.symbol else { continue };
             let sym = obj.symbol(sym);
             if let SymbolPlace::Section(sec) = sym.place {
-                out.insert((sec, (sym.value as i64).saturating_add(r.addend)));
+                out.push((r.offset, (sec, (sym.value as i64).saturating_add(r.addend))));
             }
         }
     }
@@ -54,27 +56,14 @@ fn orc_entries(obj: &ElfObject<'_>) -> std::collections::BTreeMap<(SectionId, i6
         return out;
     };
     let data = obj.section(unwind).bytes();
-    for (_, s) in obj.sections() {
-        let Some(target) = s.relocation_target() else {
-            continue;
-        };
-        if obj.section(target).name.as_ref() != b".orc_unwind_ip" {
-            continue;
-        }
-        for r in s.relocations().unwrap_or(&[]) {
-            let Some(sym) = r.symbol else { continue };
-            let sym = obj.symbol(sym);
-            let SymbolPlace::Section(sec) = sym.place else {
-                continue;
-            };
-            let i = (r.offset / 4) as usize;
-            let ty = data
-                .get(i * 6 + 4..i * 6 + 6)
-                .map_or(ORC_TYPE_UNDEFINED, |b| {
-                    ((u16::from_le_bytes([b[0], b[1]]) >> 8) & 7) as u8
-                });
-            out.insert((sec, (sym.value as i64).saturating_add(r.addend)), ty);
-        }
+    for (offset, at) in located_entries(obj, b".orc_unwind_ip") {
+        let i = (offset / 4) as usize;
+        let ty = data
+            .get(i * 6 + 4..i * 6 + 6)
+            .map_or(ORC_TYPE_UNDEFINED, |b| {
+                ((u16::from_le_bytes([b[0], b[1]]) >> 8) & 7) as u8
+            });
+        out.insert(at, ty);
     }
     out
 }
@@ -126,7 +115,10 @@ pub fn verify_module(obj: &ElfObject<'_>, req: Requirements) -> Result<(), Strin
         }
     }
     if req.return_sites {
-        let sites = targets_of(obj, b".return_sites");
+        let sites: BTreeSet<(SectionId, i64)> = located_entries(obj, b".return_sites")
+            .into_iter()
+            .map(|(_, at)| at)
+            .collect();
         for (_, s) in obj.sections() {
             let Some(target) = s.relocation_target() else {
                 continue;

@@ -29,17 +29,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
 /// The package version that built `release`, from the apt sources.
 fn package_version(release: &str) -> Result<String, String> {
     let pkg = format!("linux-headers-{release}");
-    let out = run(
-        Command::new("apt-cache").arg("madison").arg(&pkg),
-        "apt-cache madison",
-    )?;
-    out.lines()
-        .find_map(|l| {
-            let fields: Vec<&str> = l.split('|').map(str::trim).collect();
-            (fields.first() == Some(&pkg.as_str())).then(|| fields.get(1).map(|v| v.to_string()))
-        })
-        .flatten()
-        .ok_or_else(|| {
+    versions(&pkg)?.into_iter().next().ok_or_else(|| {
             format!(
                 "no package {pkg} in the apt sources: check the release (apt-cache search linux-headers-) or add the archive that has it"
             )
@@ -47,19 +37,18 @@ fn package_version(release: &str) -> Result<String, String> {
 }
 
 /// The versions apt knows of package `name`, newest first.
-fn versions(name: &str) -> Vec<String> {
-    let Ok(out) = run(
+fn versions(name: &str) -> Result<Vec<String>, String> {
+    let out = run(
         Command::new("apt-cache").arg("madison").arg(name),
-        "apt-cache",
-    ) else {
-        return Vec::new();
-    };
-    out.lines()
+        "apt-cache madison",
+    )?;
+    Ok(out
+        .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split('|').map(str::trim).collect();
             (f.first() == Some(&name)).then(|| f.get(1).map(|v| v.to_string()))?
         })
-        .collect()
+        .collect())
 }
 
 /// Numeric parts of a release, for ordering (`6.12.117+deb12-amd64` -> 6, 12, 117, 12).
@@ -93,11 +82,17 @@ pub fn newest_release() -> Result<String, String> {
         let Some(series) = major_minor(&r) else {
             continue;
         };
-        let dbg = versions(&format!("linux-image-{r}-dbg"));
+        let dbg = versions(&format!("linux-image-{r}-dbg")).unwrap_or_default();
         let complete = dbg.iter().find(|v| {
-            versions(&format!("linux-headers-{r}")).contains(v)
-                && versions(&format!("linux-image-{r}-unsigned")).contains(v)
-                && versions(&format!("linux-source-{series}")).contains(v)
+            versions(&format!("linux-headers-{r}"))
+                .unwrap_or_default()
+                .contains(v)
+                && versions(&format!("linux-image-{r}-unsigned"))
+                    .unwrap_or_default()
+                    .contains(v)
+                && versions(&format!("linux-source-{series}"))
+                    .unwrap_or_default()
+                    .contains(v)
         });
         if complete.is_some() {
             return Ok(r);
