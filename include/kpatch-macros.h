@@ -11,10 +11,11 @@
 #define _KLPFORGE_KPATCH_MACROS_H_
 
 #include <linux/compiler.h>
+#include <linux/livepatch.h>
 #include <linux/printk.h>
 #include <linux/types.h>
 
-struct klp_object;
+/* A callback's argument: the kernel's livepatch object (obj->mod is the module, NULL for vmlinux). */
 typedef struct klp_object patch_object;
 
 typedef int (*kpatch_pre_patch_call_t)(patch_object *obj);

@@ -25,12 +25,19 @@ pub enum Variant {
 /// The flags klpforge needs in both builds.
 pub const SECTION_FLAGS: [&str; 2] = ["-ffunction-sections", "-fdata-sections"];
 
-/// klpforge's headers for patch authors (`kpatch-macros.h`), written into a build's work
-/// directory and searched after the kernel's own include directories.
-pub const AUTHOR_HEADERS: &[(&str, &str)] = &[(
-    "kpatch-macros.h",
-    include_str!("../../../include/kpatch-macros.h"),
-)];
+/// klpforge's headers for patch authors (`klpforge.h`, `kpatch-macros.h`, `kpatch-syscall.h`),
+/// written into a build's work directory and searched after the kernel's own include directories.
+pub const AUTHOR_HEADERS: &[(&str, &str)] = &[
+    ("klpforge.h", include_str!("../../../include/klpforge.h")),
+    (
+        "kpatch-macros.h",
+        include_str!("../../../include/kpatch-macros.h"),
+    ),
+    (
+        "kpatch-syscall.h",
+        include_str!("../../../include/kpatch-syscall.h"),
+    ),
+];
 
 /// Rewrite the recorded command of `cmd` to build `variant` into `out`. `cc` replaces the
 /// recorded compiler (the first word), for launchers such as `ccache gcc` or `distcc gcc`;

@@ -630,17 +630,27 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> 
     // positions counted in the object instead.
     let mut module_sympos: BTreeMap<String, Arc<dyn klpforge_diff::klp::SymposSource>> =
         BTreeMap::new();
+    let mut owners: BTreeMap<String, (String, PathBuf)> = BTreeMap::new();
     for object in pairs.keys() {
         if let Some((name, ko)) = tree.owner(&objects[object]) {
-            // A prepared kernel has its modules (with symbols) elsewhere.
-            let ko = match &opts.prepared {
-                Some(k) if !ko.exists() => k.module_file(&name, object).unwrap_or(ko),
-                _ => ko,
-            };
-            if let std::collections::btree_map::Entry::Vacant(e) = module_sympos.entry(name) {
-                e.insert(module_symbols(object, &ko)?);
+            owners.entry(name).or_insert((object.clone(), ko));
+        }
+    }
+    // A prepared kernel has its modules (with symbols) elsewhere, unpacked on demand.
+    if let Some(k) = &opts.prepared {
+        let wanted: Vec<(String, String)> = owners
+            .iter()
+            .filter(|(_, (_, ko))| !ko.exists())
+            .map(|(name, (object, _))| (name.clone(), object.clone()))
+            .collect();
+        for ((name, _), found) in wanted.iter().zip(k.module_files(&wanted)) {
+            if let (Some(found), Some(entry)) = (found, owners.get_mut(name)) {
+                entry.1 = found;
             }
         }
+    }
+    for (name, (object, ko)) in owners {
+        module_sympos.insert(name, module_symbols(&object, &ko)?);
     }
     let outcomes: Vec<(String, DiffRun)> = pool.install(|| {
         use rayon::prelude::*;

@@ -111,16 +111,30 @@ impl PreparedKernel {
     /// looked for first where `object` (relative to the tree) puts it in a build tree or an
     /// installed `kernel/` tree (its directory or one above), then anywhere.
     pub fn module_file(&self, name: &str, object: &str) -> Option<PathBuf> {
-        let found = self.find_module(name, object);
-        if found.is_some() {
-            return found;
+        self.module_files(&[(name.to_string(), object.to_string())])
+            .pop()
+            .flatten()
+    }
+
+    /// [`Self::module_file`] for several `(name, object)` pairs: the modules not unpacked yet
+    /// come out of the (large) package archive in one pass.
+    pub fn module_files(&self, wanted: &[(String, String)]) -> Vec<Option<PathBuf>> {
+        let missing: Vec<&str> = wanted
+            .iter()
+            .filter(|(name, object)| self.find_module(name, object).is_none())
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if let (false, Some(archive), Some(modules)) = (
+            missing.is_empty(),
+            self.inputs.module_archive.as_ref(),
+            self.inputs.modules.as_ref(),
+        ) {
+            crate::distro::debian::unpack_modules(archive, modules, &self.inputs.release, &missing);
         }
-        let archive = self.inputs.module_archive.as_ref()?;
-        let modules = self.inputs.modules.as_ref()?;
-        if crate::distro::debian::unpack_module(archive, modules, &self.inputs.release, name) {
-            return self.find_module(name, object);
-        }
-        None
+        wanted
+            .iter()
+            .map(|(name, object)| self.find_module(name, object))
+            .collect()
     }
 
     fn find_module(&self, name: &str, object: &str) -> Option<PathBuf> {

@@ -206,6 +206,7 @@ fn classify_section(obj: &ElfObject<'_>, id: SectionId) -> (SecKind, bool) {
         _ if SPECIAL_SECTIONS.contains(&name) => SecKind::Special,
         _ if SPECIAL_AUX_SECTIONS.contains(&name) => SecKind::SpecialAux,
         _ if name.starts_with(".kpatch.")
+            || name == crate::klp::KLP_STATES_SECTION
             || name == ".discard.klp_callback_ptrs"
             || name.starts_with(".discard.klp") =>
         {

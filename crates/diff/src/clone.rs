@@ -612,6 +612,8 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                     if existed || in_image {
                         let pos = self.global_sympos(&name);
                         Decision::Klp(objname, name, pos, klp_type(si.kind))
+                    } else if klp::MODULE_PROVIDED_SYMBOLS.contains(&name.as_str()) {
+                        Decision::Undefined(name)
                     } else {
                         self.warnings.push(format!(
                             "new reference to {name}, which is not exported: assumed to be defined by another object of the patch module"
@@ -1254,6 +1256,25 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                 },
             );
         }
+        // The author's state declarations, as they were.
+        if !sel.states.is_empty() {
+            let states = self.new_data_section(
+                klp::KLP_STATES_SECTION,
+                SHT_PROGBITS,
+                SHF_ALLOC,
+                8,
+                klp::KLP_STATE_RECORD_SIZE as u64,
+            );
+            for state in &sel.states {
+                let mut rec = word(state.id).to_vec();
+                rec.extend_from_slice(&match endian {
+                    klpforge_elf::Endian::Little => state.version.to_le_bytes(),
+                    klpforge_elf::Endian::Big => state.version.to_be_bytes(),
+                });
+                rec.extend_from_slice(&[0; 4]);
+                self.append(states, Some(&rec), rec.len() as u64, 8);
+            }
+        }
         self.import_namespaces();
         // Keep the object's stack marking (ld warns about an executable stack without it).
         if let Some(note) = self.p.obj.section_by_name(b".note.GNU-stack") {
@@ -1386,6 +1407,9 @@ pub fn clone(
     }
     for &f in &sel.new_functions {
         c.include(f);
+    }
+    for &d in &sel.new_data {
+        c.include(d);
     }
     for &(_, f) in &sel.callbacks {
         c.include(f);

@@ -31,6 +31,15 @@ pub const KLP_OBJECT_RECORD_SIZE: usize = 56;
 pub const KLP_FUNCS_SECTION: &str = ".klp_forge.funcs";
 /// Size of one function record.
 pub const KLP_FUNC_RECORD_SIZE: usize = 24;
+/// The section of the patch author's state declarations (`KLPFORGE_STATE` of `klpforge.h`), in
+/// the patched object and, unchanged, in the diff object: records of `u64 id`, `u32 version` and
+/// `u32` zero. The module's init code hands them to the patch as its `struct klp_state` array.
+pub const KLP_STATES_SECTION: &str = ".klp_forge.states";
+/// Size of one state record.
+pub const KLP_STATE_RECORD_SIZE: usize = 16;
+/// Functions the module's init code defines for the patch's own code (`klpforge.h`): references
+/// to them stay undefined in a diff object, for the module link.
+pub const MODULE_PROVIDED_SYMBOLS: &[&str] = &["klpforge_state"];
 /// The string section of the metadata (object and function names).
 pub const KLP_STRINGS_SECTION: &str = ".rodata.klp_forge.str1.1";
 

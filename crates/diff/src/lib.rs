@@ -26,7 +26,7 @@ pub mod symvers;
 
 use klpforge_elf::ElfObject;
 
-pub use select::{CallbackKind, Refusal, Selection};
+pub use select::{CallbackKind, KlpState, Refusal, Selection};
 pub use symvers::Symvers;
 
 /// Options of one diff.
@@ -94,6 +94,8 @@ pub struct Report {
     pub changed_functions: Vec<ChangedFunction>,
     /// New functions.
     pub new_functions: Vec<String>,
+    /// New global data.
+    pub new_data: Vec<String>,
     /// Functions that differ only in `__LINE__` immediates (not changes).
     pub line_only_functions: Vec<String>,
     /// Defined functions in the output (`__pfx_`/`__cfi_` left out).
@@ -104,6 +106,8 @@ pub struct Report {
     pub special_sections: Vec<serde_json::Value>,
     /// Callbacks found.
     pub callbacks: Vec<String>,
+    /// System states declared (`KLPFORGE_STATE`).
+    pub states: Vec<KlpState>,
     /// Refusals.
     pub refusals: Vec<Refusal>,
     /// Warnings.
@@ -368,12 +372,18 @@ pub fn diff(
             .iter()
             .map(|&f| p.sym(f).name.clone())
             .collect(),
+        new_data: sel
+            .new_data
+            .iter()
+            .map(|&d| p.sym(d).name.clone())
+            .collect(),
         line_only_functions: sel.line_only.clone(),
         callbacks: sel
             .callbacks
             .iter()
             .map(|&(k, f)| format!("{}: {}", k.name(), p.sym(f).name))
             .collect(),
+        states: sel.states.clone(),
         refusals: sel.refusals.clone(),
         warnings: twins.notes.iter().chain(&sel.warnings).cloned().collect(),
         ..Report::default()
@@ -385,6 +395,8 @@ pub fn diff(
     if sel.changed.is_empty()
         && sel.new_functions.is_empty()
         && sel.callbacks.is_empty()
+        && sel.states.is_empty()
+        && sel.new_data.is_empty()
         && sel.through_callers.is_empty()
     {
         report.result = "no-change".into();

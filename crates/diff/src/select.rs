@@ -8,8 +8,9 @@
 //! reference to a function-scope static.
 //!
 //! Patch-author markers of both peers are honoured here: kpatch's `KPATCH_IGNORE_FUNCTION`,
-//! `KPATCH_IGNORE_SECTION`, `KPATCH_FORCE_UNSAFE` and callback records, and upstream's
-//! `KLP_*_CALLBACK` pointers in `.discard.klp_callback_ptrs`.
+//! `KPATCH_IGNORE_SECTION`, `KPATCH_FORCE_UNSAFE` and callback records, upstream's
+//! `KLP_*_CALLBACK` pointers in `.discard.klp_callback_ptrs`, and klpforge's own
+//! `KLPFORGE_STATE` declarations (`struct klp_state`, in `.klp_forge.states`).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -67,6 +68,16 @@ impl CallbackKind {
     }
 }
 
+/// A system state the patch declares it handles (`KLPFORGE_STATE(id, version)`): the kernel's
+/// `struct klp_state`, which cumulative patches hand over with `klp_get_prev_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct KlpState {
+    /// The state's identifier (never 0: the kernel ends a patch's state list at id 0).
+    pub id: u64,
+    /// Its version: a later patch must declare at least the version of the patches it replaces.
+    pub version: u32,
+}
+
 /// What the patch changes in one object.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
@@ -74,8 +85,13 @@ pub struct Selection {
     pub changed: Vec<(SymbolId, SymbolId)>,
     /// New functions (patched symbols without a twin), parents only.
     pub new_functions: Vec<SymbolId>,
+    /// New global data (patched symbols without a twin): other objects of the patch may use
+    /// it, so the diff object defines it even when nothing of its own object does.
+    pub new_data: Vec<SymbolId>,
     /// Callback functions (patched symbols).
     pub callbacks: Vec<(CallbackKind, SymbolId)>,
+    /// System states the patch declares (`KLPFORGE_STATE`), sorted by id.
+    pub states: Vec<KlpState>,
     /// Changed functions without an ftrace entry, replaced through their callers: carried
     /// into the module but not registered with livepatch.
     pub through_callers: Vec<SymbolId>,
@@ -177,6 +193,75 @@ fn markers(p: &ObjInfo<'_, '_>) -> Markers {
     m
 }
 
+/// The `KLPFORGE_STATE` records of `.klp_forge.states` (`u64 id`, `u32 version`, `u32` zero,
+/// in the object's byte order), or the refusal that malformed or contradicting ones deserve.
+fn declared_states(p: &ObjInfo<'_, '_>) -> Result<Vec<KlpState>, Refusal> {
+    let Some(sec) = p
+        .obj
+        .section_by_name(crate::klp::KLP_STATES_SECTION.as_bytes())
+    else {
+        return Ok(Vec::new());
+    };
+    let bytes = p.obj.section(sec).bytes();
+    let size = crate::klp::KLP_STATE_RECORD_SIZE;
+    let remedy =
+        "declare states with KLPFORGE_STATE(id, version) of klpforge.h, one version per id";
+    if bytes.len() % size != 0 {
+        return Err(refusal(
+            crate::klp::KLP_STATES_SECTION,
+            format!(
+                "{} bytes is not a whole number of {size}-byte state records",
+                bytes.len()
+            ),
+            remedy,
+        ));
+    }
+    let big = p.obj.header.endian == klpforge_elf::Endian::Big;
+    let mut states: Vec<KlpState> = Vec::new();
+    for rec in bytes.chunks_exact(size) {
+        let (id, version) = (
+            <[u8; 8]>::try_from(&rec[..8]).expect("8 bytes"),
+            <[u8; 4]>::try_from(&rec[8..12]).expect("4 bytes"),
+        );
+        let state = if big {
+            KlpState {
+                id: u64::from_be_bytes(id),
+                version: u32::from_be_bytes(version),
+            }
+        } else {
+            KlpState {
+                id: u64::from_le_bytes(id),
+                version: u32::from_le_bytes(version),
+            }
+        };
+        if state.id == 0 {
+            return Err(refusal(
+                crate::klp::KLP_STATES_SECTION,
+                "a state with id 0: the kernel ends a patch's state list at id 0",
+                remedy,
+            ));
+        }
+        match states.iter().find(|s| s.id == state.id) {
+            Some(s) if s.version != state.version => {
+                return Err(refusal(
+                    crate::klp::KLP_STATES_SECTION,
+                    format!(
+                        "state {:#x} declared with versions {} and {}",
+                        state.id,
+                        s.version.min(state.version),
+                        s.version.max(state.version)
+                    ),
+                    remedy,
+                ))
+            }
+            Some(_) => {}
+            None => states.push(state),
+        }
+    }
+    states.sort();
+    Ok(states)
+}
+
 /// Select the changes between `orig` and `patched`.
 pub fn select(
     orig: &ObjInfo<'_, '_>,
@@ -191,6 +276,10 @@ pub fn select(
     let mut notrace: Vec<(SymbolId, SymbolId)> = Vec::new();
     let marks = markers(patched);
     sel.callbacks = marks.callbacks.clone();
+    match declared_states(patched) {
+        Ok(states) => sel.states = states,
+        Err(r) => sel.refusals.push(r),
+    }
     let callback_fns: HashSet<SymbolId> = marks.callbacks.iter().map(|&(_, f)| f).collect();
     for &f in &marks.ignored_functions {
         sel.warnings.push(format!(
@@ -254,6 +343,10 @@ pub fn select(
             }
             SymKind::Object => {
                 let Some(o) = twins.of_patched(p) else {
+                    let plain = !matches!(sec_info.kind, SecKind::Special | SecKind::SpecialAux);
+                    if !s.is_local() && !sec_info.init && plain {
+                        sel.new_data.push(p);
+                    }
                     continue;
                 };
                 if sec_info.kind == SecKind::Special || sec_info.kind == SecKind::SpecialAux {

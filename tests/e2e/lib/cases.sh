@@ -7,6 +7,11 @@
 #   module  a directory tests/e2e/modules/<case>/ with a hand-written livepatch module
 #           (<case>.c + Kbuild + case.conf) built with kbuild and converted by `klpforge convert`
 #   sample  the kernel's own samples/livepatch/livepatch-sample.ko (checks the harness and kernel)
+#   chain   a directory (of cases/ or stock-cases/) of patches NN-*.patch, one livepatch each,
+#           loaded in order without unloading in between (cumulative patches, atomic replace,
+#           klp_state): each step's E2E-EXPECT is patched (its check must then pass) or
+#           load-fails; at the end every livepatch still on is disabled, all are unloaded (the
+#           last first), and the first step's check must fail again.
 #
 # Header lines (in a patch: before the diff; in a module: case.conf, or comment lines of the .c):
 #   E2E-EXPECT: patched | no-change | refused | load-fails | tool-rejects | apply-fails | interrupted
@@ -28,6 +33,7 @@
 #                                  pre-patch callback of the module's object refuses)
 
 CASE_LABELS=()
+declare -A C_STEPS
 declare -A C_KIND C_SRC C_NAME C_EXPECT C_CHECK C_DMESG C_TOOLERR C_CONVERT C_TOOL C_KO C_STATUS C_WHY C_MODE C_TARGET C_TARGET_LATE C_TARGET_FAILS C_BUILDWARN C_SIGN
 
 add_case() { # kind src label
@@ -110,9 +116,15 @@ discover_cases() { # PATCH_DIR...
         for f in "$E2E"/stock-cases/*.patch; do
             [ -e "$f" ] && add_case patch "$f" "$(basename "$f" .patch)"
         done
+        for d in "$E2E"/stock-cases/*/; do
+            [ -d "$d" ] && add_case chain "${d%/}" "$(basename "$d")"
+        done
     else
         for f in "$E2E"/cases/*.patch; do
             [ -e "$f" ] && add_case patch "$f" "$(basename "$f" .patch)"
+        done
+        for d in "$E2E"/cases/*/; do
+            [ -d "$d" ] && add_case chain "${d%/}" "$(basename "$d")"
         done
         for d in "$E2E"/modules/*/; do
             [ "$(basename "$d")" = include ] && continue # shared headers, not a case
@@ -133,6 +145,7 @@ discover_cases() { # PATCH_DIR...
     for label in "${CASE_LABELS[@]}"; do
         case ${C_KIND[$label]} in
         patch) parse_header "$label" "${C_SRC[$label]}" 1 ;;
+        chain) parse_chain "$label" ;;
         module)
             if [ -e "${C_SRC[$label]}/case.conf" ]; then
                 parse_header "$label" "${C_SRC[$label]}/case.conf" 0
@@ -142,6 +155,46 @@ discover_cases() { # PATCH_DIR...
             ;;
         esac
     done
+}
+
+# A chain's steps are cases of their own (label-NN, not in CASE_LABELS) with their headers;
+# the chain's check and dmesg are its first step's check and all steps' dmesg.
+parse_chain() { # label
+    local label=$1 f step n=0
+    C_STEPS[$label]=
+    for f in "${C_SRC[$label]}"/[0-9][0-9]-*.patch; do
+        [ -e "$f" ] || continue
+        n=$((n + 1))
+        step=$label-$(basename "$f" .patch | cut -c1-2)
+        C_SRC[$step]=$f
+        C_NAME[$step]=$(module_name_for "$step")
+        C_KIND[$step]=patch
+        C_MODE[$step]=tu
+        C_TARGET[$step]=
+        C_SIGN[$step]=
+        C_BUILDWARN[$step]=
+        C_TOOLERR[$step]=
+        C_DMESG[$step]=
+        C_CHECK[$step]=
+        C_EXPECT[$step]=
+        C_CONVERT[$step]=yes
+        C_TOOL[$step]=convert
+        C_TARGET_LATE[$step]=
+        C_TARGET_FAILS[$step]=
+        C_KO[$step]=
+        parse_header "$step" "$f" 1
+        case ${C_EXPECT[$step]} in
+        patched | load-fails) ;;
+        *) die "$f: a chain step's E2E-EXPECT must be patched or load-fails" ;;
+        esac
+        C_STEPS[$label]+="$step "
+        C_DMESG[$label]+=${C_DMESG[$step]}
+    done
+    [ $n -ge 2 ] || die "${C_SRC[$label]}: a chain needs at least two NN-*.patch steps"
+    step=${C_STEPS[$label]%% *}
+    C_EXPECT[$label]=chain
+    C_CHECK[$label]=${C_CHECK[$step]}
+    [ "${C_EXPECT[$step]}" = patched ] || die "${C_SRC[$label]}: the first step must be E2E-EXPECT: patched"
 }
 
 case_pass() { C_STATUS[$1]=pass; C_WHY[$1]=$2; say "  PASS $1: $2"; }
@@ -240,6 +293,17 @@ build_patch_case() {
     timing "module build: $label" "$(elapsed "$t0" "$(now)")" "$detail"
 }
 
+# Every step of a chain is built like a patch case; the chain goes to the VM when all built.
+build_chain_case() { # label
+    local label=$1 step why=''
+    for step in ${C_STEPS[$label]}; do
+        C_STATUS[$step]=pending
+        build_patch_case "$step"
+        [ "${C_STATUS[$step]}" = vm ] || why+="$step: ${C_WHY[$step]}; "
+    done
+    if [ -n "$why" ]; then case_fail "$label" "$why"; else case_vm "$label" chain; fi
+}
+
 # A throwaway signing key and certificate for E2E-SIGN cases, made once per run.
 SIGNER="klpforge e2e throwaway key"
 signing_key() {
@@ -323,6 +387,7 @@ build_cases() {
         say "case $label (${C_KIND[$label]}, expect ${C_EXPECT[$label]:-patched})"
         case ${C_KIND[$label]} in
         patch) build_patch_case "$label" ;;
+        chain) build_chain_case "$label" ;;
         module) build_module_case "$label" ;;
         sample)
             C_EXPECT[$label]=patched

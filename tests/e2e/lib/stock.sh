@@ -51,20 +51,52 @@ ensure_stock_kernel() { # spec
     say "stock kernel $STOCK_RELEASE: image $BZIMAGE, prepared tree $prepared"
 }
 
-# The files a stock module target needs, in load order (its modules.dep dependencies first),
-# decompressed into DIR as dep-NN.ko and target.ko; writes DIR/target_name.
-stock_target_files() { # module-name dir
-    local name=$1 d=$2 rel deps i=0 dep
-    rel=$(awk -F: -v n="$name" '{ m = $1; sub(/.*\//, "", m); sub(/\.ko(\.[a-z]+)?$/, "", m); gsub(/-/, "_", m); gsub(/-/, "_", n); if (m == n) { print $1; exit } }' "$STOCK_MODULES/modules.dep")
-    [ -n "$rel" ] || die "stock module $name is not in $STOCK_MODULES/modules.dep"
-    deps=$(awk -F: -v r="$rel" '$1 == r { print $2 }' "$STOCK_MODULES/modules.dep")
-    # modules.dep lists what a module needs, the deepest last: load from the end.
-    for dep in $(printf '%s\n' $deps | tac); do
-        i=$((i + 1))
-        decompress_module "$STOCK_MODULES/$dep" >"$d/dep-$(printf '%02d' $i).ko"
+# The files stock module targets need, in load order: each target's modules.dep dependencies and
+# softdep "pre:" modules (resolved through modules.alias, with their own dependencies) first,
+# every file once, decompressed into DIR as dep-NN.ko and target-<name>.ko; writes DIR/targets
+# (the targets' names, in order).
+stock_target_files() { # "module-name..." dir
+    local d=$2 name rel i=0 dep
+    local -A seen=()
+    : >"$d/targets"
+    for name in $1; do
+        rel=$(stock_module_path "$name")
+        [ -n "$rel" ] || die "stock module $name is not in $STOCK_MODULES/modules.dep"
+        for dep in $(stock_module_closure "$rel"); do
+            [ "$dep" = "$rel" ] && continue
+            [ -n "${seen[$dep]+x}" ] && continue
+            seen[$dep]=1
+            i=$((i + 1))
+            decompress_module "$STOCK_MODULES/$dep" >"$d/dep-$(printf '%02d' $i).ko"
+        done
+        seen[$rel]=1
+        name=${name//-/_}
+        decompress_module "$STOCK_MODULES/$rel" >"$d/target-$name.ko"
+        printf '%s\n' "$name" >>"$d/targets"
     done
-    decompress_module "$STOCK_MODULES/$rel" >"$d/target.ko"
-    printf '%s\n' "$name" | tr '-' '_' >"$d/target_name"
+}
+
+# The modules.dep path of a module name ('-' and '_' alike), or nothing.
+stock_module_path() { # name
+    awk -F: -v n="$1" 'BEGIN { gsub(/-/, "_", n) } { m = $1; sub(/.*\//, "", m); sub(/\.ko(\.[a-z]+)?$/, "", m); gsub(/-/, "_", m); if (m == n) { print $1; exit } }' "$STOCK_MODULES/modules.dep"
+}
+
+# Every module REL needs, in load order, ending with REL: softdep "pre:" modules and modules.dep
+# dependencies first (modules.dep lists the deepest last).
+stock_module_closure() { # rel [depth]
+    local rel=$1 depth=${2:-0} m pre alias dep
+    [ "$depth" -lt 8 ] || die "stock module dependencies nest too deep at $rel"
+    m=$(basename "$rel"); m=${m%%.ko*}; m=${m//-/_}
+    for pre in $(awk -v n="$m" '$1 == "softdep" { x = $2; gsub(/-/, "_", x); if (x == n) { on = 0; for (i = 3; i <= NF; i++) { if ($i == "pre:") on = 1; else if ($i ~ /:$/) on = 0; else if (on) print $i } } }' "$STOCK_MODULES/modules.softdep" 2>/dev/null); do
+        # Several modules may provide an alias: the generic one works on any CPU.
+        alias=$(awk -v a="$pre" '$1 == "alias" && $2 == a { if (!first) first = $3; if ($3 ~ /_generic$/) { generic = $3 } } END { print generic ? generic : first }' "$STOCK_MODULES/modules.alias" 2>/dev/null)
+        dep=$(stock_module_path "${alias:-$pre}")
+        [ -n "$dep" ] && stock_module_closure "$dep" $((depth + 1))
+    done
+    for dep in $(awk -F: -v r="$rel" '$1 == r { print $2 }' "$STOCK_MODULES/modules.dep" | tr ' ' '\n' | tac); do
+        stock_module_closure "$dep" $((depth + 1))
+    done
+    printf '%s\n' "$rel"
 }
 
 decompress_module() { # file

@@ -38,24 +38,44 @@ make_initramfs() {
         printf '%s\n' "$label" >"$d/case"
         printf '%s\n' "${C_NAME[$label]}" >"$d/name"
         printf '%s\n' "${C_EXPECT[$label]}" >"$d/expect"
-        cp "${C_KO[$label]}" "$d/module.ko"
+        if [ "${C_KIND[$label]}" = chain ]; then
+            local step n=0 sd
+            for step in ${C_STEPS[$label]}; do
+                n=$((n + 1))
+                sd=$d/step-$(printf '%02d' $n)
+                mkdir -p "$sd"
+                printf '%s\n' "${C_NAME[$step]}" >"$sd/name"
+                printf '%s\n' "${C_EXPECT[$step]}" >"$sd/expect"
+                cp "${C_KO[$step]}" "$sd/module.ko"
+                [ -n "${C_CHECK[$step]}" ] && printf '%s\n' "${C_CHECK[$step]}" >"$sd/check"
+            done
+            printf '%s\n' "${C_NAME[${C_STEPS[$label]%% *}]}" >"$d/name"
+        else
+            cp "${C_KO[$label]}" "$d/module.ko"
+        fi
         [ "${C_TARGET_FAILS[$label]}" = yes ] && echo yes >"$d/target_fails"
         if [ -n "${C_TARGET[$label]}" ] && [ -n "$STOCK" ]; then
             stock_target_files "${C_TARGET[$label]}" "$d"
             [ "${C_TARGET_LATE[$label]}" = yes ] && echo yes >"$d/target_late"
         elif [ -n "${C_TARGET[$label]}" ]; then
-            [ -f "$KBUILD/${C_TARGET[$label]}" ] || die "E2E-TARGET ${C_TARGET[$label]} is not built"
-            cp "$KBUILD/${C_TARGET[$label]}" "$d/target.ko"
-            module_name_of "${C_TARGET[$label]}" >"$d/target_name"
+            local t n
+            : >"$d/targets"
+            for t in ${C_TARGET[$label]}; do
+                [ -f "$KBUILD/$t" ] || die "E2E-TARGET $t is not built"
+                n=$(module_name_of "$t")
+                cp "$KBUILD/$t" "$d/target-$n.ko"
+                printf '%s\n' "$n" >>"$d/targets"
+            done
             [ "${C_TARGET_LATE[$label]}" = yes ] && echo yes >"$d/target_late"
         fi
         [ -n "${C_CHECK[$label]}" ] && printf '%s\n' "${C_CHECK[$label]}" >"$d/check"
         [ -n "${C_DMESG[$label]}" ] && printf '%s' "${C_DMESG[$label]}" >"$d/dmesg"
         local rel=${d#"$stage"} f
         echo "dir $rel 0755 0 0" >>"$list"
-        for f in "$d"/*; do
-            echo "file $rel/$(basename "$f") $f 0644 0 0" >>"$list"
-        done
+        for f in "$d"/* "$d"/*/*; do
+            [ -e "$f" ] || continue
+            if [ -d "$f" ]; then echo "dir $rel/${f#"$d"/} 0755 0 0"; else echo "file $rel/${f#"$d"/} $f 0644 0 0"; fi
+        done >>"$list"
     done
     "${GEN_INIT_CPIO:-$KBUILD/usr/gen_init_cpio}" "$list" | gzip -6 >"$RUN/initramfs.cpio.gz" ||
         die "gen_init_cpio failed (list: $list)"

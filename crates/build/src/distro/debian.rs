@@ -269,24 +269,27 @@ impl Distribution for Debian {
     }
 }
 
-/// Unpack the module `name.ko` (`-` and `_` alike) of `release` from its `-dbg` package so
-/// that it lands below `modules` (the package's `usr/lib/debug/lib/modules/<release>`);
-/// returns whether one was found.
-pub fn unpack_module(archive: &Path, modules: &Path, release: &str, name: &str) -> bool {
+/// Unpack the modules `<name>.ko` of `names` (`-` and `_` alike) of `release` from its `-dbg`
+/// package, in one pass over the archive, so that they land below `modules` (the package's
+/// `usr/lib/debug/lib/modules/<release>`); returns whether that directory exists after.
+pub fn unpack_modules(archive: &Path, modules: &Path, release: &str, names: &[&str]) -> bool {
     // The package's file tree is six levels above the modules directory.
     let Some(root) = modules.ancestors().nth(6) else {
         return false;
     };
-    let patterns: Vec<String> = [
-        name.to_string(),
-        name.replace('_', "-"),
-        name.replace('-', "_"),
-    ]
-    .into_iter()
-    .collect::<std::collections::BTreeSet<_>>()
-    .into_iter()
-    .map(|n| format!("./usr/lib/debug/lib/modules/{release}/*/{n}.ko"))
-    .collect();
+    let patterns: Vec<String> = names
+        .iter()
+        .flat_map(|name| {
+            [
+                name.to_string(),
+                name.replace('_', "-"),
+                name.replace('-', "_"),
+            ]
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|n| format!("./usr/lib/debug/lib/modules/{release}/*/{n}.ko"))
+        .collect();
     // One pass over the (large) archive; tar's complaint about the patterns that matched
     // nothing does not matter: what was unpacked does.
     let _ = unpack(archive, root, &patterns);

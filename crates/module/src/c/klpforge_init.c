@@ -7,7 +7,9 @@
  * function, sympos). The linker concatenates them into the sections .klp_forge.objects and
  * .klp_forge.funcs; this code finds them through the module's ELF section headers, which
  * the kernel keeps for livepatch modules (mod->klp_info), groups records of the same
- * patched object, and registers the patch.
+ * patched object, and registers the patch. The patch's system states (KLPFORGE_STATE of
+ * klpforge.h) come from .klp_forge.states records the same way; klpforge_state() gives the
+ * patch's code its own struct klp_state.
  */
 #include <linux/elf.h>
 #include <linux/kernel.h>
@@ -29,9 +31,23 @@ struct klpforge_object {
 	void *callbacks[4];	/* pre_patch, post_patch, pre_unpatch, post_unpatch */
 };
 
+struct klpforge_state_rec {
+	unsigned long id;
+	unsigned int version;
+	unsigned int reserved;
+};
+
 static struct klp_patch *klpforge_patch;
 static struct klp_object *klpforge_objs;
 static unsigned long klpforge_nr_objs;
+static struct klp_state *klpforge_states;
+
+/* This patch's state ID (declared with KLPFORGE_STATE), or NULL. */
+struct klp_state *klpforge_state(unsigned long id);
+struct klp_state *klpforge_state(unsigned long id)
+{
+	return klpforge_patch ? klp_get_state(klpforge_patch, id) : NULL;
+}
 
 static void *klpforge_section(const char *name, unsigned long *size)
 {
@@ -66,9 +82,49 @@ static void klpforge_free(void)
 		for (i = 0; i < klpforge_nr_objs; i++)
 			kfree(klpforge_objs[i].funcs);
 	kfree(klpforge_objs);
+	kfree(klpforge_states);
 	kfree(klpforge_patch);
 	klpforge_objs = NULL;
+	klpforge_states = NULL;
 	klpforge_patch = NULL;
+}
+
+/*
+ * The states every diff object declared, each id once (the diff refused two versions of one
+ * id within an object; two objects may still disagree). The array ends with id 0.
+ */
+static int klpforge_collect_states(void)
+{
+	unsigned long size = 0, n, i, j, used = 0;
+	struct klpforge_state_rec *rec = klpforge_section(".klp_forge.states", &size);
+
+	n = rec ? size / sizeof(*rec) : 0;
+	if (!n)
+		return 0;
+	klpforge_states = kcalloc(n + 1, sizeof(*klpforge_states), GFP_KERNEL);
+	if (!klpforge_states)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		if (!rec[i].id) {
+			pr_err("klpforge: a state with id 0\n");
+			return -EINVAL;
+		}
+		for (j = 0; j < used; j++)
+			if (klpforge_states[j].id == rec[i].id)
+				break;
+		if (j < used) {
+			if (klpforge_states[j].version != rec[i].version) {
+				pr_err("klpforge: state %#lx declared with versions %u and %u\n",
+				       rec[i].id, klpforge_states[j].version, rec[i].version);
+				return -EINVAL;
+			}
+			continue;
+		}
+		klpforge_states[used].id = rec[i].id;
+		klpforge_states[used].version = rec[i].version;
+		used++;
+	}
+	return 0;
 }
 
 static int __init klpforge_init(void)
@@ -146,7 +202,13 @@ static int __init klpforge_init(void)
 		}
 	}
 	kfree(used);
+	ret = klpforge_collect_states();
+	if (ret) {
+		klpforge_free();
+		return ret;
+	}
 	klpforge_patch->mod = THIS_MODULE;
+	klpforge_patch->states = klpforge_states;
 	klpforge_patch->objs = klpforge_objs;
 	klpforge_patch->replace = KLPFORGE_REPLACE;
 	ret = klp_enable_patch(klpforge_patch);
