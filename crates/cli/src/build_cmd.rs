@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::exit::Exit;
+
 use anyhow::{anyhow, Context as _, Result};
 use clap::Args;
 
@@ -20,10 +22,10 @@ pub struct FixLinesArgs {
 pub fn run_fix_lines(args: FixLinesArgs) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&args.patch)
         .with_context(|| format!("{}: cannot read", args.patch.display()))?;
-    let mut patch = klpforge_build::patch::parse(&text)
+    let mut patch = klpforge_driver::patch::parse(&text)
         .map_err(|e| anyhow!("{}: {e}", args.patch.display()))?;
-    let n = klpforge_build::fixlines::fix_lines(&mut patch);
-    let out = klpforge_build::patch::print(&patch);
+    let n = klpforge_driver::fixlines::fix_lines(&mut patch);
+    let out = klpforge_driver::patch::print(&patch);
     match &args.out {
         Some(p) => {
             std::fs::write(p, out).with_context(|| format!("{}: cannot write", p.display()))?;
@@ -31,7 +33,7 @@ pub fn run_fix_lines(args: FixLinesArgs) -> Result<ExitCode> {
         }
         None => print!("{out}"),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success.into())
 }
 
 /// Arguments of `klpforge build`.
@@ -43,7 +45,7 @@ kbuild's recorded commands into the work directory, so an interrupted or failed 
 )]
 pub struct BuildArgs {
     /// Patches to apply (unified diffs, -p1).
-    #[arg(required_unless_present = "recover")]
+    #[arg(required = true)]
     pub patches: Vec<PathBuf>,
     /// The kernel: a distribution's by name (debian:<release>, or running: fetched and
     /// prepared once, then cached), or a prepared kernel's directory or release string (see
@@ -68,8 +70,8 @@ pub struct BuildArgs {
     /// Module name (default: klp_ plus the first patch's name).
     #[arg(long)]
     pub name: Option<String>,
-    /// Parallel jobs.
-    #[arg(short = 'j', long, default_value_t = 2)]
+    /// Parallel jobs (default: the number of CPUs).
+    #[arg(short = 'j', long, default_value_t = crate::default_jobs())]
     pub jobs: usize,
     /// Do not replace earlier livepatches.
     #[arg(long)]
@@ -104,19 +106,11 @@ pub struct BuildArgs {
     /// Variables for make when building the module (CC=..., LLVM=1).
     #[arg(long = "make-var", value_name = "VAR=VALUE")]
     pub make_vars: Vec<String>,
-    /// Restore the trees after an interrupted build (nothing to do: klpforge build never
-    /// writes to them; kept for tooling that expects the step).
-    #[arg(long)]
-    pub recover: bool,
 }
 
 /// Run `klpforge build`.
 pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
-    use klpforge_build::driver::{build, cleanup, default_work_dir, BuildOptions, BuildResult};
-    if args.recover {
-        println!("nothing to recover: klpforge build only reads the source and build trees");
-        return Ok(ExitCode::SUCCESS);
-    }
+    use klpforge_driver::driver::{build, cleanup, default_work_dir, BuildOptions, BuildResult};
     let prepared = match &args.kernel {
         Some(k) if k == "running" || k.contains(':') => {
             Some(prepare_distro(k, &cache_root(None), args.jobs)?)
@@ -140,7 +134,7 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
     let work = args.work.clone().unwrap_or_else(default_work_dir);
     let work = std::path::absolute(&work).with_context(|| format!("{}", work.display()))?;
     let opts = BuildOptions {
-        tree: klpforge_build::kbuild::KernelTree {
+        tree: klpforge_driver::kbuild::KernelTree {
             src,
             build: build_dir.clone(),
         },
@@ -168,7 +162,7 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
         work: work.clone(),
         skip_compiler_check: args.skip_compiler_check,
         make_vars: args.make_vars.clone(),
-        verbose: true,
+        progress: std::sync::Arc::new(crate::progress::CliProgress::default()),
         vmlinux_mode: args.mode == "vmlinux",
         accept_fresh_statics: args.accept_fresh_statics,
         prepared,
@@ -212,25 +206,25 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
     Ok(match outcome {
         BuildResult::Built(path) => {
             println!("livepatch module written to {}", path.display());
-            ExitCode::SUCCESS
+            Exit::Success.into()
         }
         BuildResult::NoChange => {
             println!("no functional change: nothing to patch");
-            ExitCode::from(3)
+            Exit::NoChange.into()
         }
         BuildResult::Refused(reasons) => {
             for r in reasons {
                 eprintln!("klpforge: refused: {r}");
             }
-            ExitCode::from(4)
+            Exit::Refused.into()
         }
     })
 }
 
 /// A prepared kernel named on the command line: a directory holding `kernel.json`, or a
 /// release string in the default cache.
-fn find_prepared(spec: &str) -> Result<klpforge_build::prepare::PreparedKernel> {
-    use klpforge_build::prepare::{default_cache, PreparedKernel, KERNEL_JSON};
+fn find_prepared(spec: &str) -> Result<klpforge_driver::prepare::PreparedKernel> {
+    use klpforge_driver::prepare::{default_cache, PreparedKernel, KERNEL_JSON};
     let as_dir = PathBuf::from(spec);
     let dir = if as_dir.join(KERNEL_JSON).exists() {
         as_dir
@@ -274,15 +268,15 @@ pub struct PrepareArgs {
     /// The cache of prepared kernels and downloaded packages (default: ~/.cache/klpforge).
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
-    /// Parallel jobs.
-    #[arg(short = 'j', long, default_value_t = 2)]
+    /// Parallel jobs (default: the number of CPUs).
+    #[arg(short = 'j', long, default_value_t = crate::default_jobs())]
     pub jobs: usize,
 }
 
 /// The cache root: prepared kernels in `kernels/`, distribution packages by distribution.
 fn cache_root(given: Option<PathBuf>) -> PathBuf {
     given.unwrap_or_else(|| {
-        klpforge_build::prepare::default_cache()
+        klpforge_driver::prepare::default_cache()
             .parent()
             .map(PathBuf::from)
             .unwrap_or_default()
@@ -294,16 +288,16 @@ fn prepare_distro(
     spec: &str,
     cache: &std::path::Path,
     jobs: usize,
-) -> Result<klpforge_build::prepare::PreparedKernel> {
+) -> Result<klpforge_driver::prepare::PreparedKernel> {
     let say = |s: &str| eprintln!("klpforge: {s}");
-    let inputs = klpforge_build::distro::resolve(spec, cache, &say).map_err(|e| anyhow!(e))?;
-    klpforge_build::prepare::prepare(&inputs, &cache.join("kernels"), jobs, &say)
+    let inputs = klpforge_driver::distro::resolve(spec, cache, &say).map_err(|e| anyhow!(e))?;
+    klpforge_driver::prepare::prepare(&inputs, &cache.join("kernels"), jobs, &say)
         .map_err(|e| anyhow!(e))
 }
 
 /// Run `klpforge prepare`: prints the prepared kernel's directory on standard output.
 pub fn run_prepare(args: PrepareArgs) -> Result<ExitCode> {
-    use klpforge_build::prepare::{prepare, KernelInputs};
+    use klpforge_driver::prepare::{prepare, KernelInputs};
     let cache = cache_root(args.cache);
     let k = match &args.kernel {
         Some(spec) => prepare_distro(spec, &cache, args.jobs)?,
@@ -329,5 +323,5 @@ pub fn run_prepare(args: PrepareArgs) -> Result<ExitCode> {
         }
     };
     println!("{}", k.dir.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success.into())
 }

@@ -3,17 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::exit::Exit;
+
 use anyhow::{Context as _, Result};
 use clap::Args;
 use klpforge_diff::{diff, DiffOptions, Outcome, Report, Symvers};
 use klpforge_elf::ElfFile;
-
-/// Exit status: the diff object was written.
-pub const EXIT_CHANGED: u8 = 0;
-/// Exit status: no functional change; nothing written.
-pub const EXIT_NO_CHANGE: u8 = 3;
-/// Exit status: the change cannot be live-patched.
-pub const EXIT_REFUSED: u8 = 4;
 
 /// Arguments of `klpforge diff`.
 #[derive(Args, Debug)]
@@ -111,13 +106,13 @@ pub fn run(args: DiffArgs) -> Result<ExitCode> {
         Outcome::Changed(obj, report) => {
             klpforge_elf::write::write_file(&obj, &args.out)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
-            (report, EXIT_CHANGED)
+            (report, Exit::Success)
         }
         Outcome::NoChange(report) => {
             println!("no functional change: nothing to patch");
-            (report, EXIT_NO_CHANGE)
+            (report, Exit::NoChange)
         }
-        Outcome::Refused(report) => (report, EXIT_REFUSED),
+        Outcome::Refused(report) => (report, Exit::Refused),
     };
     print_report(&report);
     if let Some(path) = &args.json {
@@ -125,5 +120,5 @@ pub fn run(args: DiffArgs) -> Result<ExitCode> {
         std::fs::write(path, text + "\n")
             .with_context(|| format!("{}: cannot write", path.display()))?;
     }
-    Ok(ExitCode::from(code))
+    Ok(code.into())
 }

@@ -4,6 +4,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::exit::Exit;
+
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
 use klpforge_elf::{Dump, ElfFile};
@@ -61,5 +63,5 @@ pub fn run(cmd: ElfCommand) -> Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success.into())
 }

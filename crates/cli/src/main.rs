@@ -2,16 +2,25 @@
 //!
 //! This binary is a thin shell: it parses the command line (clap derive), calls into the
 //! library crates, prints one-line errors and maps outcomes to exit statuses
-//! (0 success, 1 error, 2 usage error; `diff` adds 3 and 4).
+//! (`exit::Exit`: 0 success, 1 error, 2 usage error, 3 nothing to patch, 4 refused).
 
 mod build_cmd;
 mod diff_cmd;
 mod elf_cmd;
+mod exit;
 mod module_cmd;
+mod progress;
 
 use std::process::ExitCode;
 
+use crate::exit::Exit;
+
 use clap::{Parser, Subcommand};
+
+/// The default of `-j`: the CPUs this process may run on.
+pub(crate) fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 /// Build Linux livepatch modules from source patches.
 #[derive(Parser, Debug)]
@@ -45,6 +54,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let debug = matches!(&cli.command, Command::Diff(a) if a.debug);
+    progress::init_log(debug);
     let result = match cli.command {
         Command::Diff(args) => diff_cmd::run(args),
         Command::Module(args) => module_cmd::run_module(args),
@@ -65,7 +76,7 @@ fn main() -> ExitCode {
                 msg.push_str(&cause.to_string());
             }
             eprintln!("klpforge: error: {}", msg.replace('\n', " "));
-            ExitCode::from(1)
+            Exit::Error.into()
         }
     }
 }

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::exit::Exit;
+
 use anyhow::{anyhow, Context as _, Result};
 use clap::Args;
 use klpforge_diff::Symvers;
@@ -32,8 +34,8 @@ pub struct ModuleArgs {
     /// Keep kbuild's work directory here.
     #[arg(long, value_name = "DIR")]
     pub work: Option<PathBuf>,
-    /// Parallel make jobs.
-    #[arg(short = 'j', long, default_value_t = 2)]
+    /// Parallel make jobs (default: the number of CPUs).
+    #[arg(short = 'j', long, default_value_t = crate::default_jobs())]
     pub jobs: usize,
     /// Sign the module with this private key (PEM), with the kernel's sign-file.
     #[arg(long, value_name = "KEY", requires = "sign_cert")]
@@ -100,7 +102,7 @@ pub fn run_module(args: ModuleArgs) -> Result<ExitCode> {
         report.name,
         report.path.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success.into())
 }
 
 /// Run `klpforge post-link`.
@@ -117,7 +119,7 @@ pub fn run_post_link(args: PostLinkArgs) -> Result<ExitCode> {
     for (sec, n) in &report.klp_sections {
         println!("{sec}: {n} klp relocation(s)");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success.into())
 }
 
 /// Run `klpforge convert`.
@@ -152,5 +154,5 @@ pub fn run_convert(args: ConvertArgs) -> Result<ExitCode> {
         report.relocations,
         dest.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success.into())
 }

@@ -91,17 +91,18 @@
 //! `KLPFORGE_DIFF_ARCHES=x86_64` only those architectures. `KLPFORGE_KEEP_SCRATCH=1` keeps
 //! the objects and outputs (the failure messages name the directory).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use klpforge_testkit::{
-    available_toolchains, compile_c_source, fixtures_root, load_cases, Directive, FixtureCase,
-    ScratchDir, Toolchain,
+    compile_c_source, fixtures_root, load_cases, toolchain, Directive, FixtureCase, ScratchDir,
+    Toolchain, ARCHES,
 };
+use libtest_mimic::{Arguments, Trial};
 use serde_json::Value;
 
 /// How long one `klpforge diff` run may take before it is killed.
@@ -1395,7 +1396,6 @@ fn env_words(var: &str) -> Option<Vec<String>> {
 }
 
 /// Every case's directives are well-formed (no compiler needed).
-#[test]
 fn diff_fixture_directives_are_valid() {
     let mut errors = Vec::new();
     for case in diff_cases() {
@@ -1411,7 +1411,6 @@ fn diff_fixture_directives_are_valid() {
 }
 
 /// The fixture README lists every case.
-#[test]
 fn diff_fixture_readme_lists_every_case() {
     let readme = std::fs::read_to_string(fixtures_root().join("diff/README.md"))
         .expect("tests/fixtures/diff/README.md");
@@ -1423,119 +1422,125 @@ fn diff_fixture_readme_lists_every_case() {
     assert!(missing.is_empty(), "README.md does not list {missing:?}");
 }
 
-/// Runs every case on every installed toolchain and checks every directive.
-#[test]
-fn diff_fixtures() {
-    let cases = diff_cases();
+/// The test runner (`harness = false`, libtest-mimic): one test per fixture case, architecture
+/// and variant, named `ARCH:CASE` or `ARCH:CASE[VARIANT]`, so a failure names its case and a
+/// missing cross compiler shows its cases as ignored; plus the fixture-wide checks.
+fn main() -> std::process::ExitCode {
+    let args = Arguments::from_args();
+    let mut trials = vec![
+        Trial::test("diff_fixture_directives_are_valid", || {
+            diff_fixture_directives_are_valid();
+            Ok(())
+        }),
+        Trial::test("diff_fixture_readme_lists_every_case", || {
+            diff_fixture_readme_lists_every_case();
+            Ok(())
+        }),
+        Trial::test("symvers_lines_are_tab_separated", || {
+            symvers_lines_are_tab_separated();
+            Ok(())
+        }),
+    ];
+    trials.extend(fixture_trials());
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// Scratch space shared by every fixture test of this run.
+fn scratch() -> &'static ScratchDir {
+    static SCRATCH: OnceLock<ScratchDir> = OnceLock::new();
+    SCRATCH.get_or_init(|| ScratchDir::new("diff-fixtures").expect("a scratch directory"))
+}
+
+/// The stub object `ld -r` links each output with, compiled once per architecture.
+fn ld_stub(tc: &Toolchain) -> Result<PathBuf, String> {
+    static STUBS: Mutex<BTreeMap<&'static str, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut stubs = STUBS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = stubs.get(tc.arch) {
+        return Ok(p.clone());
+    }
+    let stub = compile_c_source(
+        tc,
+        "int klpforge_diff_stub(void) { return 0; }\n",
+        "ldstub",
+        &scratch().join(tc.arch),
+        &[],
+    )
+    .map_err(|e| format!("{}: compiling the ld stub: {e:#}", tc.arch))?;
+    stubs.insert(tc.arch, stub.clone());
+    Ok(stub)
+}
+
+/// One test per case, architecture the case runs on, and variant; ignored when the
+/// architecture's toolchain is not installed.
+fn fixture_trials() -> Vec<Trial> {
     let case_filter = env_words("KLPFORGE_DIFF_CASES");
     let arch_filter = env_words("KLPFORGE_DIFF_ARCHES");
-    let scratch = ScratchDir::new("diff-fixtures").unwrap();
-
-    let mut failures: Vec<String> = Vec::new();
-    let mut specs = Vec::new();
-    for case in &cases {
+    let mut trials = Vec::new();
+    for case in diff_cases() {
         if let Some(f) = &case_filter {
             if !f.iter().any(|w| case.name.contains(w.as_str())) {
                 continue;
             }
         }
-        match Spec::parse(case) {
-            Ok(spec) => specs.push((case, spec)),
-            Err(es) => failures.extend(
-                es.into_iter()
-                    .map(|e| format!("{}: fixture: {e}", case.name)),
-            ),
-        }
-    }
-
-    let mut jobs = Vec::new();
-    let mut stubs = Vec::new();
-    for tc in available_toolchains() {
-        if let Some(f) = &arch_filter {
-            if !f.iter().any(|a| a == tc.arch) {
-                continue;
-            }
-        }
-        let stub = match compile_c_source(
-            &tc,
-            "int klpforge_diff_stub(void) { return 0; }\n",
-            "ldstub",
-            &scratch.join(tc.arch),
-            &[],
-        ) {
-            Ok(p) => p,
-            Err(e) => {
-                failures.push(format!("{}: compiling the ld stub: {e:#}", tc.arch));
-                continue;
-            }
+        // A malformed case is reported by diff_fixture_directives_are_valid.
+        let Ok(spec) = Spec::parse(&case) else {
+            continue;
         };
-        stubs.push((tc.arch, stub.clone()));
-        for (case, spec) in &specs {
-            if case.runs_on(&tc) {
-                let mut variants = vec![(String::new(), Vec::new())];
-                variants.extend(case.variants(tc.arch));
-                for v in variants {
-                    jobs.push((tc.clone(), *case, spec, v, stub.clone()));
-                }
+        let case = Arc::new(case);
+        let spec = Arc::new(spec);
+        for arch in ARCHES {
+            if arch_filter
+                .as_ref()
+                .is_some_and(|f| !f.iter().any(|a| a == arch))
+            {
+                continue;
+            }
+            if case.arches().is_some_and(|a| !a.contains(&arch)) {
+                continue; // written for other architectures
+            }
+            // A `skip:` directive or a missing toolchain: shown as ignored.
+            let tc = toolchain(arch).filter(|_| case.directives("skip").next().is_none());
+            let mut variants = vec![(String::new(), Vec::new())];
+            variants.extend(case.variants(arch));
+            for (variant, extra) in variants {
+                let name = if variant.is_empty() {
+                    format!("{arch}:{}", case.name)
+                } else {
+                    format!("{arch}:{}[{variant}]", case.name)
+                };
+                let Some(tc) = tc.clone() else {
+                    trials.push(Trial::test(name, || Ok(())).with_ignored_flag(true));
+                    continue;
+                };
+                let (case, spec) = (case.clone(), spec.clone());
+                trials.push(Trial::test(name, move || {
+                    let stub = ld_stub(&tc)?;
+                    let mut dir = scratch().join(tc.arch).join(&case.name);
+                    if !variant.is_empty() {
+                        dir = dir.join(&variant);
+                    }
+                    let outcome = run_case(&tc, &case, (&variant, &extra), &spec, &dir, &stub);
+                    if outcome.failures.is_empty() {
+                        Ok(())
+                    } else {
+                        let mut msg = outcome.failures.join("\n");
+                        if std::env::var_os("KLPFORGE_KEEP_SCRATCH").is_some() {
+                            let _ = write!(msg, "\noutputs in {}", dir.display());
+                        }
+                        Err(msg.into())
+                    }
+                }));
             }
         }
     }
-
-    let total_jobs = jobs.len();
-    let queue = Mutex::new(jobs.into_iter().enumerate().collect::<Vec<_>>());
-    let results = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 4);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let job = queue.lock().unwrap().pop();
-                let Some((i, (tc, case, spec, (variant, extra), stub))) = job else {
-                    break;
-                };
-                let mut dir = scratch.join(tc.arch).join(&case.name);
-                if !variant.is_empty() {
-                    dir = dir.join(&variant);
-                }
-                let outcome = run_case(&tc, case, (&variant, &extra), spec, &dir, &stub);
-                results
-                    .lock()
-                    .unwrap()
-                    .push((i, outcome.failures, outcome.checks));
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap();
-    results.sort_by_key(|r| r.0);
-
-    let mut checks = 0;
-    let mut failed_runs = 0;
-    for (_, fs, n) in &results {
-        checks += n;
-        if !fs.is_empty() {
-            failed_runs += 1;
-        }
+    if trials.is_empty() && case_filter.is_none() && arch_filter.is_none() {
+        trials.push(Trial::test("diff_fixtures_ran", || {
+            Err("no diff fixture case can run here".into())
+        }));
     }
-    failures.extend(results.into_iter().flat_map(|r| r.1));
-    let arches: BTreeSet<&str> = stubs.iter().map(|s| s.0).collect();
-    let summary = format!(
-        "diff fixtures: {} cases, {checks} checks ({total_jobs} runs on {}; {failed_runs} runs failed, {} failures)",
-        specs.len(),
-        arches.into_iter().collect::<Vec<_>>().join(" "),
-        failures.len()
-    );
-    println!("{summary}");
-    eprintln!("{summary}");
-    if std::env::var_os("KLPFORGE_KEEP_SCRATCH").is_some() {
-        eprintln!("diff fixture outputs are in {}", scratch.display());
-    }
-    assert!(failures.is_empty(), "{summary}\n{}", failures.join("\n"));
-    assert!(total_jobs > 0, "no diff fixture ran");
+    trials
 }
 
-#[test]
 fn symvers_lines_are_tab_separated() {
     assert_eq!(
         symvers_line("0x1 foo vmlinux EXPORT_SYMBOL").unwrap(),

@@ -160,16 +160,19 @@ fn shared_e2e_patches_stay_well_formed() {
     let dir =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/e2e/patches");
     let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!("skipping: {} not found", dir.display());
+        klpforge_testkit::skip(
+            "shared-e2e-patches",
+            &format!("skipping: {} not found", dir.display()),
+        );
         return;
     };
     for e in entries.flatten() {
         let text = std::fs::read_to_string(e.path()).unwrap();
-        let mut p = klpforge_build::patch::parse(&text).unwrap();
-        klpforge_build::fixlines::fix_lines(&mut p);
-        let printed = klpforge_build::patch::print(&p);
+        let mut p = klpforge_driver::patch::parse(&text).unwrap();
+        klpforge_driver::fixlines::fix_lines(&mut p);
+        let printed = klpforge_driver::patch::print(&p);
         // What we print parses again with consistent counts, and has the same preamble.
-        let again = klpforge_build::patch::parse(&printed).unwrap();
+        let again = klpforge_driver::patch::parse(&printed).unwrap();
         assert_eq!(again, p, "{}", e.path().display());
         assert!(printed.starts_with("E2E-EXPECT:"));
     }

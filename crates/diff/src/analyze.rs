@@ -1,5 +1,5 @@
 //! Facts about one object that every later phase needs: what each section is for, which
-//! symbol owns which bytes, FILE scopes, demangled names, `.cold` parents, and which symbols
+//! symbol owns which bytes, FILE scopes, stable names (compiler counters stripped), `.cold` parents, and which symbols
 //! must never be correlated with the other build.
 
 use std::collections::HashMap;
@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use klpforge_arch::Arch;
 use klpforge_elf::{ElfObject, Relocation, SectionData, SectionId, SymbolId, SymbolPlace};
 
-use crate::demangle::{cold_parent, demangle, static_local_base};
+use crate::stable_name::{cold_parent, stable_name, static_local_base};
 
 /// What a section holds, as far as differencing is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,8 +111,8 @@ pub enum SymKind {
 pub struct SymInfo {
     /// Name as UTF-8 (lossy).
     pub name: String,
-    /// Demangled name (see [`crate::demangle`]).
-    pub demangled: String,
+    /// Demangled name (see [`crate::stable_name`]).
+    pub stable_name: String,
     /// Kind.
     pub kind: SymKind,
     /// The FILE symbol whose scope a local symbol is in.
@@ -236,10 +236,10 @@ fn classify_section(obj: &ElfObject<'_>, id: SectionId) -> (SecKind, bool) {
         }
         _ if !s.is_alloc() => SecKind::Other,
         _ if s.is_exec() => SecKind::Text,
-        _ if s.sh_flags & 0x20 != 0 => SecKind::Strings,
-        _ if s.sh_flags & 0x10 != 0 && s.sh_entsize > 0 => SecKind::Constants,
+        _ if s.sh_flags & object::elf::SHF_STRINGS.0 != 0 => SecKind::Strings,
+        _ if s.sh_flags & object::elf::SHF_MERGE.0 != 0 && s.sh_entsize > 0 => SecKind::Constants,
         SectionData::NoBits { .. } => SecKind::Bss,
-        _ if s.sh_flags & 0x1 != 0 => SecKind::Data,
+        _ if s.sh_flags & object::elf::SHF_WRITE.0 != 0 => SecKind::Data,
         _ => SecKind::Rodata,
     };
     (kind, init)
@@ -304,7 +304,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             let name = s.name_lossy().into_owned();
             let kind = sym_kind(s.kind());
             syms.push(SymInfo {
-                demangled: demangle(&name),
+                stable_name: stable_name(&name),
                 name,
                 kind,
                 file: None,
@@ -396,7 +396,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 _ => false,
             };
             let static_local =
-                !never && local_object && name.contains('.') && name != demangle(name).as_str();
+                !never && local_object && name.contains('.') && name != stable_name(name).as_str();
             let info = &mut syms[id.index()];
             info.never_correlate = never;
             info.static_local = static_local;
@@ -462,7 +462,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             piece_bounds: Vec::new(),
             ftrace_sites: Vec::new(),
         };
-        info.code = crate::code::decode_all(&info);
+        info.code = decode_code(&info);
         info.relocs = resolve_all(&info);
         info.piece_bounds = anonymous_piece_bounds(&info);
         info.ftrace_sites = ftrace_sites(&info);
@@ -682,6 +682,18 @@ fn anonymous_piece_bounds(info: &ObjInfo<'_, '_>) -> Vec<Vec<u64>> {
         list.retain(|&x| x <= size);
         list.sort_unstable();
         list.dedup();
+    }
+    out
+}
+
+/// Decode every code section of an object (index = section arena slot).
+fn decode_code(info: &ObjInfo<'_, '_>) -> Vec<Option<crate::code::CodeMap>> {
+    let mut out = vec![None; info.obj.section_arena_len()];
+    for (id, s) in info.obj.sections() {
+        if matches!(info.sec(id).kind, SecKind::Text | SecKind::SpecialAux) && s.is_exec() {
+            let starts: Vec<u64> = info.sec(id).ranges.iter().map(|r| r.0).collect();
+            out[id.index()] = Some(crate::code::decode_section(info.arch, s.bytes(), &starts));
+        }
     }
     out
 }

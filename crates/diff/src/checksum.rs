@@ -7,7 +7,7 @@
 //! ([`Identity`]):
 //!
 //! * a symbol that is correlated with the other build by its *identity*: before correlation
-//!   ([`Identity::Names`]) its demangled name, afterwards ([`Identity::Twins`]) the pair it
+//!   ([`Identity::Names`]) its stable name (compiler counters stripped), afterwards ([`Identity::Twins`]) the pair it
 //!   belongs to, so a renumbered name hashes equal and a retargeted reference differs;
 //! * strings and mergeable constants by content;
 //! * anonymous data (switch tables, initialisers copied from `.rodata`), never-correlated
@@ -57,7 +57,7 @@ const LINE_RECORD_SECTIONS: &[&str] = &["__dyndbg", "__verbose", ".printk_index"
 /// How references to symbols that are correlated between the builds are hashed.
 #[derive(Clone, Copy)]
 pub enum Identity<'t> {
-    /// By demangled name: before correlation, to pair candidates.
+    /// By stable name: before correlation, to pair candidates.
     Names,
     /// By the twin pair a symbol belongs to (`patched` tells which side this object is).
     Twins {
@@ -180,7 +180,7 @@ impl Ctx<'_, '_, '_, '_> {
         match twin {
             None => {
                 h.both(b"S");
-                h.both(info.sym(sym).demangled.as_bytes());
+                h.both(info.sym(sym).stable_name.as_bytes());
                 h.both(&[0]);
             }
             Some(Some(pair)) => {
@@ -833,12 +833,12 @@ pub fn compute(info: &ObjInfo<'_, '_>, identity: Identity<'_>) -> Checksums {
                     s.value.saturating_add(s.size),
                 );
                 let mut children = si.children.clone();
-                children.sort_by(|a, b| info.sym(*a).demangled.cmp(&info.sym(*b).demangled));
+                children.sort_by(|a, b| info.sym(*a).stable_name.cmp(&info.sym(*b).stable_name));
                 for c in children {
                     let cs = info.obj.symbol(c);
                     if let Some(csec) = cs.section() {
                         h.both(b"K");
-                        h.both(info.sym(c).demangled.as_bytes());
+                        h.both(info.sym(c).stable_name.as_bytes());
                         hash_code(
                             &mut h,
                             &mut ctx,

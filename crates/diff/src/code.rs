@@ -6,10 +6,7 @@
 //! do not decode (data in a code section), decoding restarts at the next function symbol, and
 //! relocations in undecodable stretches fall back to the common case.
 
-use klpforge_arch::X86_64;
-use klpforge_elf::SectionId;
-
-use crate::analyze::{ObjInfo, SecKind};
+use klpforge_arch::{Arch, X86_64};
 
 /// One decoded instruction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,15 +54,15 @@ impl CodeMap {
     }
 }
 
-/// Decode one code section.
-pub fn decode_section(info: &ObjInfo<'_, '_>, sec: SectionId) -> CodeMap {
-    let data = info.obj.section(sec).bytes();
-    let mut starts: Vec<u64> = info.sec(sec).ranges.iter().map(|r| r.0).collect();
+/// Decode one code section's bytes `data` for `arch`; `starts` are the offsets where
+/// functions begin (decoding restarts there after bytes that do not decode).
+pub fn decode_section(arch: &dyn Arch, data: &[u8], starts: &[u64]) -> CodeMap {
+    let mut starts: Vec<u64> = starts.to_vec();
     starts.sort_unstable();
     starts.dedup();
     let mut insns = Vec::new();
     let mut pos: u64 = 0;
-    let x86 = info.arch.name() == "x86_64";
+    let x86 = arch.name() == "x86_64";
     while (pos as usize) < data.len() {
         // Decode up to the next function start, so one bad stretch cannot swallow the rest.
         let next = starts
@@ -78,7 +75,7 @@ pub fn decode_section(info: &ObjInfo<'_, '_>, sec: SectionId) -> CodeMap {
         let ok = if x86 {
             decode_x86(chunk, pos, &mut insns)
         } else {
-            match info.arch.decode_lengths(chunk) {
+            match arch.decode_lengths(chunk) {
                 Ok(list) => {
                     insns.extend(list.iter().map(|i| CodeInsn {
                         offset: pos + i.offset as u64,
@@ -89,7 +86,7 @@ pub fn decode_section(info: &ObjInfo<'_, '_>, sec: SectionId) -> CodeMap {
                 }
                 Err(e) => {
                     // Keep what decoded before the error.
-                    if let Ok(list) = info.arch.decode_lengths(&chunk[..e.offset]) {
+                    if let Ok(list) = arch.decode_lengths(&chunk[..e.offset]) {
                         insns.extend(list.iter().map(|i| CodeInsn {
                             offset: pos + i.offset as u64,
                             len: i.len as u8,
@@ -137,17 +134,4 @@ fn decode_x86(chunk: &[u8], base: u64, out: &mut Vec<CodeInsn>) -> bool {
         });
     }
     complete
-}
-
-/// Decode every code section of an object (index = section arena slot).
-pub fn decode_all(info: &ObjInfo<'_, '_>) -> Vec<Option<CodeMap>> {
-    let mut out: Vec<Option<CodeMap>> = vec![None; info.obj.section_arena_len()];
-    for (id, _) in info.obj.sections() {
-        if matches!(info.sec(id).kind, SecKind::Text | SecKind::SpecialAux)
-            && info.obj.section(id).is_exec()
-        {
-            out[id.index()] = Some(decode_section(info, id));
-        }
-    }
-    out
 }

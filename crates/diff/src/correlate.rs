@@ -1,7 +1,7 @@
 //! Pairing each symbol of the original build with its twin in the patched build.
 //!
 //! Symbols are matched within their scope: locals within twin FILE symbols (paired by name
-//! and occurrence), globals by name. Within a scope, candidates share kind and demangled name;
+//! and occurrence), globals by name. Within a scope, candidates share kind and stable name;
 //! a unique candidate on each side pairs. Where several remain (`foo.constprop.0` and
 //! `foo.constprop.1`), identical full names pair first, then identical checksums; anything
 //! still ambiguous is an error naming the candidates, never a guess. `.cold` parts pair
@@ -15,8 +15,8 @@ use klpforge_elf::{SymbolId, SymbolPlace};
 
 use crate::analyze::{ObjInfo, SecKind, SymKind};
 use crate::checksum::Checksums;
-use crate::demangle::static_local_base;
 use crate::refs::Target;
+use crate::stable_name::static_local_base;
 
 /// The pairing of original and patched symbols.
 #[derive(Debug, Clone, Default)]
@@ -49,7 +49,7 @@ impl Twins {
 /// Correlation failed: names cannot be paired without guessing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ambiguity {
-    /// The demangled name.
+    /// The stable name (compiler counters stripped).
     pub name: String,
     /// The original candidates.
     pub orig: Vec<String>,
@@ -94,7 +94,7 @@ fn scope_keys(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> (ScopeKeys, 
             let si = info.sym(id);
             if let (Some(f), Some(_)) = (si.file, s.section()) {
                 if !si.never_correlate && shared(f) {
-                    names.entry(f).or_default().insert(si.demangled.clone());
+                    names.entry(f).or_default().insert(si.stable_name.clone());
                 }
             }
         }
@@ -111,7 +111,7 @@ fn scope_keys(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> (ScopeKeys, 
                         continue;
                     };
                     if let Some(user) = info.symbol_at(sec, r.offset as i64) {
-                        let name = format!("<-{}", info.sym(user).demangled);
+                        let name = format!("<-{}", info.sym(user).stable_name);
                         names.entry(f).or_default().insert(name);
                     }
                 }
@@ -225,7 +225,7 @@ fn group(
         let name = if s.place == SymbolPlace::Undefined {
             si.name.clone()
         } else {
-            si.demangled.clone()
+            si.stable_name.clone()
         };
         let kind = if s.place == SymbolPlace::Undefined {
             9
@@ -239,7 +239,7 @@ fn group(
 
 /// Candidates of one name that evidence has not paired yet.
 struct Pending {
-    /// The demangled name.
+    /// The stable name (compiler counters stripped).
     name: String,
     orig: Vec<SymbolId>,
     patched: Vec<SymbolId>,
@@ -507,14 +507,14 @@ pub fn correlate(
             twins.pair(o, cands[0]);
         }
     }
-    // Function-scope statics: grouped by scope and demangled name, paired by evidence.
+    // Function-scope statics: grouped by scope and stable name, paired by evidence.
     let mut statics: BTreeMap<(Scope, String), (Vec<SymbolId>, Vec<SymbolId>)> = BTreeMap::new();
     for (info, files, side) in [(orig, &of, 0), (patched, &pf, 1)] {
         for (id, _) in info.obj.symbols() {
             let si = info.sym(id);
             if si.static_local {
                 let scope = si.file.and_then(|f| files.get(&f).cloned());
-                let e = statics.entry((scope, si.demangled.clone())).or_default();
+                let e = statics.entry((scope, si.stable_name.clone())).or_default();
                 if side == 0 {
                     e.0.push(id);
                 } else {
@@ -541,13 +541,13 @@ pub fn correlate(
         let Some(pp) = twins.of_orig(op) else {
             continue;
         };
-        let want = &orig.sym(o).demangled;
+        let want = &orig.sym(o).stable_name;
         let cands: Vec<SymbolId> = patched
             .sym(pp)
             .children
             .iter()
             .copied()
-            .filter(|&c| &patched.sym(c).demangled == want && twins.of_patched(c).is_none())
+            .filter(|&c| &patched.sym(c).stable_name == want && twins.of_patched(c).is_none())
             .collect();
         if cands.len() == 1 {
             twins.pair(o, cands[0]);

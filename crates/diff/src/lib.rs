@@ -12,16 +12,18 @@
 //! 5. [`clone`]: build the diff object, turning references into normal or klp relocations
 //!    ([`klp`]) and carrying special-section entries ([`special`]).
 
+#![deny(missing_docs)]
+
 pub mod analyze;
 pub mod checksum;
 pub mod clone;
 pub mod code;
 pub mod correlate;
-pub mod demangle;
 pub mod klp;
 pub mod refs;
 pub mod select;
 pub mod special;
+pub mod stable_name;
 pub mod symvers;
 
 use klpforge_elf::ElfObject;
@@ -274,7 +276,7 @@ fn check_object(obj: &ElfObject<'_>) -> Result<(), String> {
     }
     for (_, sym) in obj.symbols() {
         let Some(sec) = sym.section() else { continue };
-        if sym.kind() == 3 || sym.kind() == 4 {
+        if sym.kind() == object::elf::STT_SECTION.0 || sym.kind() == object::elf::STT_FILE.0 {
             continue; // section and file symbols
         }
         let size = obj.section(sec).size();
@@ -346,10 +348,10 @@ pub fn diff(
             let name = &o.sym(id).name;
             match twins.of_orig(id) {
                 Some(t) if &p.sym(t).name != name => {
-                    eprintln!("klpforge: debug: correlate {name} <-> {}", p.sym(t).name)
+                    log::debug!("correlate {name} <-> {}", p.sym(t).name)
                 }
                 None if !o.sym(id).never_correlate && orig.symbol(id).section().is_some() => {
-                    eprintln!("klpforge: debug: no correlation: {name}")
+                    log::debug!("no correlation: {name}")
                 }
                 _ => {}
             }

@@ -13,6 +13,8 @@
 //! loongarch64. Files with program headers (vmlinux, shared objects) can be read and dumped
 //! but not written.
 
+#![deny(missing_docs)]
+
 pub mod dump;
 pub mod error;
 pub mod model;
@@ -22,6 +24,8 @@ pub mod write;
 pub use dump::Dump;
 pub use error::{ElfError, Result};
 pub use model::*;
+/// The ELF constants (`STT_*`, `SHF_*`, `ET_*`, ...) for users of this model.
+pub use object::elf;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

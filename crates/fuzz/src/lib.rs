@@ -14,6 +14,8 @@
 //! The `klpforge-fuzz` binary drives campaigns (`scripts/fuzz`); the tests of this crate run
 //! short deterministic ones.
 
+#![deny(missing_docs)]
+
 pub mod alloc;
 pub mod harness;
 pub mod minimize;

@@ -174,11 +174,12 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
             kernel.display()
         ));
     }
+    let mut notes = Vec::new();
     let name = match &opts.name {
         Some(n) => {
             let s = sanitize_module_name(n);
             if &s != n {
-                eprintln!("klpforge: note: module name '{n}' sanitised to '{s}'");
+                notes.push(format!("module name '{n}' sanitised to '{s}'"));
             }
             s
         }
@@ -186,12 +187,22 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
     };
     let tmp;
     let work: PathBuf = match &opts.work {
-        Some(w) => {
+        Some(w) if kbuild_safe(w) => {
             std::fs::create_dir_all(w).map_err(|e| format!("{}: {e}", w.display()))?;
             w.clone()
         }
-        None => {
-            tmp = tempdir()?;
+        other => {
+            tmp = tempfile::Builder::new()
+                .prefix("klpforge-module-")
+                .tempdir()
+                .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+            if let Some(w) = other {
+                notes.push(format!(
+                    "the module was linked in {} (removed after): kbuild cannot work in {}, whose path has a character make reads as syntax",
+                    tmp.path().display(),
+                    w.display()
+                ));
+            }
             tmp.path().to_path_buf()
         }
     };
@@ -242,7 +253,8 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         ));
     }
-    let mut warnings = kbuild_warnings(&out.stdout, &out.stderr);
+    let mut warnings = notes;
+    warnings.extend(kbuild_warnings(&out.stdout, &out.stderr));
     warnings.retain(|w| !benign_objtool_warning(w));
     let objtool: Vec<&String> = warnings.iter().filter(|w| w.contains("objtool")).collect();
     if !objtool.is_empty() {
@@ -273,6 +285,11 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
     klpforge_elf::write::write_file(&obj, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
     if let Some((key, cert)) = &opts.sign {
         sign_module(kernel, key, cert, &dest)?;
+    } else if config_enabled(kernel, "CONFIG_MODULE_SIG_FORCE") {
+        warnings.push(format!(
+            "the kernel enforces module signatures (CONFIG_MODULE_SIG_FORCE) and {} is not signed: it will refuse to load it; sign it with --sign-key KEY --sign-cert CERT",
+            dest.display()
+        ));
     }
     Ok(ModuleReport {
         name,
@@ -335,31 +352,12 @@ pub fn kbuild_warnings(stdout: &[u8], stderr: &[u8]) -> Vec<String> {
     out
 }
 
-/// A temporary directory removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempdir() -> Result<TempDir, String> {
-    let base = std::env::temp_dir();
-    for n in 0..1000u32 {
-        let p = base.join(format!("klpforge-module-{}-{n}", std::process::id()));
-        if std::fs::create_dir(&p).is_ok() {
-            return Ok(TempDir(p));
-        }
-    }
-    Err("cannot create a temporary directory".into())
+/// Whether make and kbuild can work in `dir`: they split words on whitespace and read `:`,
+/// `#`, `$` and `%` in paths as their own syntax.
+fn kbuild_safe(dir: &Path) -> bool {
+    !dir.to_string_lossy()
+        .chars()
+        .any(|c| c.is_whitespace() || matches!(c, ':' | '#' | '$' | '%' | '\\' | '"' | '\''))
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ impl SymbolIndex {
     /// Index a linked image. For `ET_EXEC` images (vmlinux) symbols are ordered by address,
     /// otherwise (modules) by their position in the symbol table.
     pub fn new(obj: &ElfObject<'_>) -> SymbolIndex {
-        let by_address = obj.header.e_type == 2;
+        let by_address = obj.header.e_type == object::elf::ET_EXEC.0;
         let mut by_name: HashMap<String, Vec<KSym>> = HashMap::new();
         for (pos, (_, s)) in obj.symbols().enumerate() {
             let SymbolPlace::Section(sec) = s.place else {
@@ -55,7 +55,7 @@ impl SymbolIndex {
                 key: if by_address { s.value } else { pos as u64 },
                 kind: s.kind(),
                 global: !s.is_local(),
-                weak: s.bind() == 2,
+                weak: s.bind() == object::elf::STB_WEAK.0,
                 section: section.name_lossy().into_owned(),
             });
         }
@@ -110,10 +110,10 @@ impl ImageSympos {
 
     /// Index a linked image.
     pub fn new(obj: &ElfObject<'_>) -> ImageSympos {
-        let by_address = obj.header.e_type == 2;
+        let by_address = obj.header.e_type == object::elf::ET_EXEC.0;
         let mut blocks: Vec<FileBlock> = Vec::new();
         for (pos, (_, s)) in obj.symbols().enumerate() {
-            if s.kind() == 4 {
+            if s.kind() == object::elf::STT_FILE.0 {
                 blocks.push(FileBlock {
                     file: s.name_lossy().into_owned(),
                     locals: Vec::new(),

@@ -4,6 +4,8 @@
 //! ([`convert`], the klp-convert route) using the target's symbol table ([`kallsyms`]), and
 //! checking that the finished module has what objtool must give it ([`verify`]).
 
+#![deny(missing_docs)]
+
 pub mod assemble;
 pub mod convert;
 pub mod kallsyms;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{note_once, workspace_root};
+use crate::workspace_root;
 
 /// The corpus directory: `$KLPFORGE_CORPUS` if set, else
 /// `<workspace root>/../shared/corpus/kpatch-unit`; `None` (with one note on
@@ -31,7 +31,7 @@ pub fn corpus_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir.canonicalize().unwrap_or(dir))
     } else {
-        note_once(
+        crate::skip(
             "corpus",
             &format!("skipping corpus tests: {shown} not found (set KLPFORGE_CORPUS)"),
         );

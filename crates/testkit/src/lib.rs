@@ -17,7 +17,7 @@
 //! instead of failing, so the test suite stays green on machines that lack
 //! them.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -57,8 +57,25 @@ pub fn fixtures_root() -> PathBuf {
     workspace_root().join("tests").join("fixtures")
 }
 
+/// Reports that a test skips something for want of `what` (an architecture's
+/// toolchain, the corpus, a tool): one line on stderr, once per `what` and
+/// process. With `KLPFORGE_REQUIRE_ALL=1` (CI) a skip is a failure instead,
+/// unless `what` is listed in `KLPFORGE_ALLOW_MISSING` (whitespace- or
+/// comma-separated: what the machine's distribution cannot provide).
+pub fn skip(what: &str, message: &str) {
+    let required = std::env::var("KLPFORGE_REQUIRE_ALL").is_ok_and(|v| v == "1");
+    let allowed = std::env::var("KLPFORGE_ALLOW_MISSING").is_ok_and(|v| {
+        v.split(|c: char| c == ',' || c.is_whitespace())
+            .any(|w| w == what)
+    });
+    if required && !allowed {
+        panic!("{message} (KLPFORGE_REQUIRE_ALL=1: nothing may be skipped; KLPFORGE_ALLOW_MISSING names what may)");
+    }
+    note_once(&format!("skip:{what}"), message);
+}
+
 /// Prints `message` to stderr unless the same `key` was already reported by
-/// this process. Used for the one-line "skipping ..." notes.
+/// this process.
 pub(crate) fn note_once(key: &str, message: &str) {
     static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
     let seen = SEEN.get_or_init(|| Mutex::new(HashSet::new()));

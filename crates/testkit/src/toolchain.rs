@@ -465,8 +465,8 @@ pub fn toolchain(arch: &str) -> Option<Toolchain> {
     static PROBED: [OnceLock<Option<Toolchain>>; ARCHES.len()] =
         [const { OnceLock::new() }; ARCHES.len()];
     let Some(index) = SPECS.iter().position(|s| s.arch == arch) else {
-        note_once(
-            &format!("arch:{arch}"),
+        crate::skip(
+            arch,
             &format!(
                 "skipping {arch} cases: unknown architecture (known: {})",
                 ARCHES.join(" ")
@@ -478,10 +478,7 @@ pub fn toolchain(arch: &str) -> Option<Toolchain> {
         .get_or_init(|| match probe(&SPECS[index]) {
             Ok(tc) => Some(tc),
             Err(reason) => {
-                note_once(
-                    &format!("arch:{arch}"),
-                    &format!("skipping {arch} cases: {reason}"),
-                );
+                crate::skip(arch, &format!("skipping {arch} cases: {reason}"));
                 None
             }
         })

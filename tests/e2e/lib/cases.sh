@@ -19,8 +19,11 @@
 #   E2E-DMESG: <extended regex dmesg must match after the case; repeatable>
 #   E2E-TOOL-ERROR: <extended regex the refusing tool's output must match (refused, tool-rejects)>
 #   E2E-BUILD-WARNING: <extended regex some `klpforge build` warning must match (patch cases)>
-#   E2E-SIGN: yes                  (patch cases) sign with a throwaway key (--sign-key/--sign-cert);
-#                                  modinfo must then name its signer
+#   E2E-SIGN: yes | no             (patch cases) yes: modinfo must name the signer: on a stock
+#                                  kernel a throwaway key signs the module (--sign-key/--sign-cert),
+#                                  on the e2e kernel (MODULE_SIG_FORCE) its own build key signs
+#                                  every patch case anyway; no: build unsigned (the e2e kernel
+#                                  must then refuse it)
 #   E2E-CONVERT: yes | no          (module cases: run `klpforge convert`; default yes)
 #   E2E-TOOL: convert | post-link  (module cases: which klpforge command finishes the .ko)
 #   E2E-MODE: tu | vmlinux | prepared   (patch cases: klpforge build --mode; default tu;
@@ -168,7 +171,7 @@ parse_chain() { # label
         step=$label-$(basename "$f" .patch | cut -c1-2)
         C_SRC[$step]=$f
         C_NAME[$step]=$(module_name_for "$step")
-        C_KIND[$step]=patch
+        C_KIND[$step]="patch"
         C_MODE[$step]=tu
         C_TARGET[$step]=
         C_SIGN[$step]=
@@ -178,7 +181,7 @@ parse_chain() { # label
         C_CHECK[$step]=
         C_EXPECT[$step]=
         C_CONVERT[$step]=yes
-        C_TOOL[$step]=convert
+        C_TOOL[$step]="convert"
         C_TARGET_LATE[$step]=
         C_TARGET_FAILS[$step]=
         C_KO[$step]=
@@ -242,7 +245,12 @@ build_patch_case() {
     elif [ "${C_MODE[$label]}" = prepared ]; then
         kernel=(--kernel "$(prepared_kernel)") || { case_fail "$label" "klpforge prepare failed (log: $RUN/prepare.log)"; return 0; }
     fi
-    if [ "${C_SIGN[$label]}" = yes ]; then
+    if [ "${C_SIGN[$label]}" = no ]; then
+        : # unsigned, on purpose
+    elif [ -z "$STOCK" ]; then
+        # The e2e kernel enforces signatures (MODULE_SIG_FORCE): its own build key signs.
+        kernel+=(--sign-key "$KBUILD/certs/signing_key.pem" --sign-cert "$KBUILD/certs/signing_key.x509")
+    elif [ "${C_SIGN[$label]}" = yes ]; then
         signing_key
         kernel+=(--sign-key "$RUN/signing/key.pem" --sign-cert "$RUN/signing/cert.pem")
     fi
@@ -279,8 +287,10 @@ build_patch_case() {
             case_fail "$label" "klpforge build failed (exit $rc): $(grep -E 'error|refused' "$dir/build.log" | head -n3 | tr '\n' ' ')"
         elif [ ! -s "$ko" ]; then
             case_fail "$label" "klpforge build exited 0 but wrote no $ko"
-        elif [ "${C_SIGN[$label]}" = yes ] && [ "$(PATH=$PATH:/sbin:/usr/sbin modinfo -F signer "$ko" 2>/dev/null)" != "$SIGNER" ]; then
-            case_fail "$label" "the module is not signed by '$SIGNER' (modinfo -F signer: $(PATH=$PATH:/sbin:/usr/sbin modinfo -F signer "$ko" 2>&1))"
+        elif [ "${C_SIGN[$label]}" = yes ] && [ "$(module_signer "$ko")" != "$(expected_signer)" ]; then
+            case_fail "$label" "the module is not signed by '$(expected_signer)' (modinfo -F signer: $(module_signer "$ko"))"
+        elif [ "${C_SIGN[$label]}" = no ] && [ -n "$(module_signer "$ko")" ]; then
+            case_fail "$label" "the module must be unsigned, but modinfo names a signer: $(module_signer "$ko")"
         elif [ -n "${C_BUILDWARN[$label]}" ] && ! grep 'warning:' "$dir/build.log" | grep -Eq -- "${C_BUILDWARN[$label]}"; then
             case_fail "$label" "no klpforge build warning matches /${C_BUILDWARN[$label]}/ (log: $dir/build.log)"
         else
@@ -302,6 +312,30 @@ build_chain_case() { # label
         [ "${C_STATUS[$step]}" = vm ] || why+="$step: ${C_WHY[$step]}; "
     done
     if [ -n "$why" ]; then case_fail "$label" "$why"; else case_vm "$label" chain; fi
+}
+
+module_signer() { PATH=$PATH:/sbin:/usr/sbin modinfo -F signer "$1" 2>&1; }
+
+# Who E2E-SIGN: yes cases must be signed by: the throwaway key on a stock kernel, the e2e
+# kernel's own build key (the common name of its certificate) otherwise.
+expected_signer() {
+    if [ -n "$STOCK" ]; then
+        echo "$SIGNER"
+    else
+        openssl x509 -inform DER -in "$KBUILD/certs/signing_key.x509" -noout -subject -nameopt multiline |
+            sed -n 's/^ *commonName *= *//p'
+    fi
+}
+
+# Sign a module the e2e kernel is to load (not made by klpforge build: converted modules,
+# samples, target modules of the build tree) with the kernel's own build key, when the kernel
+# checks signatures.
+sign_for_kernel() { # ko
+    local hash
+    hash=$(sed -n 's/^CONFIG_MODULE_SIG_HASH="\(.*\)"$/\1/p' "$KBUILD/.config")
+    [ -n "$hash" ] || return 0
+    "$KBUILD/scripts/sign-file" "$hash" "$KBUILD/certs/signing_key.pem" "$KBUILD/certs/signing_key.x509" "$1" ||
+        die "signing $1 with the kernel's key failed"
 }
 
 # A throwaway signing key and certificate for E2E-SIGN cases, made once per run.

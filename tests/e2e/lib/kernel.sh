@@ -8,7 +8,6 @@
 #   <key>/build.log            the kernel build log
 #   <key>/linux-6.12/          the source tree (fsections linker-script backport applied)
 #   <key>/linux-6.12/build/    the build (O=build): vmlinux, Module.symvers, bzImage, samples
-#   <key>/restore/             present only while a case has the tree patched: what to put back
 # key = first 16 hex digits of sha256 over: the linux-source package version and tarball size,
 # the config fragment, the linker-script backport, `gcc --version`, KCFLAGS and RECIPE_REV.
 
@@ -63,7 +62,6 @@ ensure_kernel() {
         say "waiting for another e2e run to release $KDIR.lock"
         flock -w 7200 9 || die "timed out waiting for $KDIR.lock"
     fi
-    restore_tree # a run killed with SIGKILL may have left a patched tree
     if [ -e "$KDIR/complete" ] && [ -e "$KBUILD/vmlinux" ] && [ -e "$KBUILD/arch/x86/boot/bzImage" ]; then
         say "kernel: cached in $KDIR (warm)"
         timing "kernel build (warm, cached)" 0.0
@@ -102,7 +100,8 @@ ensure_kernel() {
     fi
     (cd "$KSRC" && make O=build -j"$JOBS" KCFLAGS="$KCFLAGS_FS") >"$KDIR/build.log" 2>&1 ||
         { tail -40 "$KDIR/build.log" >&2; die "kernel build failed (log: $KDIR/build.log)"; }
-    for f in vmlinux Module.symvers arch/x86/boot/bzImage usr/gen_init_cpio samples/livepatch/livepatch-sample.ko; do
+    for f in vmlinux Module.symvers arch/x86/boot/bzImage usr/gen_init_cpio samples/livepatch/livepatch-sample.ko \
+        certs/signing_key.pem certs/signing_key.x509 scripts/sign-file; do
         [ -e "$KBUILD/$f" ] || die "kernel build did not produce $f"
     done
     touch "$KDIR/complete"
@@ -110,55 +109,4 @@ ensure_kernel() {
     dt=$(elapsed "$t0" "$(now)")
     say "kernel: built in $dt s"
     timing "kernel build (cold)" "$dt"
-}
-
-# ---- keeping the cached tree pristine -------------------------------------------------------
-# save_tree SRCFILE... -- OBJ...: records the source files (relative to KSRC) and, for each object
-# (relative to KBUILD), every file of its directory named <base>.* or .<base>.* (the object, its
-# .cmd file, ...), with their mtimes, so restore_tree can put the tree back exactly.
-save_tree() {
-    local r=$KDIR/restore files=() f o d b
-    rm -rf "$r"
-    mkdir -p "$r"
-    while [ $# -gt 0 ] && [ "$1" != -- ]; do
-        [ -e "$KSRC/$1" ] && files+=("$1")
-        printf '%s\n' "$1" >>"$r/sources"
-        shift
-    done
-    [ $# -gt 0 ] && shift
-    for o in "$@"; do
-        d=$(dirname "$o")
-        b=$(basename "$o" .o)
-        for f in "$KBUILD/$d/$b".* "$KBUILD/$d/.$b".*; do
-            [ -e "$f" ] && files+=("build/${f#"$KBUILD"/}")
-        done
-        printf '%s\n' "build/$d" >>"$r/objdirs"
-        printf '%s\n' "$b" >>"$r/objbases"
-    done
-    (cd "$KSRC" && printf '%s\n' "${files[@]}" | sort -u >"$r/files" && tar --format=posix -cf "$r/files.tar" -T "$r/files")
-    touch "$r/PENDING"
-}
-
-restore_tree() {
-    local r=${KDIR:-/nonexistent}/restore
-    [ -e "$r/PENDING" ] || return 0
-    say "restoring the pristine kernel tree"
-    local i dirs=() bases=() f
-    [ -e "$r/objdirs" ] && mapfile -t dirs <"$r/objdirs"
-    [ -e "$r/objbases" ] && mapfile -t bases <"$r/objbases"
-    (
-        cd "$KSRC" || exit 1
-        # files the build or the patch created
-        for ((i = 0; i < ${#dirs[@]}; i++)); do
-            for f in "${dirs[$i]}/${bases[$i]}".* "${dirs[$i]}/.${bases[$i]}".*; do
-                [ -e "$f" ] && ! grep -qxF -- "$f" "$r/files" && rm -f -- "$f"
-            done
-        done
-        while read -r f; do
-            [ -e "$f" ] && ! grep -qxF -- "$f" "$r/files" && rm -f -- "$f"
-            rm -f -- "$f.orig" "$f.rej"
-        done <"$r/sources"
-        tar -xf "$r/files.tar"
-    ) || die "could not restore the kernel tree from $r (remove $KDIR to rebuild it)"
-    rm -rf "$r"
 }

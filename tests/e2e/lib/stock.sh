@@ -1,5 +1,6 @@
 # A distribution's stock kernel for the e2e test (sourced by tests/e2e/run with --kernel).
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # KDIR, STOCK and the others are read by run, cases.sh and vm.sh
 #
 # `klpforge prepare --kernel SPEC` fetches and prepares what building livepatches needs (source,
 # config, exports, the -dbg vmlinux; cached in ~/.cache/klpforge). The boot needs the stock image

@@ -8,27 +8,42 @@ DMESG_BAD='WARNING|BUG|Oops|Call Trace|Unpatched return thunk'
 # The kernel's name of a module file: basename without .ko, '-' as '_'.
 module_name_of() { basename "$1" .ko | tr '-' '_'; }
 
+# The gen_init_cpio lines of a busybox system whose /init is INIT (also used by scripts/demo).
+initramfs_base() { # init
+    [ -x /bin/busybox ] || die "/bin/busybox not found (package busybox-static)"
+    echo "dir /bin 0755 0 0"
+    echo "dir /dev 0755 0 0"
+    echo "nod /dev/console 0600 0 0 c 5 1"
+    echo "dir /proc 0755 0 0"
+    echo "dir /sys 0755 0 0"
+    echo "dir /tmp 1777 0 0"
+    echo "file /bin/busybox /bin/busybox 0755 0 0"
+    echo "file /init $1 0755 0 0"
+    local a
+    for a in $(/bin/busybox --list); do
+        # no /bin/busybox -> /bin/busybox link: /init would then fail with -ELOOP
+        [ "$a" = busybox ] || echo "slink /bin/$a /bin/busybox 0777 0 0"
+    done
+}
+
+# Boots KERNEL with INITRD under qemu (TCG) until /init reboots, at most TIMEOUT seconds; the
+# console goes to LOG; returns qemu's (or timeout's) status. Extra arguments go to qemu.
+qemu_run() { # kernel initrd log timeout mem [qemu args...]
+    local kernel=$1 initrd=$2 log=$3 limit=$4 mem=$5
+    shift 5
+    timeout "$limit" qemu-system-x86_64 -accel tcg "$@" -m "$mem" -nographic -no-reboot \
+        -kernel "$kernel" -initrd "$initrd" \
+        -append "console=ttyS0 panic=-1 loglevel=4" </dev/null >"$log" 2>&1
+}
+
 # Builds $RUN/initramfs.cpio.gz with /init, busybox and one /cases/NN-<label>/ per VM case.
 make_initramfs() {
     local stage=$RUN/vm list=$RUN/vm/initramfs.list label i=0 d
     rm -rf "$stage"
     mkdir -p "$stage/cases"
-    [ -x /bin/busybox ] || die "/bin/busybox not found (package busybox-static)"
     {
-        echo "dir /bin 0755 0 0"
-        echo "dir /dev 0755 0 0"
-        echo "nod /dev/console 0600 0 0 c 5 1"
-        echo "dir /proc 0755 0 0"
-        echo "dir /sys 0755 0 0"
-        echo "dir /tmp 1777 0 0"
+        initramfs_base "$E2E/vm/init"
         echo "dir /cases 0755 0 0"
-        echo "file /bin/busybox /bin/busybox 0755 0 0"
-        echo "file /init $E2E/vm/init 0755 0 0"
-        local a
-        for a in $(/bin/busybox --list); do
-            # no /bin/busybox -> /bin/busybox link: /init would then fail with -ELOOP
-            [ "$a" = busybox ] || echo "slink /bin/$a /bin/busybox 0777 0 0"
-        done
     } >"$list"
     for label in "${CASE_LABELS[@]}"; do
         [ "${C_STATUS[$label]}" = vm ] || continue
@@ -52,6 +67,8 @@ make_initramfs() {
             printf '%s\n' "${C_NAME[${C_STEPS[$label]%% *}]}" >"$d/name"
         else
             cp "${C_KO[$label]}" "$d/module.ko"
+            # Modules klpforge build did not make: signed here with the e2e kernel's key.
+            [ -z "$STOCK" ] && [ "${C_KIND[$label]}" != patch ] && sign_for_kernel "$d/module.ko"
         fi
         [ "${C_TARGET_FAILS[$label]}" = yes ] && echo yes >"$d/target_fails"
         if [ -n "${C_TARGET[$label]}" ] && [ -n "$STOCK" ]; then
@@ -64,6 +81,7 @@ make_initramfs() {
                 [ -f "$KBUILD/$t" ] || die "E2E-TARGET $t is not built"
                 n=$(module_name_of "$t")
                 cp "$KBUILD/$t" "$d/target-$n.ko"
+                sign_for_kernel "$d/target-$n.ko"
                 printf '%s\n' "$n" >>"$d/targets"
             done
             [ "${C_TARGET_LATE[$label]}" = yes ] && echo yes >"$d/target_late"
@@ -90,9 +108,8 @@ boot_vm() {
     # A stock kernel is larger and probes more: more memory, a CPU with its features.
     local mem=512M cpu=()
     [ -n "$STOCK" ] && mem=2G cpu=(-cpu max)
-    timeout "$QEMU_TIMEOUT" qemu-system-x86_64 -accel tcg "${cpu[@]}" -smp "$VM_CPUS" -m "$mem" -nographic -no-reboot \
-        -kernel "${BZIMAGE:-$KBUILD/arch/x86/boot/bzImage}" -initrd "$RUN/initramfs.cpio.gz" \
-        -append "console=ttyS0 panic=-1 loglevel=4" </dev/null >"$RUN/qemu.log" 2>&1 || rc=$?
+    qemu_run "${BZIMAGE:-$KBUILD/arch/x86/boot/bzImage}" "$RUN/initramfs.cpio.gz" "$RUN/qemu.log" \
+        "$QEMU_TIMEOUT" "$mem" "${cpu[@]}" -smp "$VM_CPUS" || rc=$?
     local dt
     dt=$(elapsed "$t0" "$(now)")
     timing "qemu ($VM_CASES case(s))" "$dt"

@@ -9,19 +9,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The kpatch-unit corpus: `$KLPFORGE_CORPUS`, or `shared/corpus/kpatch-unit` next to the
-/// workspace. `None` (after printing a skip message) if it is not there.
+/// The kpatch-unit corpus (see `klpforge_testkit::corpus_dir`): `None`, after a skip note,
+/// when it is not there.
 pub fn corpus_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("KLPFORGE_CORPUS") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/kpatch-unit"),
-    };
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: corpus not found at {}", dir.display());
-        None
-    }
+    klpforge_testkit::corpus_dir()
 }
 
 /// The `*.o` files of one architecture's corpus directory, sorted.
@@ -43,7 +34,7 @@ pub fn tool(name: &str, what: &str) -> Option<String> {
     match Command::new(name).arg("--version").output() {
         Ok(out) if out.status.success() => Some(name.to_string()),
         _ => {
-            eprintln!("skipping {what}: `{name}` not found");
+            klpforge_testkit::skip(name, &format!("skipping {what}: `{name}` not found"));
             None
         }
     }

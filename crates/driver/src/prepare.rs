@@ -140,8 +140,7 @@ impl PreparedKernel {
     fn find_module(&self, name: &str, object: &str) -> Option<PathBuf> {
         let root = self.inputs.modules.as_ref()?;
         let want = name.replace('-', "_");
-        let mut dir = Path::new(object).parent();
-        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+        for d in crate::kbuild::dirs_upward(object) {
             for base in [root.clone(), root.join("kernel")] {
                 for file in [format!("{name}.ko"), format!("{want}.ko")] {
                     let p = base.join(d).join(&file);
@@ -150,27 +149,19 @@ impl PreparedKernel {
                     }
                 }
             }
-            dir = d.parent();
         }
-        let mut stack = vec![root.clone()];
-        while let Some(dir) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            let mut entries: Vec<_> = rd.flatten().collect();
-            entries.sort_by_key(|e| e.file_name());
-            for e in entries {
-                let path = e.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if let Some(stem) = e.file_name().to_string_lossy().strip_suffix(".ko") {
-                    if stem.replace('-', "_") == want {
-                        return Some(path);
-                    }
-                }
-            }
-        }
-        None
+        walkdir::WalkDir::new(root)
+            .sort_by_file_name()
+            .into_iter()
+            .flatten()
+            .find(|e| {
+                e.file_type().is_file()
+                    && e.file_name()
+                        .to_string_lossy()
+                        .strip_suffix(".ko")
+                        .is_some_and(|stem| stem.replace('-', "_") == want)
+            })
+            .map(walkdir::DirEntry::into_path)
     }
 }
 

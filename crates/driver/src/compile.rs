@@ -39,6 +39,20 @@ pub const AUTHOR_HEADERS: &[(&str, &str)] = &[
     ),
 ];
 
+/// `text` as one shell word: the recorded commands are shell text, so every path klpforge
+/// puts into them (work directory, patched copies) is quoted, whatever characters it has.
+pub fn shell_word(text: &str) -> String {
+    shlex::try_quote(text).map_or_else(
+        // A NUL cannot be in a path; quote what is left rather than fail.
+        |_| format!("'{}'", text.replace('\0', "").replace('\'', "'\\''")),
+        |q| q.into_owned(),
+    )
+}
+
+fn path_word(path: &Path) -> String {
+    shell_word(&path.to_string_lossy())
+}
+
 /// Rewrite the recorded command of `cmd` to build `variant` into `out`. `cc` replaces the
 /// recorded compiler (the first word), for launchers such as `ccache gcc` or `distcc gcc`;
 /// `include` is searched after every directory of the command (`-idirafter`).
@@ -51,7 +65,7 @@ pub fn rewrite_command(
     cc: Option<&str>,
     include: Option<&Path>,
 ) -> Result<String, String> {
-    let out_s = out.to_string_lossy();
+    let out_s = path_word(out);
     let mut tokens: Vec<String> = Vec::new();
     let mut saw_output = false;
     let mut saw_source = false;
@@ -61,7 +75,7 @@ pub fn rewrite_command(
         let w = words[i];
         if w == "-o" && words.get(i + 1) == Some(&cmd.object.as_str()) {
             tokens.push("-o".into());
-            tokens.push(out_s.to_string());
+            tokens.push(out_s.clone());
             saw_output = true;
             i += 2;
             continue;
@@ -70,13 +84,13 @@ pub fn rewrite_command(
             .strip_prefix("-Wp,-MMD,")
             .or_else(|| w.strip_prefix("-Wp,-MD,"))
         {
-            tokens.push(format!("-Wp,-MMD,{}", depfile.display()));
+            tokens.push(shell_word(&format!("-Wp,-MMD,{}", depfile.display())));
             i += 1;
             continue;
         }
         if w == cmd.object {
             // Post-processing steps (objtool, ld -r) name the object too.
-            tokens.push(out_s.to_string());
+            tokens.push(out_s.clone());
             i += 1;
             continue;
         }
@@ -88,7 +102,7 @@ pub fn rewrite_command(
                     let rel = tree.source_relative(w).ok_or_else(|| {
                         format!("{}: source {w} is outside the source tree", cmd.object)
                     })?;
-                    tokens.push(root.join(rel).to_string_lossy().into_owned());
+                    tokens.push(path_word(&root.join(rel)));
                 }
             }
             i += 1;
@@ -98,7 +112,7 @@ pub fn rewrite_command(
             if let Some(rel) = tree.source_relative(dir) {
                 let shadow = root.join(&rel);
                 if !rel.is_empty() && shadow.is_dir() {
-                    tokens.push(format!("-I{}", shadow.display()));
+                    tokens.push(shell_word(&format!("-I{}", shadow.display())));
                 }
             }
         }
@@ -119,17 +133,20 @@ pub fn rewrite_command(
         .map(|f| f.to_string())
         .collect();
     if let Some(dir) = include {
-        extra.push(format!("-idirafter {}", dir.display()));
+        extra.push(format!("-idirafter {}", path_word(dir)));
     }
     if let Variant::Patched(root) = variant {
-        extra.push(format!("-fmacro-prefix-map={}/=", root.display()));
+        extra.push(shell_word(&format!(
+            "-fmacro-prefix-map={}/=",
+            root.display()
+        )));
         // `#include "local.h"` looks beside the file first, which for the copy is the work
         // directory: the tree's directory of the source comes next, as it would in the tree
         // (in-tree builds carry no -I for it; patched headers beside the copy still win).
         if let Some(rel) = tree.source_relative(&cmd.source) {
             let dir = Path::new(&rel).parent().unwrap_or(Path::new(""));
             let src = std::path::absolute(&tree.src).unwrap_or_else(|_| tree.src.clone());
-            extra.push(format!("-iquote {}", src.join(dir).display()));
+            extra.push(format!("-iquote {}", path_word(&src.join(dir))));
         }
     }
     let compiler_end = 1.min(tokens.len());
@@ -222,12 +239,22 @@ mod tests {
             None,
         )
         .unwrap();
-        assert!(
-            orig.starts_with("gcc -ffunction-sections -fdata-sections -Wp,-MMD,/w/x.d "),
+        // What the shell will see, word by word.
+        let words = |line: &str| shlex::split(line).expect("a well-quoted command line");
+        let w = words(&orig);
+        assert_eq!(
+            w[..4],
+            [
+                "gcc",
+                "-ffunction-sections",
+                "-fdata-sections",
+                "-Wp,-MMD,/w/x.d"
+            ],
             "{orig}"
         );
         assert!(
-            orig.contains(" -o /w/o/x.o ../fs/proc/cmdline.c "),
+            w.windows(3)
+                .any(|x| x == ["-o", "/w/o/x.o", "../fs/proc/cmdline.c"]),
             "{orig}"
         );
         assert!(orig.ends_with("objtool --orc /w/o/x.o"), "{orig}");
@@ -242,8 +269,27 @@ mod tests {
         )
         .unwrap();
         assert!(p.starts_with("ccache gcc -ffunction-sections"), "{p}");
-        assert!(p.contains(" /w/src/fs/proc/cmdline.c "), "{p}");
-        assert!(p.contains("-fmacro-prefix-map=/w/src/="), "{p}");
+        let w = words(&p);
+        assert!(w.iter().any(|x| x == "/w/src/fs/proc/cmdline.c"), "{p}");
+        assert!(w.iter().any(|x| x == "-fmacro-prefix-map=/w/src/="), "{p}");
         assert!(!p.contains(" fs/proc/cmdline.o"), "{p}");
+        // A work directory with a space and a quote stays one word.
+        let q = rewrite_command(
+            &tree,
+            &cmd,
+            &Variant::Patched(PathBuf::from("/w/it's a dir")),
+            Path::new("/w/it's a dir/x.o"),
+            Path::new("/w/it's a dir/x.d"),
+            None,
+            Some(Path::new("/w/it's a dir/include")),
+        )
+        .unwrap();
+        let w = words(&q);
+        assert!(w.iter().any(|x| x == "/w/it's a dir/x.o"), "{q}");
+        assert!(
+            w.iter().any(|x| x == "/w/it's a dir/fs/proc/cmdline.c"),
+            "{q}"
+        );
+        assert!(w.iter().any(|x| x == "/w/it's a dir/include"), "{q}");
     }
 }

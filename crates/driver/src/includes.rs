@@ -57,34 +57,36 @@ fn includes_of(text: &str) -> Vec<Include> {
 
 /// Every `.c` and `.h` file of the tree that can matter for `arch` (paths relative to it).
 fn source_files(src: &Path, arch: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![String::new()];
-    while let Some(rel) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(src.join(&rel)) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let child = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
-            };
-            let Ok(ft) = e.file_type() else { continue };
-            if ft.is_dir() {
-                // An object tree inside the source tree (O=build) holds a .config.
-                let skip = (rel.is_empty() && SKIPPED.contains(&name.as_str()))
-                    || (rel == "arch" && name != arch)
-                    || name.starts_with('.')
-                    || e.path().join(".config").exists();
-                if !skip {
-                    stack.push(child);
-                }
-            } else if ft.is_file() && (name.ends_with(".c") || name.ends_with(".h")) {
-                out.push(child);
+    let rel = |p: &Path| {
+        p.strip_prefix(src)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let walk = walkdir::WalkDir::new(src)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| {
+            if !e.file_type().is_dir() {
+                return true;
             }
-        }
-    }
+            let name = e.file_name().to_string_lossy();
+            let parent = e.path().parent().map(&rel).unwrap_or_default();
+            // An object tree inside the source tree (O=build) holds a .config.
+            !((e.depth() == 1 && SKIPPED.contains(&name.as_ref()))
+                || (parent == "arch" && name != arch)
+                || name.starts_with('.')
+                || e.path().join(".config").exists())
+        });
+    let mut out: Vec<String> = walk
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy();
+            name.ends_with(".c") || name.ends_with(".h")
+        })
+        .map(|e| rel(e.path()))
+        .collect();
     out.sort();
     out
 }

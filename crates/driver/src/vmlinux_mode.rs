@@ -14,10 +14,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::driver::{
-    collect_outcomes, diff_object, finish, load_exports, module_symbols, BuildOptions, BuildReport,
-    BuildResult,
-};
+use crate::options::{BuildOptions, BuildReport, BuildResult};
+use crate::stages::{collect_outcomes, diff_object, finish, load_exports, module_symbols};
 
 /// One linked object to compare: label, original, patched, objname, sympos source.
 type Pair = (
@@ -137,7 +135,7 @@ pub fn build_vmlinux_mode(
     let orig_vo = if user_vo.exists() && has_function_sections(&user_vo) {
         user_vo
     } else {
-        eprintln!("klpforge: the original vmlinux.o lacks function sections: rebuilding a copy with them (a full kernel build)");
+        opts.progress.finding("the original vmlinux.o lacks function sections: rebuilding a copy with them (a full kernel build)");
         let b = copy_tree(opts, &work.join("orig-tree"))?;
         make(
             &work.join("orig-tree"),

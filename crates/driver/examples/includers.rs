@@ -4,7 +4,7 @@ fn main() {
     let (src, arch, headers) = (&args[0], &args[1], &args[2..]);
     let t = std::time::Instant::now();
     let set = headers.iter().cloned().collect();
-    let found = klpforge_build::includes::sources_including(std::path::Path::new(src), &set, arch);
+    let found = klpforge_driver::includes::sources_including(std::path::Path::new(src), &set, arch);
     for f in &found {
         println!("{f}");
     }

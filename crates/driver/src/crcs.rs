@@ -57,7 +57,7 @@ pub fn changed_crcs(
     )?;
     // The compiler invocation alone, preprocessing only (no objtool step, no object).
     let compile = full.split(" ; ").next().unwrap_or(&full);
-    let out_s = out.to_string_lossy();
+    let out_s = crate::compile::shell_word(&out.to_string_lossy());
     let cpp =
         compile
             .replace(&format!(" -o {out_s}"), "")
@@ -66,7 +66,7 @@ pub fn changed_crcs(
         .arg("-c")
         .arg(format!(
             "set -o pipefail; {cpp} | {} -r /dev/null",
-            genksyms.display()
+            crate::compile::shell_word(&genksyms.to_string_lossy())
         ))
         .current_dir(&tree.build)
         .output()

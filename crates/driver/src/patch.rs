@@ -64,29 +64,27 @@ impl FilePatch {
     /// The path of the patched file with one leading component (`b/`) stripped, as
     /// `patch -p1` sees it; `None` for a deletion.
     pub fn target(&self) -> Option<String> {
-        let raw = self.new_path.split('\t').next().unwrap_or("");
-        if raw == "/dev/null" {
-            return None;
-        }
-        Some(
-            raw.split_once('/')
-                .map_or(raw, |(_, rest)| rest)
-                .to_string(),
-        )
+        strip_p1(&self.new_path)
     }
 
     /// The path of the original file, `-p1` style; `None` for a new file.
     pub fn source(&self) -> Option<String> {
-        let raw = self.old_path.split('\t').next().unwrap_or("");
-        if raw == "/dev/null" {
-            return None;
-        }
-        Some(
-            raw.split_once('/')
-                .map_or(raw, |(_, rest)| rest)
-                .to_string(),
-        )
+        strip_p1(&self.old_path)
     }
+}
+
+/// A `---`/`+++` path as `patch -p1` reads it (timestamp and first component dropped), or
+/// `None` for `/dev/null`.
+fn strip_p1(path: &str) -> Option<String> {
+    let raw = path.split('\t').next().unwrap_or("");
+    if raw == "/dev/null" {
+        return None;
+    }
+    Some(
+        raw.split_once('/')
+            .map_or(raw, |(_, rest)| rest)
+            .to_string(),
+    )
 }
 
 /// A whole patch.

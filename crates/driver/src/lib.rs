@@ -3,6 +3,8 @@
 //! * [`patch`]: unified diffs, parsed and printed back exactly.
 //! * [`fixlines`]: `#line` directives that keep `__LINE__` stable below an edit.
 
+#![deny(missing_docs)]
+
 pub mod compile;
 pub mod crcs;
 pub mod distro;
@@ -10,6 +12,10 @@ pub mod driver;
 pub mod fixlines;
 pub mod includes;
 pub mod kbuild;
+pub mod options;
 pub mod patch;
+pub mod preflight;
 pub mod prepare;
+pub mod progress;
+pub mod stages;
 pub mod vmlinux_mode;

@@ -3,12 +3,12 @@
 //! GCC and Clang decorate local names with counters that change whenever anything else in the
 //! translation unit changes: `count.3` for a function-scope static, `foo.constprop.0`,
 //! `foo.isra.2`, `foo.part.1`, `foo.cold.7`, `__UNIQUE_ID_ddebug_123`, and Clang's promoted
-//! `foo.llvm.123456789`. The *demangled* name drops the counters (and the `.llvm.` suffix)
+//! `foo.llvm.123456789`. The *stable* name drops the counters (and the `.llvm.` suffix)
 //! and keeps the rest, so `foo.constprop.0` and `foo.constprop.1` compare equal but
 //! `foo.constprop.0` and `foo` do not.
 
-/// The demangled form of `name`.
-pub fn demangle(name: &str) -> String {
+/// The stable form of `name`.
+pub fn stable_name(name: &str) -> String {
     let name = match name.find(".llvm.") {
         Some(pos) => &name[..pos],
         None => name,
@@ -63,21 +63,21 @@ mod tests {
 
     #[test]
     fn counters_are_dropped() {
-        assert_eq!(demangle("foo.constprop.0"), "foo.constprop");
-        assert_eq!(demangle("foo.isra.12.cold.3"), "foo.isra.cold");
-        assert_eq!(demangle("count.1234"), "count");
-        assert_eq!(demangle("__already_done.12"), "__already_done");
-        assert_eq!(demangle("plain"), "plain");
-        assert_eq!(demangle("foo.llvm.1234567"), "foo");
-        assert_eq!(demangle("__UNIQUE_ID_ddebug_123"), "__UNIQUE_ID_ddebug");
-        assert_eq!(demangle("__UNIQUE_ID_ddebug123"), "__UNIQUE_ID_ddebug");
+        assert_eq!(stable_name("foo.constprop.0"), "foo.constprop");
+        assert_eq!(stable_name("foo.isra.12.cold.3"), "foo.isra.cold");
+        assert_eq!(stable_name("count.1234"), "count");
+        assert_eq!(stable_name("__already_done.12"), "__already_done");
+        assert_eq!(stable_name("plain"), "plain");
+        assert_eq!(stable_name("foo.llvm.1234567"), "foo");
+        assert_eq!(stable_name("__UNIQUE_ID_ddebug_123"), "__UNIQUE_ID_ddebug");
+        assert_eq!(stable_name("__UNIQUE_ID_ddebug123"), "__UNIQUE_ID_ddebug");
         assert_eq!(
-            demangle("__UNIQUE_ID_addressable___UNIQUE_ID_x_694_695"),
+            stable_name("__UNIQUE_ID_addressable___UNIQUE_ID_x_694_695"),
             "__UNIQUE_ID_addressable___UNIQUE_ID_x"
         );
         // Digits inside a component stay.
-        assert_eq!(demangle("ipv6_route2"), "ipv6_route2");
-        assert_eq!(demangle("CSWTCH.55"), "CSWTCH");
+        assert_eq!(stable_name("ipv6_route2"), "ipv6_route2");
+        assert_eq!(stable_name("CSWTCH.55"), "CSWTCH");
     }
 
     #[test]

@@ -115,51 +115,47 @@ impl KernelTree {
         sources: &BTreeSet<String>,
     ) -> Result<BTreeMap<String, CmdFile>, String> {
         let mut out = BTreeMap::new();
-        let mut stack = vec![self.build.clone()];
-        while let Some(dir) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&dir) else {
+        // Every directory but hidden ones and the `source` link of an O= build.
+        let walk = walkdir::WalkDir::new(&self.build)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                let name = e.file_name().to_string_lossy();
+                e.depth() == 0
+                    || !e.file_type().is_dir()
+                    || (!name.starts_with('.') && name != "source")
+            });
+        for e in walk.flatten().filter(|e| e.file_type().is_file()) {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(obj_name) = name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".o.cmd"))
+            else {
                 continue;
             };
-            let mut entries: Vec<_> = rd.flatten().collect();
-            entries.sort_by_key(|e| e.file_name());
-            for e in entries {
-                let path = e.path();
-                let name = e.file_name().to_string_lossy().into_owned();
-                let Ok(ft) = e.file_type() else { continue };
-                if ft.is_dir() {
-                    if !name.starts_with('.') && name != "source" {
-                        stack.push(path);
-                    }
-                    continue;
-                }
-                let Some(obj_name) = name
-                    .strip_prefix('.')
-                    .and_then(|n| n.strip_suffix(".o.cmd"))
-                else {
-                    continue;
-                };
-                let rel_dir = dir.strip_prefix(&self.build).unwrap_or(Path::new(""));
-                let object = rel_dir
-                    .join(format!("{obj_name}.o"))
-                    .to_string_lossy()
-                    .into_owned();
-                let Ok(text) = std::fs::read_to_string(&path) else {
-                    continue;
-                };
-                let Ok(cmd) = parse_cmd(&object, &text) else {
-                    continue;
-                };
-                // Only C compilations: the patched sources are C files and headers.
-                if !cmd.source.ends_with(".c") {
-                    continue;
-                }
-                let touched = std::iter::once(&cmd.source)
-                    .chain(cmd.deps.iter())
-                    .filter_map(|d| self.source_relative(d))
-                    .any(|d| sources.contains(&d));
-                if touched {
-                    out.insert(object, cmd);
-                }
+            let dir = path.parent().unwrap_or(Path::new(""));
+            let rel_dir = dir.strip_prefix(&self.build).unwrap_or(Path::new(""));
+            let object = rel_dir
+                .join(format!("{obj_name}.o"))
+                .to_string_lossy()
+                .into_owned();
+            let Ok(text) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            let Ok(cmd) = parse_cmd(&object, &text) else {
+                continue;
+            };
+            // Only C compilations: the patched sources are C files and headers.
+            if !cmd.source.ends_with(".c") {
+                continue;
+            }
+            let touched = std::iter::once(&cmd.source)
+                .chain(cmd.deps.iter())
+                .filter_map(|d| self.source_relative(d))
+                .any(|d| sources.contains(&d));
+            if touched {
+                out.insert(object, cmd);
             }
         }
         Ok(out)
@@ -176,17 +172,17 @@ impl KernelTree {
             return Some(found);
         }
         let file = format!("{name}.ko");
-        let mut dir = Path::new(&cmd.object).parent();
-        let mut first = None;
-        while let Some(d) = dir {
-            let candidate = self.build.join(d).join(&file);
-            first.get_or_insert_with(|| candidate.clone());
-            if candidate.exists() {
-                return Some((name, candidate));
-            }
-            dir = d.parent().filter(|p| !p.as_os_str().is_empty());
-        }
-        Some((name, first.unwrap_or_else(|| self.build.join(&file))))
+        let candidates: Vec<PathBuf> = dirs_upward(&cmd.object)
+            .map(|d| self.build.join(d).join(&file))
+            .collect();
+        let found = candidates
+            .iter()
+            .find(|c| c.exists())
+            .or(candidates.first());
+        Some((
+            name,
+            found.cloned().unwrap_or_else(|| self.build.join(&file)),
+        ))
     }
 
     /// The module `modules.order` and the `.mod` files of a full build put `object` in.
@@ -205,6 +201,16 @@ impl KernelTree {
         }
         None
     }
+}
+
+/// The directory of `object` (a path relative to a tree) and each one above it, nearest
+/// first, without the tree's root: `fs/xfs/libxfs/x.o` gives `fs/xfs/libxfs`, `fs/xfs`, `fs`.
+/// Where kbuild puts a module file: in its objects' directory or one above.
+pub fn dirs_upward(object: &str) -> impl Iterator<Item = &Path> {
+    Path::new(object)
+        .ancestors()
+        .skip(1)
+        .filter(|d| !d.as_os_str().is_empty())
 }
 
 /// The module name a compile command builds for: `KBUILD_MODNAME` when the command has
