@@ -250,7 +250,7 @@ struct Pending {
 /// What is left on both sides is returned for the evidence of their users.
 fn pair_group(
     twins: &mut Twins,
-    (oc, pc): (&Checksums, &Checksums),
+    (orig_sums, patched_sums): (&Checksums, &Checksums),
     name: &str,
     mut os: Vec<SymbolId>,
     mut ps: Vec<SymbolId>,
@@ -262,10 +262,10 @@ fn pair_group(
     // Identical checksums, unique on both sides.
     let mut i = 0;
     while i < os.len() {
-        let c = oc.full[os[i].index()];
-        let on = os.iter().filter(|x| oc.full[x.index()] == c).count();
+        let c = orig_sums.full[os[i].index()];
+        let on = os.iter().filter(|x| orig_sums.full[x.index()] == c).count();
         let matches: Vec<usize> = (0..ps.len())
-            .filter(|&j| pc.full[ps[j].index()] == c)
+            .filter(|&j| patched_sums.full[ps[j].index()] == c)
             .collect();
         if c != 0 && on == 1 && matches.len() == 1 {
             twins.pair(os[i], ps[matches[0]]);
@@ -334,8 +334,8 @@ fn users(info: &ObjInfo<'_, '_>) -> Users {
 /// by Jaccard index, strictly). Repeats while anything pairs; returns what is left.
 fn pair_by_evidence(
     twins: &mut Twins,
-    (oc, ou): (&Checksums, &Users),
-    (pc, pu): (&Checksums, &Users),
+    (orig_sums, ou): (&Checksums, &Users),
+    (patched_sums, pu): (&Checksums, &Users),
     mut pending: Vec<Pending>,
 ) -> Vec<Pending> {
     loop {
@@ -347,7 +347,7 @@ fn pair_by_evidence(
             for &o in &g.orig {
                 for &u in ou.of.get(&o).into_iter().flatten() {
                     let Some(up) = twins.of_orig(u) else { continue };
-                    if oc.full[u.index()] != pc.full[up.index()] {
+                    if orig_sums.full[u.index()] != patched_sums.full[up.index()] {
                         continue;
                     }
                     let (Some(a), Some(b)) = (ou.sites.get(&u), pu.sites.get(&up)) else {
@@ -444,12 +444,12 @@ fn pair_by_evidence(
     }
 }
 
-/// Correlate `orig` with `patched` (`oc`/`pc`: checksums by [`crate::checksum::Identity::Names`]).
+/// Correlate `orig` with `patched` (`orig_sums`/`patched_sums`: checksums by [`crate::checksum::Identity::Names`]).
 pub fn correlate(
     orig: &ObjInfo<'_, '_>,
     patched: &ObjInfo<'_, '_>,
-    oc: &Checksums,
-    pc: &Checksums,
+    orig_sums: &Checksums,
+    patched_sums: &Checksums,
 ) -> Result<Twins, Vec<Ambiguity>> {
     let mut twins = Twins {
         orig_to_patched: vec![None; orig.obj.symbol_arena_len()],
@@ -470,7 +470,13 @@ pub fn correlate(
     let mut pending = Vec::new();
     for (key, os) in og {
         let Some(ps) = pg.remove(&key) else { continue };
-        pending.extend(pair_group(&mut twins, (oc, pc), &key.2, os, ps));
+        pending.extend(pair_group(
+            &mut twins,
+            (orig_sums, patched_sums),
+            &key.2,
+            os,
+            ps,
+        ));
     }
     // A symbol that changed scope (static ↔ global) pairs by exact name when unique.
     let unpaired_o: Vec<SymbolId> = orig
@@ -528,11 +534,17 @@ pub fn correlate(
             continue;
         }
         // Content decides only when unique on both sides (zeroed counters all look alike).
-        pending.extend(pair_group(&mut twins, (oc, pc), &name, os, ps));
+        pending.extend(pair_group(
+            &mut twins,
+            (orig_sums, patched_sums),
+            &name,
+            os,
+            ps,
+        ));
     }
     let ou = users(orig);
     let pu = users(patched);
-    let mut left = pair_by_evidence(&mut twins, (oc, &ou), (pc, &pu), pending);
+    let mut left = pair_by_evidence(&mut twins, (orig_sums, &ou), (patched_sums, &pu), pending);
     // `.cold` parts pair through their parents.
     for (o, _) in orig.obj.symbols() {
         let Some(op) = orig.sym(o).parent else {
@@ -553,7 +565,7 @@ pub fn correlate(
             twins.pair(o, cands[0]);
         }
     }
-    pair_indistinguishable(&mut twins, (oc, &ou), (pc, &pu), &mut left);
+    pair_indistinguishable(&mut twins, (orig_sums, &ou), (patched_sums, &pu), &mut left);
     pair_moved_statics(&mut twins, (orig, &of), (patched, &pf), &mut left);
     let ambiguities: Vec<Ambiguity> = left
         .into_iter()
@@ -615,10 +627,12 @@ fn pair_moved_statics(
         }
         out
     };
-    let oc = candidates(orig, of, 0, twins);
-    let pc = candidates(patched, pf, 1, twins);
-    for (key, os) in oc {
-        let Some(ps) = pc.get(&key) else { continue };
+    let orig_candidates = candidates(orig, of, 0, twins);
+    let patched_candidates = candidates(patched, pf, 1, twins);
+    for (key, os) in orig_candidates {
+        let Some(ps) = patched_candidates.get(&key) else {
+            continue;
+        };
         if os.len() == 1 && ps.len() == 1 {
             let (o, p) = (os[0], ps[0]);
             // Leftover ambiguity about exactly these two is resolved by this pairing.
@@ -642,8 +656,8 @@ fn pair_moved_statics(
 /// order binds equal things, so they pair in name order, class by class of equal checksums.
 fn pair_indistinguishable(
     twins: &mut Twins,
-    (oc, ou): (&Checksums, &Users),
-    (pc, pu): (&Checksums, &Users),
+    (orig_sums, ou): (&Checksums, &Users),
+    (patched_sums, pu): (&Checksums, &Users),
     left: &mut Vec<Pending>,
 ) {
     for g in left.iter_mut() {
@@ -652,19 +666,19 @@ fn pair_indistinguishable(
         {
             continue;
         }
-        let classes: BTreeSet<u64> = g.orig.iter().map(|o| oc.full[o.index()]).collect();
+        let classes: BTreeSet<u64> = g.orig.iter().map(|o| orig_sums.full[o.index()]).collect();
         for c in classes {
             let os: Vec<SymbolId> = g
                 .orig
                 .iter()
                 .copied()
-                .filter(|o| oc.full[o.index()] == c)
+                .filter(|o| orig_sums.full[o.index()] == c)
                 .collect();
             let ps: Vec<SymbolId> = g
                 .patched
                 .iter()
                 .copied()
-                .filter(|p| pc.full[p.index()] == c)
+                .filter(|p| patched_sums.full[p.index()] == c)
                 .collect();
             if os.len() == ps.len() {
                 for (o, p) in os.into_iter().zip(ps) {

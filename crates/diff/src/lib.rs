@@ -20,7 +20,9 @@ pub mod clone;
 pub mod code;
 pub mod correlate;
 pub mod klp;
+pub mod markers;
 pub mod refs;
+pub mod refusal;
 pub mod select;
 pub mod special;
 pub mod stable_name;
@@ -144,11 +146,11 @@ fn first_difference(
         return "definition changed".into();
     };
     let empty = code::CodeMap::default();
-    let oc = o
+    let orig_insns = o
         .code(osec)
         .unwrap_or(&empty)
         .range(os.value, os.value + os.size);
-    let pc = p
+    let patched_insns = p
         .code(psec)
         .unwrap_or(&empty)
         .range(ps.value, ps.value + ps.size);
@@ -211,7 +213,7 @@ fn first_difference(
         }
         text
     };
-    for (i, (a, b)) in oc.iter().zip(pc.iter()).enumerate() {
+    for (i, (a, b)) in orig_insns.iter().zip(patched_insns.iter()).enumerate() {
         // Equal bytes and references at the same offset disassemble alike: only a
         // difference is worth the disassembler.
         if a.offset == b.offset && operands(o, osec, a) == operands(p, psec, b) {
@@ -226,13 +228,13 @@ fn first_difference(
             );
         }
     }
-    if oc.len() != pc.len() || os.size != ps.size {
+    if orig_insns.len() != patched_insns.len() || os.size != ps.size {
         return format!(
             "size {:#x} -> {:#x} ({} -> {} instructions)",
             os.size,
             ps.size,
-            oc.len(),
-            pc.len()
+            orig_insns.len(),
+            patched_insns.len()
         );
     }
     if !o.sym(osym).children.is_empty() || !p.sym(psym).children.is_empty() {
@@ -322,12 +324,13 @@ pub fn diff(
     let p = analyze::ObjInfo::new(patched, arch);
     // Checksums by name pair the candidates; checksums by twin identity then decide what
     // changed (a renumbered reference hashes equal, a retargeted one differs).
-    let (oc, pc) = (
+    let (orig_sums, patched_sums) = (
         checksum::compute(&o, checksum::Identity::Names),
         checksum::compute(&p, checksum::Identity::Names),
     );
-    let twins = correlate::correlate(&o, &p, &oc, &pc).map_err(DiffError::Ambiguous)?;
-    let (oc, pc) = (
+    let twins =
+        correlate::correlate(&o, &p, &orig_sums, &patched_sums).map_err(DiffError::Ambiguous)?;
+    let (orig_sums, patched_sums) = (
         checksum::compute(
             &o,
             checksum::Identity::Twins {
@@ -357,7 +360,7 @@ pub fn diff(
             }
         }
     }
-    let sel = select::select(&o, &p, &oc, &pc, &twins, opts);
+    let sel = select::select(&o, &p, &orig_sums, &patched_sums, &twins, opts);
     let mut report = Report {
         objname: opts.objname.clone(),
         changed_functions: sel

@@ -7,10 +7,7 @@
 //! initialised data or data layout, a changed function without an ftrace entry, and a removed
 //! reference to a function-scope static.
 //!
-//! Patch-author markers of both peers are honoured here: kpatch's `KPATCH_IGNORE_FUNCTION`,
-//! `KPATCH_IGNORE_SECTION`, `KPATCH_FORCE_UNSAFE` and callback records, upstream's
-//! `KLP_*_CALLBACK` pointers in `.discard.klp_callback_ptrs`, and klpforge's own
-//! `KLPFORGE_STATE` declarations (`struct klp_state`, in `.klp_forge.states`).
+//! The patch author's markers ([`crate::markers`]) are honoured here.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -20,63 +17,12 @@ use crate::analyze::{ObjInfo, SecKind, SymKind};
 use crate::checksum::Checksums;
 use crate::correlate::Twins;
 use crate::klp::{Binding, SymposSource};
-use crate::refs::{string_at, Target};
+use crate::markers::{declared_states, markers};
+pub use crate::markers::{CallbackKind, KlpState};
+use crate::refs::Target;
+use crate::refusal::refusal;
+pub use crate::refusal::Refusal;
 use crate::DiffOptions;
-
-/// A change that cannot be live-patched.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Refusal {
-    /// The symbol (or section) concerned.
-    pub symbol: String,
-    /// Why it cannot be patched.
-    pub reason: String,
-    /// What the patch author can do instead.
-    pub remedy: String,
-}
-
-/// The four livepatch callbacks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CallbackKind {
-    /// Before the patch is enabled.
-    PrePatch,
-    /// After the patch is enabled.
-    PostPatch,
-    /// Before the patch is disabled.
-    PreUnpatch,
-    /// After the patch is disabled.
-    PostUnpatch,
-}
-
-impl CallbackKind {
-    /// All kinds, in `struct klp_callbacks` order.
-    pub const ALL: [CallbackKind; 4] = [
-        CallbackKind::PrePatch,
-        CallbackKind::PostPatch,
-        CallbackKind::PreUnpatch,
-        CallbackKind::PostUnpatch,
-    ];
-
-    /// `pre_patch`, `post_patch`, ...
-    pub fn name(self) -> &'static str {
-        match self {
-            CallbackKind::PrePatch => "pre_patch",
-            CallbackKind::PostPatch => "post_patch",
-            CallbackKind::PreUnpatch => "pre_unpatch",
-            CallbackKind::PostUnpatch => "post_unpatch",
-        }
-    }
-}
-
-/// A system state the patch declares it handles (`KLPFORGE_STATE(id, version)`): the kernel's
-/// `struct klp_state`, which cumulative patches hand over with `klp_get_prev_state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-pub struct KlpState {
-    /// The state's identifier (never 0: the kernel ends a patch's state list at id 0).
-    pub id: u64,
-    /// Its version: a later patch must declare at least the version of the patches it replaces.
-    pub version: u32,
-}
 
 /// What the patch changes in one object.
 #[derive(Debug, Clone, Default)]
@@ -106,168 +52,12 @@ pub struct Selection {
     pub warnings: Vec<String>,
 }
 
-fn refusal(symbol: &str, reason: impl Into<String>, remedy: impl Into<String>) -> Refusal {
-    Refusal {
-        symbol: symbol.to_string(),
-        reason: reason.into(),
-        remedy: remedy.into(),
-    }
-}
-
-/// Functions and sections named by the author markers of a patched object.
-struct Markers {
-    ignored_functions: HashSet<SymbolId>,
-    ignored_sections: HashSet<SectionId>,
-    forced: HashSet<SymbolId>,
-    callbacks: Vec<(CallbackKind, SymbolId)>,
-}
-
-fn kpatch_callback_kind(section: &str) -> Option<CallbackKind> {
-    Some(match section.strip_prefix(".kpatch.callbacks.")? {
-        "pre_patch" => CallbackKind::PrePatch,
-        "post_patch" => CallbackKind::PostPatch,
-        "pre_unpatch" => CallbackKind::PreUnpatch,
-        "post_unpatch" => CallbackKind::PostUnpatch,
-        _ => return None,
-    })
-}
-
-fn upstream_callback_kind(symbol: &str) -> Option<CallbackKind> {
-    for kind in CallbackKind::ALL {
-        if symbol.starts_with(&format!("__klp_{}_callback_", kind.name())) {
-            return Some(kind);
-        }
-    }
-    None
-}
-
-fn markers(p: &ObjInfo<'_, '_>) -> Markers {
-    let mut m = Markers {
-        ignored_functions: HashSet::new(),
-        ignored_sections: HashSet::new(),
-        forced: HashSet::new(),
-        callbacks: Vec::new(),
-    };
-    for (sec, s) in p.obj.sections() {
-        if p.sec(sec).kind != SecKind::Marker {
-            continue;
-        }
-        let name = s.name_lossy().into_owned();
-        for r in p.relocations(sec) {
-            let target = r.target;
-            let func = match target {
-                Target::Symbol { sym, .. } if p.sym(sym).kind == SymKind::Function => Some(sym),
-                _ => None,
-            };
-            match name.as_str() {
-                ".kpatch.ignore.functions" => m.ignored_functions.extend(func),
-                ".kpatch.force" => m.forced.extend(func),
-                ".kpatch.ignore.sections" => {
-                    if let Target::String {
-                        sec: ssec, start, ..
-                    } = target
-                    {
-                        let wanted = string_at(p.obj.section(ssec).bytes(), start).to_vec();
-                        if let Some(id) = p.obj.section_by_name(&wanted) {
-                            m.ignored_sections.insert(id);
-                        }
-                    }
-                }
-                ".discard.klp_callback_ptrs" => {
-                    let holder = p.symbol_at(sec, r.offset as i64);
-                    let kind = holder.and_then(|h| upstream_callback_kind(&p.sym(h).name));
-                    if let (Some(kind), Some(f)) = (kind, func) {
-                        m.callbacks.push((kind, f));
-                    }
-                }
-                n => {
-                    if let (Some(kind), Some(f)) = (kpatch_callback_kind(n), func) {
-                        m.callbacks.push((kind, f));
-                    }
-                }
-            }
-        }
-    }
-    m.callbacks.sort();
-    m.callbacks.dedup();
-    m
-}
-
-/// The `KLPFORGE_STATE` records of `.klp_forge.states` (`u64 id`, `u32 version`, `u32` zero,
-/// in the object's byte order), or the refusal that malformed or contradicting ones deserve.
-fn declared_states(p: &ObjInfo<'_, '_>) -> Result<Vec<KlpState>, Refusal> {
-    let Some(sec) = p
-        .obj
-        .section_by_name(crate::klp::KLP_STATES_SECTION.as_bytes())
-    else {
-        return Ok(Vec::new());
-    };
-    let bytes = p.obj.section(sec).bytes();
-    let size = crate::klp::KLP_STATE_RECORD_SIZE;
-    let remedy =
-        "declare states with KLPFORGE_STATE(id, version) of klpforge.h, one version per id";
-    if bytes.len() % size != 0 {
-        return Err(refusal(
-            crate::klp::KLP_STATES_SECTION,
-            format!(
-                "{} bytes is not a whole number of {size}-byte state records",
-                bytes.len()
-            ),
-            remedy,
-        ));
-    }
-    let big = p.obj.header.endian == klpforge_elf::Endian::Big;
-    let mut states: Vec<KlpState> = Vec::new();
-    for rec in bytes.chunks_exact(size) {
-        let (id, version) = (
-            <[u8; 8]>::try_from(&rec[..8]).expect("8 bytes"),
-            <[u8; 4]>::try_from(&rec[8..12]).expect("4 bytes"),
-        );
-        let state = if big {
-            KlpState {
-                id: u64::from_be_bytes(id),
-                version: u32::from_be_bytes(version),
-            }
-        } else {
-            KlpState {
-                id: u64::from_le_bytes(id),
-                version: u32::from_le_bytes(version),
-            }
-        };
-        if state.id == 0 {
-            return Err(refusal(
-                crate::klp::KLP_STATES_SECTION,
-                "a state with id 0: the kernel ends a patch's state list at id 0",
-                remedy,
-            ));
-        }
-        match states.iter().find(|s| s.id == state.id) {
-            Some(s) if s.version != state.version => {
-                return Err(refusal(
-                    crate::klp::KLP_STATES_SECTION,
-                    format!(
-                        "state {:#x} declared with versions {} and {}",
-                        state.id,
-                        s.version.min(state.version),
-                        s.version.max(state.version)
-                    ),
-                    remedy,
-                ))
-            }
-            Some(_) => {}
-            None => states.push(state),
-        }
-    }
-    states.sort();
-    Ok(states)
-}
-
 /// Select the changes between `orig` and `patched`.
 pub fn select(
     orig: &ObjInfo<'_, '_>,
     patched: &ObjInfo<'_, '_>,
-    oc: &Checksums,
-    pc: &Checksums,
+    orig_sums: &Checksums,
+    patched_sums: &Checksums,
     twins: &Twins,
     opts: &DiffOptions,
 ) -> Selection {
@@ -311,10 +101,10 @@ pub fn select(
                     continue;
                 };
                 let forced = marks.forced.contains(&p);
-                if oc.full[o.index()] == pc.full[p.index()] && !forced {
+                if orig_sums.full[o.index()] == patched_sums.full[p.index()] && !forced {
                     continue;
                 }
-                if oc.noline[o.index()] == pc.noline[p.index()] && !forced {
+                if orig_sums.noline[o.index()] == patched_sums.noline[p.index()] && !forced {
                     sel.line_only.push(si.name.clone());
                     continue;
                 }
@@ -338,7 +128,7 @@ pub fn select(
                 }
                 check_static_locals(orig, twins, o, opts.accept_fresh_statics, &mut sel);
                 check_weak_default(orig, o, image, &mut sel);
-                check_alias_split(orig, patched, pc, twins, (p, o), &mut sel);
+                check_alias_split(orig, patched, patched_sums, twins, (p, o), &mut sel);
                 sel.changed.push((p, o));
             }
             SymKind::Object => {
@@ -353,7 +143,8 @@ pub fn select(
                     continue;
                 }
                 let os = orig.obj.symbol(o);
-                let changed = os.size != s.size || oc.full[o.index()] != pc.full[p.index()];
+                let changed =
+                    os.size != s.size || orig_sums.full[o.index()] != patched_sums.full[p.index()];
                 let read_only = |info: &ObjInfo<'_, '_>, sec: Option<SectionId>| {
                     sec.is_some_and(|x| info.sec(x).kind == SecKind::Rodata && !info.sec(x).init)
                 };
@@ -380,7 +171,7 @@ pub fn select(
                         format!("data layout changed (size {} -> {})", os.size, s.size),
                         "a live patch cannot resize existing data: use shadow variables (klp_shadow_*) for new fields",
                     ));
-                } else if oc.full[o.index()] != pc.full[p.index()] {
+                } else if orig_sums.full[o.index()] != patched_sums.full[p.index()] {
                     let init = sec_info.init;
                     sel.refusals.push(refusal(
                         &si.name,
@@ -397,7 +188,7 @@ pub fn select(
         }
     }
     through_callers(orig, patched, twins, notrace, &mut sel);
-    check_code_gaps(oc, pc, &mut sel);
+    check_code_gaps(orig_sums, patched_sums, &mut sel);
     // Forced and callback functions count as included even when unchanged.
     for &f in marks.forced.iter().chain(callback_fns.iter()) {
         if twins.of_patched(f).is_none() && !sel.new_functions.contains(&f) {
@@ -585,9 +376,9 @@ fn data_escape(info: &ObjInfo<'_, '_>, sym: SymbolId) -> Option<String> {
 /// Refuse a change to code no function symbol covers (top-level assembly without
 /// `.type`/`.size`): livepatch replaces whole functions with an ftrace entry, and this code
 /// has neither, so nothing in the module could carry the change.
-fn check_code_gaps(oc: &Checksums, pc: &Checksums, sel: &mut Selection) {
-    let mut o = oc.gaps.iter().peekable();
-    let mut p = pc.gaps.iter().peekable();
+fn check_code_gaps(orig_sums: &Checksums, patched_sums: &Checksums, sel: &mut Selection) {
+    let mut o = orig_sums.gaps.iter().peekable();
+    let mut p = patched_sums.gaps.iter().peekable();
     loop {
         let (what, gap) = match (o.peek(), p.peek()) {
             (None, None) => break,
@@ -653,7 +444,7 @@ fn check_weak_default(
 fn check_alias_split(
     orig: &ObjInfo<'_, '_>,
     patched: &ObjInfo<'_, '_>,
-    pc: &Checksums,
+    patched_sums: &Checksums,
     twins: &Twins,
     (p, o): (SymbolId, SymbolId),
     sel: &mut Selection,
@@ -671,7 +462,9 @@ fn check_alias_split(
         let Some(p2) = twins.of_orig(alias) else {
             continue; // the name is gone: nothing can call it any more
         };
-        if place(patched, p2) == place(patched, p) || pc.full[p2.index()] == pc.full[p.index()] {
+        if place(patched, p2) == place(patched, p)
+            || patched_sums.full[p2.index()] == patched_sums.full[p.index()]
+        {
             continue;
         }
         sel.refusals.push(refusal(

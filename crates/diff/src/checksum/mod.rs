@@ -19,7 +19,6 @@
 //! bug-table entries and dynamic-debug descriptors are masked. Two functions whose full
 //! checksums differ but whose line-insensitive ones agree differ only in line numbers.
 
-use klpforge_arch::RelocKind;
 use klpforge_elf::{Relocation, SectionId, SymbolId};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -29,25 +28,12 @@ use crate::analyze::{relocs_in, ObjInfo, Reloc, SecKind, SymKind};
 use crate::code::CodeInsn;
 use crate::correlate::Twins;
 use crate::refs::{string_at, Target};
-use crate::special;
 
-/// Callees whose second argument (`%esi` on x86_64) is always a line number.
-const LINE_IN_ARG2: &[&str] = &[
-    "__might_sleep",
-    "___might_sleep",
-    "__might_fault",
-    "__might_resched",
-    "warn_slowpath_null",
-    "warn_slowpath_fmt",
-    "lockdep_rcu_suspicious",
-];
+mod annotations;
+mod lines;
 
-/// Callees whose third argument (`%edx`) is always a line number.
-const LINE_IN_ARG3: &[&str] = &[
-    "__btrfs_abort_transaction",
-    "__btrfs_handle_fs_error",
-    "__btrfs_panic",
-];
+use annotations::code_annotations;
+use lines::line_arguments;
 
 /// Sections of records that carry `__LINE__` in their unrelocated bytes: their content is
 /// left out of the line-insensitive checksum (their references stay in). UBSAN's source
@@ -108,7 +94,7 @@ pub struct CodeGap {
 /// input equals its streaming form, but many small updates (a few bytes per instruction and
 /// reference) cost far more than appending them.
 #[derive(Default)]
-struct HashInput(Vec<u8>);
+pub(crate) struct HashInput(Vec<u8>);
 
 impl HashInput {
     fn update(&mut self, bytes: &[u8]) {
@@ -120,7 +106,7 @@ impl HashInput {
     }
 }
 
-struct Hashers {
+pub(crate) struct Hashers {
     full: HashInput,
     noline: HashInput,
 }
@@ -151,7 +137,7 @@ impl Hashers {
 
 /// The hashing state of one object: how identities are hashed, and the content hashes of
 /// anonymous pieces and never-correlated objects computed so far.
-struct Ctx<'i, 'a, 'd, 't> {
+pub(crate) struct Ctx<'i, 'a, 'd, 't> {
     info: &'i ObjInfo<'a, 'd>,
     identity: Identity<'t>,
     /// Content hashes of `(section, start, end)` that did not depend on a cycle.
@@ -329,162 +315,20 @@ impl Ctx<'_, '_, '_, '_> {
     }
 }
 
-fn field_size(info: &ObjInfo<'_, '_>, r: &Relocation) -> usize {
+pub(crate) fn field_size(info: &ObjInfo<'_, '_>, r: &Relocation) -> usize {
     info.arch
         .reloc_info(r.r_type)
         .map_or(4, |i| usize::from(i.size))
 }
 
-/// If `bytes` is an instruction that loads a small immediate into the second or third
-/// argument register, which one (2 or 3).
-fn immediate_argument(arch: &str, bytes: &[u8]) -> Option<u8> {
-    let word = |le: bool| {
-        bytes.get(..4).map(|b| {
-            let b = [b[0], b[1], b[2], b[3]];
-            if le {
-                u32::from_le_bytes(b)
-            } else {
-                u32::from_be_bytes(b)
-            }
-        })
-    };
-    match arch {
-        // mov $imm32, %esi / %edx
-        "x86_64" if bytes.len() == 5 => match bytes[0] {
-            0xbe => Some(2),
-            0xba => Some(3),
-            0xb9 => Some(4),
-            _ => None,
-        },
-        // movz w1 / w2, #imm16
-        "aarch64" => match word(true)? & 0xffe0_001f {
-            0x5280_0001 => Some(2),
-            0x5280_0002 => Some(3),
-            _ => None,
-        },
-        // li r4 / r5, imm
-        "ppc64le" => match word(true)? & 0xffff_0000 {
-            0x3880_0000 => Some(2),
-            0x38a0_0000 => Some(3),
-            _ => None,
-        },
-        // lghi / lhi %r3 / %r4, imm
-        "s390x" if bytes.len() == 4 => match (bytes[0], bytes[1]) {
-            (0xa7, 0x39 | 0x38) => Some(2),
-            (0xa7, 0x49 | 0x48) => Some(3),
-            _ => None,
-        },
-        // addi.w / ori $a1 / $a2, $zero, imm
-        "loongarch64" => match word(true)? & 0xffc0_03ff {
-            0x0280_0005 | 0x0380_0005 => Some(2),
-            0x0280_0006 | 0x0380_0006 => Some(3),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// Variadic printing callees that receive `__FILE__, __LINE__` as arguments in `WARN`-style
-/// macros (`ASSERT_RTNL`: "... at %s (%d)", file, line).
-const LINE_IN_VARARGS: &[&str] = &["__warn_printk", "printk", "_printk"];
-
-/// The argument register (1-based) an x86_64 instruction loads an address into:
-/// `mov $sym, %reg` (sign-extended or 32-bit) or `lea sym(%rip), %reg`.
-fn x86_address_argument(bytes: &[u8]) -> Option<u8> {
-    let reg = |r: u8| match r {
-        7 => Some(1),
-        6 => Some(2),
-        2 => Some(3),
-        1 => Some(4),
-        _ => None,
-    };
-    match bytes {
-        [0x48, 0xc7, m, ..] if m >> 6 == 3 => reg(m & 7),
-        [0x48, 0x8d, m, ..] if m & 0xc7 == 0x05 => reg((m >> 3) & 7),
-        [op, ..] if (0xb8..=0xbf).contains(op) && bytes.len() == 5 => reg(op - 0xb8),
-        _ => None,
-    }
-}
-
-/// Whether `name` is a source file name as `__FILE__` gives it.
-fn is_file_name(name: &[u8]) -> bool {
-    !name.contains(&b' ') && (name.ends_with(b".c") || name.ends_with(b".h"))
-}
-
-/// For each instruction: whether it only passes `__LINE__` to a known callee (the argument
-/// register it loads is a line-number parameter of the next call). For a variadic printing
-/// callee, an immediate counts as a line only when a source file name (`__FILE__`) is passed
-/// with it: in the argument before it when that can be told (x86_64), else anywhere in the
-/// call's setup or an earlier one (compilers keep the address in a callee-saved register).
-/// Any other immediate argument of a printing call is a change.
-fn line_arguments(
-    info: &ObjInfo<'_, '_>,
-    sec: SectionId,
-    insns: &[CodeInsn],
-    relocs: &[Reloc],
-) -> Vec<Option<u8>> {
-    let data = info.obj.section(sec).bytes();
-    let arch = info.arch.name();
-    let mut out = vec![None; insns.len()];
-    let mut pending: Vec<(usize, u8)> = Vec::new();
-    // Where a file-name string is passed in this call's setup: the argument register when it
-    // can be told (x86_64), else 0 (somewhere).
-    let mut file_arg: Option<u8> = None;
-    for (i, insn) in insns.iter().enumerate() {
-        let end = insn.offset + u64::from(insn.len);
-        let Some(bytes) = data.get(insn.offset as usize..end as usize) else {
-            break;
-        };
-        let here = relocs_in(relocs, insn.offset, end);
-        for r in here {
-            if let Target::String {
-                sec: ssec, start, ..
-            } = r.target
-            {
-                if is_file_name(string_at(info.obj.section(ssec).bytes(), start)) {
-                    file_arg = Some(if arch == "x86_64" {
-                        x86_address_argument(bytes).unwrap_or(0)
-                    } else {
-                        0
-                    });
-                }
-            }
-        }
-        if here.is_empty() {
-            if let Some(arg) = immediate_argument(arch, bytes) {
-                pending.push((i, arg));
-                continue;
-            }
-        }
-        // A direct call: on x86 `call rel32`; elsewhere any branch relocation.
-        let call = here.iter().find(|r| {
-            if arch == "x86_64" {
-                bytes[0] == 0xe8
-            } else {
-                info.arch.reloc_info(r.r_type).map(|i| i.kind) == Some(RelocKind::Branch)
-            }
-        });
-        let Some(call) = call else { continue };
-        let callee = call.symbol.map(|s| info.sym(s).name.as_str()).unwrap_or("");
-        for &(j, arg) in &pending {
-            let after_file = file_arg.is_some_and(|f| f == 0 || f + 1 == arg);
-            if (arg == 2 && LINE_IN_ARG2.contains(&callee))
-                || (arg == 3 && LINE_IN_ARG3.contains(&callee))
-                || (after_file && LINE_IN_VARARGS.contains(&callee))
-            {
-                out[j] = Some(arg);
-            }
-        }
-        pending.clear();
-        // The file name may stay in a callee-saved register for later calls: from now on it
-        // is known to be passed, though not where.
-        file_arg = file_arg.map(|_| 0);
-    }
-    out
-}
-
 /// Hash the code of one function part (`[start, end)` of `sec`).
-fn hash_code(h: &mut Hashers, ctx: &mut Ctx<'_, '_, '_, '_>, sec: SectionId, start: u64, end: u64) {
+pub(crate) fn hash_code(
+    h: &mut Hashers,
+    ctx: &mut Ctx<'_, '_, '_, '_>,
+    sec: SectionId,
+    start: u64,
+    end: u64,
+) {
     let info = ctx.info;
     let data = info.obj.section(sec).bytes();
     let end = end.min(data.len() as u64);
@@ -569,7 +413,7 @@ fn hash_object(h: &mut Hashers, ctx: &mut Ctx<'_, '_, '_, '_>, sym: SymbolId) {
 
 /// Bytes `[start, end)` of `sec` (zeros for NOBITS) with the fields of `relocs`, which lie in
 /// that range, zeroed: what a layout-independent hash covers of code and data.
-fn masked_bytes(
+pub(crate) fn masked_bytes(
     info: &ObjInfo<'_, '_>,
     sec: SectionId,
     start: u64,
@@ -587,216 +431,6 @@ fn masked_bytes(
         bytes[off..off + size].fill(0);
     }
     bytes
-}
-
-/// Special sections whose entries change what a function does without changing its bytes:
-/// which code an alternative patches in, which static key a branch follows, where an
-/// exception is fixed up, what a bug-table entry reports. Their entries are hashed into the
-/// function they describe.
-const CODE_ANNOTATION_SECTIONS: &[&str] = &[
-    ".altinstructions",
-    "__jump_table",
-    "__ex_table",
-    "__bug_table",
-    ".static_call_sites",
-    ".smp_locks",
-    ".parainstructions",
-];
-
-/// The hash of one special entry, and where in its function it applies.
-struct Annotation {
-    at: (u64, u64),
-    full: u64,
-    noline: u64,
-}
-
-/// Hash each entry of the [`CODE_ANNOTATION_SECTIONS`] and attach it to the function (the
-/// parent, for `.cold` parts) its first code reference lands in.
-fn code_annotations(ctx: &mut Ctx<'_, '_, '_, '_>) -> HashMap<SymbolId, Vec<Annotation>> {
-    let info = ctx.info;
-    let mut out: HashMap<SymbolId, Vec<Annotation>> = HashMap::new();
-    // Boundaries of the pieces of auxiliary code (alternative replacements, fixups), from
-    // every reference special entries make into them.
-    let mut aux_bounds: HashMap<SectionId, Vec<u64>> = HashMap::new();
-    let specials: Vec<SectionId> = info
-        .obj
-        .sections()
-        .filter(|(id, s)| {
-            info.sec(*id).kind == SecKind::Special
-                && CODE_ANNOTATION_SECTIONS.contains(&s.name_lossy().as_ref())
-        })
-        .map(|(id, _)| id)
-        .collect();
-    for &sec in &specials {
-        for r in info.relocations(sec) {
-            if let Target::Section { sec: aux, offset } = r.target {
-                if info.sec(aux).kind == SecKind::SpecialAux {
-                    aux_bounds
-                        .entry(aux)
-                        .or_default()
-                        .push(offset.max(0) as u64);
-                }
-            }
-        }
-    }
-    for list in aux_bounds.values_mut() {
-        list.sort_unstable();
-        list.dedup();
-    }
-    for sec in specials {
-        let name = info.obj.section(sec).name_lossy().into_owned();
-        let Ok(entries) = special::entries(info, sec) else {
-            continue;
-        };
-        let relocs = info.relocations(sec);
-        let data = info.obj.section(sec).bytes();
-        let len_field = replacement_length_field(info, sec, &entries, relocs, &aux_bounds);
-        for (start, end) in entries {
-            let here = relocs_in(relocs, start, end);
-            let owner = here.iter().find_map(|r| match r.target {
-                Target::Symbol { sym, offset } if info.sym(sym).kind == SymKind::Function => {
-                    let parent = info.sym(sym).parent.unwrap_or(sym);
-                    Some((parent, (u64::from(parent != sym), offset.max(0) as u64)))
-                }
-                _ => None,
-            });
-            let Some((owner, at)) = owner else { continue };
-            // A jump-label entry whose target is its own site patches nothing: compilers
-            // leave such entries behind when a branch was folded.
-            if name == "__jump_table" && degenerate_jump_entry(info, here) {
-                continue;
-            }
-            let mut h = Hashers::new();
-            h.both(name.as_bytes());
-            let bytes = masked_bytes(info, sec, start, end, here);
-            h.full.update(&bytes);
-            // Bug-table entries with a file name carry __LINE__ in the 16-bit field right
-            // after their relocated fields (the flags follow it): only that field is masked.
-            if name == "__bug_table" && here.len() >= 2 {
-                let line_at = here
-                    .iter()
-                    .map(|r| (r.offset - start) as usize + field_size(info, r))
-                    .max()
-                    .unwrap_or(0);
-                let mut masked = bytes.clone();
-                let line_end = (line_at + 2).min(masked.len());
-                masked[line_at.min(line_end)..line_end].fill(0);
-                h.noline.update(&masked);
-            } else {
-                h.noline.update(&bytes);
-            }
-            for r in here {
-                h.both(&(r.offset - start).to_le_bytes());
-                h.both(&r.r_type.to_le_bytes());
-                match r.target {
-                    Target::Section { sec: aux, offset }
-                        if info.sec(aux).kind == SecKind::SpecialAux =>
-                    {
-                        // The replacement code itself, by content.
-                        let bounds = &aux_bounds[&aux];
-                        let a = offset.max(0) as u64;
-                        let size = info.obj.section(aux).bytes().len() as u64;
-                        let next = bounds.iter().copied().find(|&x| x > a).unwrap_or(size);
-                        // The entry's own length field when one was found: a zero-length
-                        // replacement shares its offset with the next entry's code.
-                        let b = match len_field {
-                            Some(p) => (a + u64::from(data[(start + p) as usize])).min(size),
-                            None => next,
-                        };
-                        h.both(b"AUX");
-                        hash_code(&mut h, ctx, aux, a, b);
-                    }
-                    t => ctx.hash_target(&mut h, t),
-                }
-            }
-            out.entry(owner).or_default().push(Annotation {
-                at,
-                full: h.full.digest(),
-                noline: h.noline.digest(),
-            });
-        }
-    }
-    for list in out.values_mut() {
-        list.sort_by_key(|a| (a.at, a.full));
-        // Identical entries for one site say the same thing once.
-        list.dedup_by_key(|a| (a.at, a.full, a.noline));
-    }
-    out
-}
-
-/// In a section whose entries point at auxiliary code (`.altinstructions` into
-/// `.altinstr_replacement`), the offset of the byte holding the length of that code: the
-/// unrelocated byte position that never exceeds the distance to the next referenced piece
-/// and equals it in at least half of the entries (at least four). Structure layouts vary between kernel versions;
-/// the data tells which byte it is.
-fn replacement_length_field(
-    info: &ObjInfo<'_, '_>,
-    sec: SectionId,
-    entries: &[special::Entry],
-    relocs: &[Reloc],
-    aux_bounds: &HashMap<SectionId, Vec<u64>>,
-) -> Option<u64> {
-    let data = info.obj.section(sec).bytes();
-    let mut samples: Vec<(u64, u64, u64)> = Vec::new(); // (entry start, entry len, piece len)
-    let mut reloc_fields: Vec<(u64, u64)> = Vec::new(); // relocated (offset in entry, size)
-    for &(start, end) in entries {
-        for r in relocs_in(relocs, start, end) {
-            reloc_fields.push((r.offset - start, field_size(info, r) as u64));
-            if let Target::Section { sec: aux, offset } = r.target {
-                if let Some(bounds) = aux_bounds.get(&aux) {
-                    let a = offset.max(0) as u64;
-                    let size = info.obj.section(aux).bytes().len() as u64;
-                    let b = bounds.iter().copied().find(|&x| x > a).unwrap_or(size);
-                    samples.push((start, end - start, b.saturating_sub(a)));
-                }
-            }
-        }
-    }
-    if samples.len() < 4 {
-        return None;
-    }
-    let min_len = samples.iter().map(|s| s.1).min()?;
-    let mut best: Option<(usize, u64)> = None;
-    for p in 0..min_len {
-        if reloc_fields.iter().any(|&(o, sz)| p >= o && p < o + sz) {
-            continue;
-        }
-        // A length never exceeds the distance to the next piece; an instruction-length
-        // field (equal most of the time too) does when a replacement is shorter.
-        let value = |start: u64| u64::from(data[(start + p) as usize]);
-        if samples
-            .iter()
-            .any(|&(start, _, piece)| value(start) > piece)
-        {
-            continue;
-        }
-        let hits = samples
-            .iter()
-            .filter(|&&(start, _, piece)| value(start) == piece)
-            .count();
-        if best.is_none_or(|(h, _)| hits > h) {
-            best = Some((hits, p));
-        }
-    }
-    let (hits, p) = best?;
-    // Zero-length and padded replacements make exact matches rarer than the bound; half of
-    // the entries (70% in a 6.12 vmlinux) matching exactly, with no violation, is telling.
-    (hits >= 4 && hits * 2 >= samples.len()).then_some(p)
-}
-
-/// Whether the first two code references of a jump-table entry (site and target) coincide.
-fn degenerate_jump_entry(info: &ObjInfo<'_, '_>, relocs: &[Reloc]) -> bool {
-    let code: Vec<(SymbolId, i64)> = relocs
-        .iter()
-        .filter_map(|r| match r.target {
-            Target::Symbol { sym, offset } if info.sym(sym).kind == SymKind::Function => {
-                Some((sym, offset))
-            }
-            _ => None,
-        })
-        .take(2)
-        .collect();
-    code.len() == 2 && code[0] == code[1]
 }
 
 /// Compute the checksums of every defined function and data object of `info`, hashing
