@@ -309,7 +309,7 @@ pub fn diff(
             "the two objects differ in machine, byte order or file type".into(),
         ));
     }
-    if oh.e_type != 1 {
+    if oh.e_type != object::elf::ET_REL.0 {
         return Err(DiffError::Incompatible(
             "only relocatable objects (ET_REL) can be compared".into(),
         ));

@@ -1,0 +1,206 @@
+//! The diff phases one at a time (analyze → checksum → correlate → select, and reference
+//! resolution), on small objects gcc compiles at test time for the host (x86_64). The
+//! end-to-end fixtures (`crates/cli/tests/diff_fixtures.rs`) prove the whole differ; these
+//! pin what each phase itself decides, so a regression names its phase.
+
+use klpforge_diff::analyze::ObjInfo;
+use klpforge_diff::checksum::{compute, Checksums, Identity};
+use klpforge_diff::correlate::{correlate, Twins};
+use klpforge_diff::refs::Target;
+use klpforge_diff::select::{select, Selection};
+use klpforge_diff::DiffOptions;
+use klpforge_elf::{ElfFile, ElfObject, SymbolId};
+use klpforge_testkit::{compile_c_source, toolchain, ScratchDir};
+
+/// Kernel-like flags: each function and object in its own section.
+const FLAGS: &[&str] = &["-O2", "-ffunction-sections", "-fdata-sections", "-fno-pic"];
+
+/// Compile `source` for the host into an object file and parse it (leaked: tests only).
+fn object(name: &str, source: &str) -> &'static ElfObject<'static> {
+    let tc = toolchain("x86_64").expect("the host gcc (x86_64) is required");
+    let scratch = Box::leak(Box::new(ScratchDir::new("diff-phases").unwrap()));
+    let path = compile_c_source(&tc, source, name, scratch.path(), FLAGS).unwrap();
+    let file: &'static ElfFile = Box::leak(Box::new(ElfFile::open(&path).unwrap()));
+    Box::leak(Box::new(file.parse().unwrap()))
+}
+
+fn info(obj: &'static ElfObject<'static>) -> ObjInfo<'static, 'static> {
+    ObjInfo::new(
+        obj,
+        klpforge_arch::for_machine(obj.header.e_machine, false).unwrap(),
+    )
+}
+
+fn id(info: &ObjInfo<'_, '_>, name: &str) -> SymbolId {
+    info.obj
+        .symbol_by_name(name.as_bytes())
+        .unwrap_or_else(|| panic!("no symbol {name}"))
+}
+
+/// The three phases up to the selection, as `diff` runs them.
+fn phases(o: &ObjInfo<'_, '_>, p: &ObjInfo<'_, '_>) -> (Twins, Checksums, Checksums, Selection) {
+    let (on, pn) = (compute(o, Identity::Names), compute(p, Identity::Names));
+    let twins = correlate(o, p, &on, &pn).unwrap();
+    let os = compute(
+        o,
+        Identity::Twins {
+            twins: &twins,
+            patched: false,
+        },
+    );
+    let ps = compute(
+        p,
+        Identity::Twins {
+            twins: &twins,
+            patched: true,
+        },
+    );
+    let sel = select(o, p, &os, &ps, &twins, &DiffOptions::default());
+    (twins, os, ps, sel)
+}
+
+#[test]
+fn checksums_ignore_layout_and_see_meaning() {
+    // Two bodies alike but for the function's name and place; a third differs by one constant.
+    let obj = object(
+        "sums",
+        "int first(int x) { return x * 3 + 1; }\n\
+         int pad(int x) { return x - 7; }\n\
+         int second(int x) { return x * 3 + 1; }\n\
+         int third(int x) { return x * 3 + 2; }\n",
+    );
+    let i = info(obj);
+    let sums = compute(&i, Identity::Names);
+    let s = |n: &str| sums.full[id(&i, n).index()];
+    assert_eq!(s("first"), s("second"), "position and name are not content");
+    assert_ne!(s("first"), s("third"), "a changed immediate is");
+}
+
+#[test]
+fn line_numbers_alone_change_only_the_full_checksum() {
+    let src = |blank: &str| {
+        format!(
+            "void __might_sleep(const char *file, int line);\nvolatile int slept;\n{blank}\
+             void sleepy(void) {{ __might_sleep(\"f.c\", __LINE__); slept = 1; }}\n"
+        )
+    };
+    let (o, p) = (
+        info(object("lines", &src(""))),
+        info(object("lines", &src("\n\n"))),
+    );
+    let (os, ps) = (compute(&o, Identity::Names), compute(&p, Identity::Names));
+    let (a, b) = (id(&o, "sleepy").index(), id(&p, "sleepy").index());
+    assert_ne!(os.full[a], ps.full[b], "the line moved");
+    assert_eq!(os.noline[a], ps.noline[b], "only the line moved");
+}
+
+#[test]
+fn correlation_pairs_renumbered_statics_by_their_users() {
+    // gcc numbers same-named statics in order: the patch puts a new one first, so the
+    // original `hits.0` of `count_a` becomes `hits.1`.
+    let orig = object(
+        "statics",
+        "int count_a(void) { static int hits; return ++hits; }\n\
+         int count_b(void) { static int hits; return hits += 2; }\n",
+    );
+    let patched = object(
+        "statics",
+        "int count_new(void) { static int hits; return hits += 5; }\n\
+         int count_a(void) { static int hits; return ++hits; }\n\
+         int count_b(void) { static int hits; return hits += 2; }\n",
+    );
+    let (o, p) = (info(orig), info(patched));
+    let (twins, _, _, sel) = phases(&o, &p);
+    // Each original static pairs with the patched static its (unchanged) user refers to.
+    for user in ["count_a", "count_b"] {
+        let used = |i: &ObjInfo<'_, '_>| -> SymbolId {
+            let f = id(i, user);
+            let sec = i.obj.symbol(f).section().unwrap();
+            i.relocations(sec)
+                .iter()
+                .find_map(|r| match r.target {
+                    Target::Symbol { sym, .. } if i.sym(sym).name.starts_with("hits") => Some(sym),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        assert_eq!(twins.of_orig(used(&o)), Some(used(&p)), "{user}'s static");
+    }
+    assert!(sel.changed.is_empty(), "nothing of the original changed");
+    let new: Vec<&str> = sel
+        .new_functions
+        .iter()
+        .map(|&f| p.sym(f).name.as_str())
+        .collect();
+    assert_eq!(new, ["count_new"]);
+}
+
+#[test]
+fn selection_finds_changed_and_new_and_refuses_changed_data() {
+    let orig = object(
+        "select",
+        "int limit = 10;\n\
+         static int helper(int x) { return x + 1; }\n\
+         int check(int x) { return helper(x) < limit; }\n\
+         int steady(int x) { return x ^ 5; }\n",
+    );
+    let patched = object(
+        "select",
+        "int limit = 12;\n\
+         static int __attribute__((noinline)) clamp(int x) { return x > 99 ? 99 : x; }\n\
+         static int helper(int x) { return x + 1; }\n\
+         int check(int x) { return helper(clamp(x)) < limit; }\n\
+         int steady(int x) { return x ^ 5; }\n",
+    );
+    let (o, p) = (info(orig), info(patched));
+    let (_, _, _, sel) = phases(&o, &p);
+    let changed: Vec<&str> = sel
+        .changed
+        .iter()
+        .map(|&(f, _)| p.sym(f).name.as_str())
+        .collect();
+    assert_eq!(changed, ["check"]);
+    let new: Vec<&str> = sel
+        .new_functions
+        .iter()
+        .map(|&f| p.sym(f).name.as_str())
+        .collect();
+    assert!(new.iter().any(|n| n.starts_with("clamp")), "{new:?}");
+    assert!(
+        sel.refusals
+            .iter()
+            .any(|r| r.symbol == "limit" && r.reason.contains("initialised data")),
+        "{:?}",
+        sel.refusals
+    );
+}
+
+#[test]
+fn references_resolve_to_strings_and_symbols() {
+    let obj = object(
+        "refs",
+        "extern int puts(const char *);\n\
+         int counter;\n\
+         int hello(void) { puts(\"hello, world\"); return counter; }\n",
+    );
+    let i = info(obj);
+    let f = id(&i, "hello");
+    let sec = i.obj.symbol(f).section().unwrap();
+    let targets: Vec<Target> = i.relocations(sec).iter().map(|r| r.target).collect();
+    let string = targets.iter().find_map(|t| match *t {
+        Target::String { sec, start, .. } => Some(klpforge_diff::refs::string_at(
+            i.obj.section(sec).bytes(),
+            start,
+        )),
+        _ => None,
+    });
+    assert_eq!(string, Some(&b"hello, world"[..]), "{targets:?}");
+    for name in ["puts", "counter"] {
+        assert!(
+            targets
+                .iter()
+                .any(|t| matches!(*t, Target::Symbol { sym, .. } if i.sym(sym).name == name)),
+            "{name}: {targets:?}"
+        );
+    }
+}
