@@ -143,7 +143,13 @@ pub fn run_convert(args: ConvertArgs) -> Result<ExitCode> {
     let file = ElfFile::open(&args.module)?;
     let mut obj = file.parse()?;
     let report = klpforge_module::convert::convert(&mut obj, &index, &args.objname, &symvers)
-        .map_err(|e| anyhow!("{}: {}", args.module.display(), e.replace('\n', "; ")))?;
+        .map_err(|e| {
+            anyhow!(
+                "{}: {}",
+                args.module.display(),
+                e.to_string().replace('\n', "; ")
+            )
+        })?;
     let dest = args.out.unwrap_or_else(|| args.module.clone());
     klpforge_elf::write::write_file(&obj, &dest).map_err(|e| anyhow!("{}: {e}", dest.display()))?;
     for (name, klp) in &report.converted {

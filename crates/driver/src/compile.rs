@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::error::{DriverError, Result};
 use crate::kbuild::{CmdFile, KernelTree};
 
 /// Which version of an object to build.
@@ -64,7 +65,7 @@ pub fn rewrite_command(
     depfile: &Path,
     cc: Option<&str>,
     include: Option<&Path>,
-) -> Result<String, String> {
+) -> Result<String> {
     let out_s = path_word(out);
     let mut tokens: Vec<String> = Vec::new();
     let mut saw_output = false;
@@ -123,7 +124,8 @@ pub fn rewrite_command(
         return Err(format!(
             "{}: cannot understand the recorded build command (no -o {} or no {})",
             cmd.object, cmd.object, cmd.source
-        ));
+        )
+        .into());
     }
     // The extra flags go right after the compiler name. The prefix map only matches the
     // copies' paths, so kbuild's own map (for `../`) does not compete with it.
@@ -177,11 +179,11 @@ pub fn compile(
     out_dir: &Path,
     cc: Option<&str>,
     include: Option<&Path>,
-) -> Result<Compiled, String> {
+) -> Result<Compiled> {
     let out = out_dir.join(&cmd.object);
     let dep = out_dir.join(format!("{}.d", cmd.object));
     if let Some(p) = out.parent() {
-        std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::create_dir_all(p).map_err(DriverError::io(&p))?;
     }
     let line = rewrite_command(tree, cmd, variant, &out, &dep, cc, include)?;
     let o = Command::new("sh")
@@ -189,7 +191,7 @@ pub fn compile(
         .arg(format!("set -e; {line}"))
         .current_dir(&tree.build)
         .output()
-        .map_err(|e| format!("cannot run the compiler: {e}"))?;
+        .map_err(DriverError::spawn("the compiler"))?;
     if !o.status.success() {
         let which = match variant {
             Variant::Original => "original",
@@ -199,7 +201,8 @@ pub fn compile(
             "compiling the {which} {} failed:\n{}",
             cmd.object,
             String::from_utf8_lossy(&o.stderr).trim_end()
-        ));
+        )
+        .into());
     }
     let warnings = String::from_utf8_lossy(&o.stderr)
         .lines()

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::compile::{rewrite_command, Variant};
+use crate::error::{DriverError, Result};
 use crate::kbuild::{CmdFile, KernelTree};
 
 /// The `#SYMVER` lines of a `.cmd` record or of genksyms' output: symbol -> CRC.
@@ -30,7 +31,7 @@ pub fn changed_crcs(
     root: &Path,
     work: &Path,
     include: Option<&Path>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>> {
     let record = std::fs::read_to_string(tree.cmd_path(&cmd.object)).unwrap_or_default();
     let orig = parse_symvers(&record);
     if orig.is_empty() {
@@ -42,7 +43,8 @@ pub fn changed_crcs(
             "{}: exports symbols with CRCs, but {} is missing",
             cmd.object,
             genksyms.display()
-        ));
+        )
+        .into());
     }
     std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
     let out = work.join("crc.o");
@@ -70,13 +72,14 @@ pub fn changed_crcs(
         ))
         .current_dir(&tree.build)
         .output()
-        .map_err(|e| format!("cannot run genksyms: {e}"))?;
+        .map_err(DriverError::spawn("genksyms"))?;
     if !o.status.success() {
         return Err(format!(
             "{}: genksyms on the patched source failed: {}",
             cmd.object,
             String::from_utf8_lossy(&o.stderr).trim()
-        ));
+        )
+        .into());
     }
     let patched = parse_symvers(&String::from_utf8_lossy(&o.stdout));
     Ok(orig

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::compile::{compile, Variant};
+use crate::error::{DriverError, Result};
 use crate::fixlines::fix_lines;
 use crate::kbuild::CmdFile;
 pub use crate::options::{BuildOptions, BuildReport, BuildResult};
@@ -43,12 +44,12 @@ pub(crate) fn step(opts: &BuildOptions, msg: &str) {
     opts.progress.step(msg);
 }
 /// Run the whole pipeline.
-pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport), String> {
+pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport)> {
     let mut report = BuildReport::default();
     let t0 = Instant::now();
     check_tree(opts)?;
     let work = &opts.work;
-    std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
+    std::fs::create_dir_all(work).map_err(DriverError::io(&work))?;
     let patches = read_patches(opts)?;
     if patches.touched.is_empty() {
         return Ok((BuildResult::NoChange, report));
@@ -124,42 +125,38 @@ struct Patches {
 }
 
 /// Read the patches, refuse what cannot be live-patched, add `#line` directives.
-fn read_patches(opts: &BuildOptions) -> Result<Patches, String> {
+fn read_patches(opts: &BuildOptions) -> Result<Patches> {
     let work = &opts.work;
     step(opts, "reading patches");
     let mut touched: BTreeSet<String> = BTreeSet::new();
     let mut fixed_patches = Vec::new();
     for (i, p) in opts.patches.iter().enumerate() {
-        let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let text = std::fs::read_to_string(p).map_err(DriverError::io(&p))?;
         let mut patch = parse(&text).map_err(|e| format!("{}: {e}", p.display()))?;
         for f in &patch.files {
             if f.old_path.is_empty() && f.new_path.is_empty() {
                 continue; // trailing text, not a file
             }
             let Some(target) = f.target() else {
-                return Err(format!(
-                    "{}: deleting {} is not supported",
-                    p.display(),
-                    f.old_path
-                ));
+                return Err(
+                    format!("{}: deleting {} is not supported", p.display(), f.old_path).into(),
+                );
             };
             if f.source().is_none() {
-                return Err(format!("{}: adding the new file {target} is not supported: add its code to an existing file", p.display()));
+                return Err(format!("{}: adding the new file {target} is not supported: add its code to an existing file", p.display()).into());
             }
             if target.starts_with("Documentation/") {
                 continue;
             }
             if let Some(why) = refused_path(&target) {
-                return Err(format!(
-                    "{}: refusing to patch {target}: {why}",
-                    p.display()
-                ));
+                return Err(format!("{}: refusing to patch {target}: {why}", p.display()).into());
             }
             if !(target.ends_with(".c") || target.ends_with(".h")) {
                 return Err(format!(
                     "{}: {target}: only C sources and headers can be live-patched",
                     p.display()
-                ));
+                )
+                .into());
             }
             touched.insert(target);
         }
@@ -175,7 +172,7 @@ fn read_patches(opts: &BuildOptions) -> Result<Patches, String> {
 }
 
 /// Private copies of the touched files, patched; returns their root.
-fn apply_patches(opts: &BuildOptions, patches: &Patches) -> Result<PathBuf, String> {
+fn apply_patches(opts: &BuildOptions, patches: &Patches) -> Result<PathBuf> {
     let (tree, work, touched, fixed_patches) =
         (&opts.tree, &opts.work, &patches.touched, &patches.fixed);
     step(opts, "applying patches to private copies");
@@ -185,7 +182,7 @@ fn apply_patches(opts: &BuildOptions, patches: &Patches) -> Result<PathBuf, Stri
         let from = tree.src.join(f);
         let to = src_copy.join(f);
         std::fs::create_dir_all(to.parent().unwrap()).map_err(|e| e.to_string())?;
-        std::fs::copy(&from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
+        std::fs::copy(&from, &to).map_err(DriverError::io(&from))?;
     }
     for p in fixed_patches {
         // `patch -d` changes directory before it reads `-i`: both must be absolute.
@@ -196,7 +193,7 @@ fn apply_patches(opts: &BuildOptions, patches: &Patches) -> Result<PathBuf, Stri
             .arg("-i")
             .arg(abs(p))
             .output()
-            .map_err(|e| format!("cannot run patch: {e}"))?;
+            .map_err(DriverError::spawn("patch"))?;
         if !out.status.success() {
             let said: Vec<String> = String::from_utf8_lossy(&out.stdout)
                 .lines()
@@ -211,7 +208,8 @@ fn apply_patches(opts: &BuildOptions, patches: &Patches) -> Result<PathBuf, Stri
                 } else {
                     said.join("; ")
                 }
-            ));
+            )
+            .into());
         }
     }
     Ok(src_copy)
@@ -229,7 +227,7 @@ fn find_objects(
     opts: &BuildOptions,
     touched: &BTreeSet<String>,
     report: &mut BuildReport,
-) -> Result<Found, String> {
+) -> Result<Found> {
     let tree = &opts.tree;
     let mut objects: BTreeMap<String, CmdFile> = BTreeMap::new();
     let headers: BTreeSet<String> = touched
@@ -277,7 +275,7 @@ fn find_objects(
             |object: &str| touched.contains(&format!("{}.c", object.trim_end_matches(".o")));
         for (object, why) in k.compile_objects(&wanted, opts.jobs)? {
             if named(&object) && !why.contains("No rule to make target") {
-                return Err(format!("{object}: kbuild did not build it: {why}"));
+                return Err(format!("{object}: kbuild did not build it: {why}").into());
             }
             report.warnings.push(format!(
                 "{object} is not built by this configuration (kbuild: {why})"
@@ -298,7 +296,7 @@ fn find_objects(
                     opts.vmlinux.display()
                 );
                 if named(&object) {
-                    return Err(why);
+                    return Err(why.into());
                 }
                 report.warnings.push(why);
                 continue;
@@ -331,7 +329,7 @@ fn find_objects(
                 return Err(format!(
                     "{f}: kbuild has no record of compiling it in {} ({e}): either this configuration does not build it, or the tree has not been built; compile it there first (make O=<build> {object}) or build the kernel",
                     tree.build.display()
-                ))
+                ).into())
             }
         }
     }
@@ -343,7 +341,7 @@ fn find_objects(
                 opts.patches.first().map_or(String::new(), |p| p.display().to_string()),
                 headers.iter().cloned().collect::<Vec<_>>().join(", "),
                 tree.build.display()
-            ));
+            ).into());
         }
         objects.extend(tree.objects_depending_on(&headers)?);
     }
@@ -359,7 +357,7 @@ fn copy_sources(
     opts: &BuildOptions,
     objects: &BTreeMap<String, CmdFile>,
     src_copy: &Path,
-) -> Result<(), String> {
+) -> Result<()> {
     let tree = &opts.tree;
     // Every object compiles its patched version from the work copy of its source, so a
     // patched header next to it (`#include "internal.h"`) is found first.
@@ -368,7 +366,8 @@ fn copy_sources(
             return Err(format!(
                 "{}: source {} is outside the source tree",
                 cmd.object, cmd.source
-            ));
+            )
+            .into());
         };
         let to = src_copy.join(&rel);
         if !to.exists() {
@@ -381,7 +380,7 @@ fn copy_sources(
 
 /// klpforge's headers for patch authors (`#include "kpatch-macros.h"`), written into the
 /// work directory; returns it (searched after the kernel's own include directories).
-fn author_headers(work: &Path) -> Result<PathBuf, String> {
+fn author_headers(work: &Path) -> Result<PathBuf> {
     let include_dir = work.join("include");
     std::fs::create_dir_all(&include_dir).map_err(|e| e.to_string())?;
     for (name, text) in crate::compile::AUTHOR_HEADERS {
@@ -406,7 +405,7 @@ fn compile_pairs(
     include_dir: &Path,
     pool: &rayon::ThreadPool,
     report: &mut BuildReport,
-) -> Result<BTreeMap<String, ObjectPair>, String> {
+) -> Result<BTreeMap<String, ObjectPair>> {
     let (tree, work) = (&opts.tree, &opts.work);
     // CC=... among the make variables replaces the recorded compiler (ccache, distcc).
     let cc: Option<String> = opts
@@ -422,22 +421,21 @@ fn compile_pairs(
         .collect();
     let bar = &*opts.progress;
     bar.begin_items("compiling", jobs.len() as u64);
-    let results: Vec<Result<(String, bool, crate::compile::Compiled), String>> =
-        pool.install(|| {
-            use rayon::prelude::*;
-            jobs.par_iter()
-                .map(|(o, c, patched)| {
-                    let _tick = Tick(bar);
-                    let (variant, dir) = if *patched {
-                        (Variant::Patched(src_copy.to_path_buf()), &patched_dir)
-                    } else {
-                        (Variant::Original, &orig_dir)
-                    };
-                    compile(tree, c, &variant, dir, cc.as_deref(), Some(include_dir))
-                        .map(|p| (o.clone(), *patched, p))
-                })
-                .collect()
-        });
+    let results: Vec<Result<(String, bool, crate::compile::Compiled)>> = pool.install(|| {
+        use rayon::prelude::*;
+        jobs.par_iter()
+            .map(|(o, c, patched)| {
+                let _tick = Tick(bar);
+                let (variant, dir) = if *patched {
+                    (Variant::Patched(src_copy.to_path_buf()), &patched_dir)
+                } else {
+                    (Variant::Original, &orig_dir)
+                };
+                compile(tree, c, &variant, dir, cc.as_deref(), Some(include_dir))
+                    .map(|p| (o.clone(), *patched, p))
+            })
+            .collect()
+    });
     bar.end_items();
     let mut halves: BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)> = BTreeMap::new();
     for r in results {
@@ -460,7 +458,7 @@ fn compile_pairs(
         .into_iter()
         .map(|(object, halves)| match halves {
             (Some(orig), Some(patched)) => Ok((object, ObjectPair { orig, patched })),
-            _ => Err(format!("{object}: one of its two builds is missing")),
+            _ => Err(format!("{object}: one of its two builds is missing").into()),
         })
         .collect()
 }
@@ -504,7 +502,7 @@ fn diff_pairs(
     pairs: &BTreeMap<String, ObjectPair>,
     image: Option<Arc<klpforge_module::kallsyms::ImageSympos>>,
     pool: &rayon::ThreadPool,
-) -> Result<Vec<(String, DiffRun)>, String> {
+) -> Result<Vec<(String, DiffRun)>> {
     let (tree, work) = (&opts.tree, &opts.work);
     let symvers = load_symvers(opts)?;
     let vm_sympos: Arc<dyn klpforge_diff::klp::SymposSource> = match image {

@@ -5,6 +5,7 @@
 //! file and (for the patched build) source redirected into a private work directory, so the
 //! user's source and build trees are only ever read.
 
+use crate::error::Result;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -31,7 +32,7 @@ pub struct CmdFile {
 }
 
 /// Parse the text of a `.cmd` file for `object`.
-pub fn parse_cmd(object: &str, text: &str) -> Result<CmdFile, String> {
+pub fn parse_cmd(object: &str, text: &str) -> Result<CmdFile> {
     let mut command = None;
     let mut source = None;
     let mut deps = Vec::new();
@@ -74,7 +75,7 @@ pub fn parse_cmd(object: &str, text: &str) -> Result<CmdFile, String> {
 
 impl KernelTree {
     /// The `.cmd` record of `object` (relative to the build tree), if kbuild built it.
-    pub fn cmd_file(&self, object: &str) -> Result<CmdFile, String> {
+    pub fn cmd_file(&self, object: &str) -> Result<CmdFile> {
         let path = self.cmd_path(object);
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("{}: {e} (was {object} built?)", path.display()))?;
@@ -113,7 +114,7 @@ impl KernelTree {
     pub fn objects_depending_on(
         &self,
         sources: &BTreeSet<String>,
-    ) -> Result<BTreeMap<String, CmdFile>, String> {
+    ) -> Result<BTreeMap<String, CmdFile>> {
         let mut out = BTreeMap::new();
         // Every directory but hidden ones and the `source` link of an O= build.
         let walk = walkdir::WalkDir::new(&self.build)

@@ -3,6 +3,8 @@
 //! The parser keeps everything it does not interpret (the text before the first file, `diff`
 //! and `index` lines, `\ No newline at end of file` markers) so a patch prints back exactly.
 
+use crate::error::Result;
+
 /// One line of a hunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HunkLine {
@@ -111,7 +113,7 @@ fn parse_hunk_header(line: &str) -> Option<(u64, u64, String)> {
 }
 
 /// Parse a unified diff.
-pub fn parse(text: &str) -> Result<Patch, String> {
+pub fn parse(text: &str) -> Result<Patch> {
     let trailing_newline = text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
     let mut patch = Patch {
@@ -178,7 +180,8 @@ pub fn parse(text: &str) -> Result<Patch, String> {
                                 "line {}: unexpected line inside a hunk of {}: '{l}'",
                                 i + 1,
                                 file.new_path
-                            ))
+                            )
+                            .into())
                         }
                     }
                     i += 1;
@@ -187,7 +190,7 @@ pub fn parse(text: &str) -> Result<Patch, String> {
                     return Err(format!(
                         "hunk '{header}' of {}: expected {old_count} original and {new_count} new lines, found {seen_old} and {seen_new}",
                         file.new_path
-                    ));
+                    ).into());
                 }
                 file.hunks.push(hunk);
             }

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::error::Result;
 use crate::kbuild::KernelTree;
 use crate::options::BuildOptions;
 
@@ -39,13 +40,14 @@ pub(crate) fn config_value(tree: &KernelTree, key: &str) -> Option<String> {
 }
 
 /// Check that the tree can produce livepatches.
-pub fn check_tree(opts: &BuildOptions) -> Result<(), String> {
+pub fn check_tree(opts: &BuildOptions) -> Result<()> {
     let tree = &opts.tree;
     if !tree.build.join(".config").exists() {
         return Err(format!(
             "{}: no .config: not a configured kernel build tree",
             tree.build.display()
-        ));
+        )
+        .into());
     }
     for needed in [
         "CONFIG_LIVEPATCH",
@@ -57,7 +59,8 @@ pub fn check_tree(opts: &BuildOptions) -> Result<(), String> {
             return Err(format!(
                 "{needed} is not enabled in {}/.config",
                 tree.build.display()
-            ));
+            )
+            .into());
         }
     }
     for bad in [
@@ -69,14 +72,16 @@ pub fn check_tree(opts: &BuildOptions) -> Result<(), String> {
         if config_value(tree, bad).as_deref() == Some("y") {
             return Err(format!(
                 "{bad} is enabled: objects built again would not match the running kernel"
-            ));
+            )
+            .into());
         }
     }
     if !opts.vmlinux.exists() {
         return Err(format!(
             "{}: the original vmlinux is needed for symbol positions",
             opts.vmlinux.display()
-        ));
+        )
+        .into());
     }
     if !opts.skip_compiler_check {
         check_compiler(opts)?;
@@ -104,7 +109,7 @@ fn compiler_version(cc: &str) -> Option<String> {
 /// proper of CC=... when given (the last word, after ccache or distcc), else the command
 /// the kernel's configuration names, else `gcc`. Compilers compare by version and build,
 /// not by command name; the vmlinux's `.comment` must name the same version.
-fn check_compiler(opts: &BuildOptions) -> Result<(), String> {
+fn check_compiler(opts: &BuildOptions) -> Result<()> {
     let tree = &opts.tree;
     let want = config_value(tree, "CONFIG_CC_VERSION_TEXT").unwrap_or_default();
     let named = want.split_whitespace().next().unwrap_or("gcc").to_string();
@@ -134,7 +139,7 @@ fn check_compiler(opts: &BuildOptions) -> Result<(), String> {
         return Err(format!(
             "compiler mismatch: the kernel was built with '{want}'; {} (use --skip-compiler-check to override)",
             seen.join(", ")
-        ));
+        ).into());
     };
     // The vmlinux records its compiler in .comment ("GCC: (Debian 12.2.0-14) 12.2.0").
     if let Some(recorded) = vmlinux_compiler(&opts.vmlinux) {
@@ -143,7 +148,7 @@ fn check_compiler(opts: &BuildOptions) -> Result<(), String> {
             return Err(format!(
                 "compiler mismatch: {} was built by '{recorded}', {cc} is '{have}' (use --skip-compiler-check to override)",
                 opts.vmlinux.display()
-            ));
+            ).into());
         }
     }
     Ok(())

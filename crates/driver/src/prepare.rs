@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::error::{DriverError, Result};
 use serde::{Deserialize, Serialize};
 
 /// The file describing a prepared kernel, in its directory.
@@ -55,7 +56,7 @@ impl PreparedKernel {
     }
 
     /// Read a prepared kernel's description.
-    pub fn load(dir: &Path) -> Result<PreparedKernel, String> {
+    pub fn load(dir: &Path) -> Result<PreparedKernel> {
         let path = dir.join(KERNEL_JSON);
         let text = std::fs::read_to_string(&path).map_err(|e| {
             format!(
@@ -63,7 +64,7 @@ impl PreparedKernel {
                 dir.display()
             )
         })?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()).into())
     }
 
     /// Compile `objects` (paths relative to the object tree) with kbuild in the prepared
@@ -73,7 +74,7 @@ impl PreparedKernel {
         &self,
         objects: &[String],
         jobs: usize,
-    ) -> Result<Vec<(String, String)>, String> {
+    ) -> Result<Vec<(String, String)>> {
         if objects.is_empty() {
             return Ok(Vec::new());
         }
@@ -82,7 +83,7 @@ impl PreparedKernel {
             .arg("-k")
             .args(objects)
             .output()
-            .map_err(|e| format!("cannot run make: {e}"))?;
+            .map_err(DriverError::spawn("make"))?;
         let said = String::from_utf8_lossy(&out.stderr).into_owned();
         let mut missing = Vec::new();
         for o in objects {
@@ -102,7 +103,8 @@ impl PreparedKernel {
                 "make in the prepared kernel {} failed: {}",
                 self.dir.display(),
                 last_lines(&said, 15)
-            ));
+            )
+            .into());
         }
         Ok(missing)
     }
@@ -193,7 +195,7 @@ fn last_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
+fn run(cmd: &mut Command, what: &str) -> Result<String> {
     let out = cmd
         .output()
         .map_err(|e| format!("{what}: cannot run: {e}"))?;
@@ -208,16 +210,17 @@ fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
                 ),
                 20
             )
-        ));
+        )
+        .into());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn fingerprint(inputs: &KernelInputs) -> Result<Vec<(PathBuf, u64, i64)>, String> {
+fn fingerprint(inputs: &KernelInputs) -> Result<Vec<(PathBuf, u64, i64)>> {
     use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
     for p in [&inputs.config, &inputs.symvers, &inputs.vmlinux] {
-        let m = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let m = std::fs::metadata(p).map_err(DriverError::io(&p))?;
         out.push((p.clone(), m.len(), m.mtime()));
     }
     Ok(out)
@@ -246,8 +249,8 @@ pub fn prepare(
     cache: &Path,
     jobs: usize,
     say: &dyn Fn(&str),
-) -> Result<PreparedKernel, String> {
-    let abs = |p: &Path| std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()));
+) -> Result<PreparedKernel> {
+    let abs = |p: &Path| std::fs::canonicalize(p).map_err(DriverError::io(&p));
     let inputs = KernelInputs {
         src: abs(&inputs.src)?,
         config: abs(&inputs.config)?,
@@ -264,16 +267,10 @@ pub fn prepare(
         module_archive: inputs.module_archive.as_deref().map(abs).transpose()?,
     };
     if inputs.release.is_empty() || inputs.release.contains('/') {
-        return Err(format!(
-            "'{}' is not a kernel release string",
-            inputs.release
-        ));
+        return Err(format!("'{}' is not a kernel release string", inputs.release).into());
     }
     if !inputs.src.join("Makefile").exists() || !inputs.src.join("Kbuild").exists() {
-        return Err(format!(
-            "{}: not a kernel source tree",
-            inputs.src.display()
-        ));
+        return Err(format!("{}: not a kernel source tree", inputs.src.display()).into());
     }
     let dir = cache.join(&inputs.release);
     let fp = fingerprint(&inputs)?;
@@ -289,7 +286,7 @@ pub fn prepare(
     }
     let _ = std::fs::remove_dir_all(&dir);
     let build = dir.join("build");
-    std::fs::create_dir_all(&build).map_err(|e| format!("{}: {e}", build.display()))?;
+    std::fs::create_dir_all(&build).map_err(DriverError::io(&build))?;
 
     // The release string: the source's version and the configuration's local version.
     let version = run(
@@ -302,10 +299,10 @@ pub fn prepare(
             "release {} is not of the source tree {} (version {version}): give the source of exactly this kernel",
             inputs.release,
             inputs.src.display()
-        ));
+        ).into());
     };
-    let config = std::fs::read_to_string(&inputs.config)
-        .map_err(|e| format!("{}: {e}", inputs.config.display()))?;
+    let config =
+        std::fs::read_to_string(&inputs.config).map_err(DriverError::io(&inputs.config))?;
     std::fs::write(
         build.join(".config"),
         set_localversion(&config, localversion),
@@ -330,10 +327,10 @@ pub fn prepare(
             "kbuild makes release '{}' from this source and configuration, not '{}': the module's vermagic would not match",
             made.trim(),
             inputs.release
-        ));
+        ).into());
     }
     std::fs::copy(&inputs.symvers, build.join("Module.symvers"))
-        .map_err(|e| format!("{}: {e}", inputs.symvers.display()))?;
+        .map_err(DriverError::io(&inputs.symvers))?;
     let k = PreparedKernel {
         dir: dir.clone(),
         inputs,

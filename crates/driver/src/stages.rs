@@ -6,35 +6,33 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::error::{DriverError, Result};
 use crate::options::{BuildOptions, BuildReport, BuildResult};
 
 /// What diffing one object gave: the diff object (if any), the report, refusal reasons.
-pub(crate) type DiffRun = Result<(Option<PathBuf>, serde_json::Value, Vec<String>), String>;
+pub(crate) type DiffRun = Result<(Option<PathBuf>, serde_json::Value, Vec<String>)>;
 
 /// Module.symvers and the `sympos` source of the original vmlinux.
 pub(crate) fn load_exports(
     opts: &BuildOptions,
-) -> Result<
-    (
-        klpforge_diff::Symvers,
-        Arc<dyn klpforge_diff::klp::SymposSource>,
-    ),
-    String,
-> {
+) -> Result<(
+    klpforge_diff::Symvers,
+    Arc<dyn klpforge_diff::klp::SymposSource>,
+)> {
     Ok((load_symvers(opts)?, load_image(opts)?))
 }
 
 /// Module.symvers of the kernel.
-pub(crate) fn load_symvers(opts: &BuildOptions) -> Result<klpforge_diff::Symvers, String> {
-    let text = std::fs::read_to_string(&opts.symvers)
-        .map_err(|e| format!("{}: {e}", opts.symvers.display()))?;
-    klpforge_diff::Symvers::parse(&text).map_err(|e| format!("{}: {e}", opts.symvers.display()))
+pub(crate) fn load_symvers(opts: &BuildOptions) -> Result<klpforge_diff::Symvers> {
+    let text = std::fs::read_to_string(&opts.symvers).map_err(DriverError::io(&opts.symvers))?;
+    klpforge_diff::Symvers::parse(&text)
+        .map_err(|e| format!("{}: {e}", opts.symvers.display()).into())
 }
 
 /// The kallsyms view of the original vmlinux.
 pub(crate) fn load_image(
     opts: &BuildOptions,
-) -> Result<Arc<klpforge_module::kallsyms::ImageSympos>, String> {
+) -> Result<Arc<klpforge_module::kallsyms::ImageSympos>> {
     let vm_file = klpforge_elf::ElfFile::open(&opts.vmlinux).map_err(|e| e.to_string())?;
     let vm = vm_file.parse().map_err(|e| e.to_string())?;
     Ok(Arc::new(klpforge_module::kallsyms::ImageSympos::new(&vm)))
@@ -45,7 +43,7 @@ pub(crate) fn load_image(
 pub(crate) fn module_symbols(
     object: &str,
     ko: &Path,
-) -> Result<Arc<dyn klpforge_diff::klp::SymposSource>, String> {
+) -> Result<Arc<dyn klpforge_diff::klp::SymposSource>> {
     let file = klpforge_elf::ElfFile::open(ko).map_err(|e| {
         format!(
             "{object} is part of a module, whose symbol table is needed for symbol positions: {}: {e} (build the module, or give the unstripped one, e.g. from the distribution's -dbg package)",
@@ -60,7 +58,7 @@ pub(crate) fn module_symbols(
         return Err(format!(
             "{}: stripped module (no FILE symbols): symbol positions cannot be found; give the unstripped module (the distribution's -dbg package has it)",
             ko.display()
-        ));
+        ).into());
     }
     Ok(Arc::new(klpforge_module::kallsyms::ImageSympos::new(&m)))
 }
@@ -104,7 +102,7 @@ pub(crate) fn collect_outcomes(
     opts: &BuildOptions,
     report: &mut BuildReport,
     outcomes: Vec<(String, DiffRun)>,
-) -> Result<(Vec<PathBuf>, Vec<String>), String> {
+) -> Result<(Vec<PathBuf>, Vec<String>)> {
     let mut diffs = Vec::new();
     let mut refusals = Vec::new();
     for (object, r) in outcomes {
@@ -143,7 +141,7 @@ pub(crate) fn finish(
     diffs: Vec<PathBuf>,
     refusals: Vec<String>,
     t_diff: Instant,
-) -> Result<(BuildResult, BuildReport), String> {
+) -> Result<(BuildResult, BuildReport)> {
     report
         .timings
         .insert("diff".into(), t_diff.elapsed().as_secs_f64());

@@ -14,6 +14,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::error::{DriverError, Result};
 use crate::options::{BuildOptions, BuildReport, BuildResult};
 use crate::stages::{collect_outcomes, diff_object, finish, load_exports, module_symbols};
 
@@ -38,7 +39,7 @@ fn has_function_sections(obj: &Path) -> bool {
         > 100
 }
 
-fn run(cmd: &mut Command, what: &str, log: &Path) -> Result<(), String> {
+fn run(cmd: &mut Command, what: &str, log: &Path) -> Result<()> {
     let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
     let mut text = out.stdout.clone();
     text.extend_from_slice(&out.stderr);
@@ -50,7 +51,8 @@ fn run(cmd: &mut Command, what: &str, log: &Path) -> Result<(), String> {
             "{what} failed (log {}):\n{}",
             log.display(),
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        ));
+        )
+        .into());
     }
     Ok(())
 }
@@ -59,7 +61,7 @@ fn run(cmd: &mut Command, what: &str, log: &Path) -> Result<(), String> {
 /// layout kbuild itself recommends is supported: the build tree inside the source tree (for
 /// example `O=build`); in-tree builds are copied whole (objects next to sources cannot be
 /// hard links: the compiler rewrites them in place).
-fn copy_tree(opts: &BuildOptions, dest: &Path) -> Result<PathBuf, String> {
+fn copy_tree(opts: &BuildOptions, dest: &Path) -> Result<PathBuf> {
     let src = &opts.tree.src;
     let build = &opts.tree.build;
     let rel_build = build
@@ -87,7 +89,7 @@ fn copy_tree(opts: &BuildOptions, dest: &Path) -> Result<PathBuf, String> {
             &dest.with_extension("cp.log"),
         )?;
         let b = dest.join(&rel_build);
-        std::fs::remove_dir_all(&b).map_err(|e| format!("{}: {e}", b.display()))?;
+        std::fs::remove_dir_all(&b).map_err(DriverError::io(&b))?;
         run(
             Command::new("cp").arg("-a").arg(build).arg(&b),
             "copying the build tree",
@@ -98,7 +100,7 @@ fn copy_tree(opts: &BuildOptions, dest: &Path) -> Result<PathBuf, String> {
 }
 
 /// Build `vmlinux.o` (and modules) in a copied tree.
-fn make(copy_src: &Path, copy_build: &Path, opts: &BuildOptions, log: &Path) -> Result<(), String> {
+fn make(copy_src: &Path, copy_build: &Path, opts: &BuildOptions, log: &Path) -> Result<()> {
     let mut cmd = Command::new("make");
     cmd.arg("-C").arg(copy_src);
     if copy_build != copy_src {
@@ -126,7 +128,7 @@ pub fn build_vmlinux_mode(
     opts: &BuildOptions,
     patched_sources: &Path,
     touched: &[String],
-) -> Result<(BuildResult, BuildReport), String> {
+) -> Result<(BuildResult, BuildReport)> {
     let mut report = BuildReport::default();
     let work = &opts.work;
     let t0 = Instant::now();

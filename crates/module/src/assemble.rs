@@ -12,6 +12,7 @@ use std::process::Command;
 use klpforge_diff::klp::KLP_OBJECTS_SECTION;
 use klpforge_elf::ElfFile;
 
+use crate::error::{ModuleError, Result};
 use crate::postlink::{post_link, PostLinkReport};
 
 /// The generated init code.
@@ -118,7 +119,7 @@ pub const OBJTOOL_SECTIONS: &[&str] = &[
 
 /// Prepare one diff object for linking: checked, and without objtool's generated sections
 /// when objtool will make them for the whole linked module (see [`OBJTOOL_SECTIONS`]).
-fn prepare_diff(src: &Path, dst: &Path, objtool_at_link: bool) -> Result<(), String> {
+fn prepare_diff(src: &Path, dst: &Path, objtool_at_link: bool) -> Result<()> {
     let file = ElfFile::open(src).map_err(|e| e.to_string())?;
     let mut obj = file.parse().map_err(|e| e.to_string())?;
     if obj
@@ -128,7 +129,8 @@ fn prepare_diff(src: &Path, dst: &Path, objtool_at_link: bool) -> Result<(), Str
         return Err(format!(
             "{}: not a klpforge diff object (no {KLP_OBJECTS_SECTION} section)",
             src.display()
-        ));
+        )
+        .into());
     }
     if objtool_at_link {
         let drop: Vec<_> = obj
@@ -142,7 +144,7 @@ fn prepare_diff(src: &Path, dst: &Path, objtool_at_link: bool) -> Result<(), Str
             .collect();
         obj.remove_sections_and_symbols(&drop);
     }
-    klpforge_elf::write::write_file(&obj, dst).map_err(|e| format!("{}: {e}", dst.display()))
+    klpforge_elf::write::write_file(&obj, dst).map_err(|e| format!("{}: {e}", dst.display()).into())
 }
 
 /// Remove BTF from a built module: it describes the module against the kernel's BTF, which a
@@ -157,7 +159,7 @@ fn strip_btf(obj: &mut klpforge_elf::ElfObject<'_>) {
 }
 
 /// Build the module.
-pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleReport, String> {
+pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleReport> {
     if diffs.is_empty() {
         return Err("no diff objects given".into());
     }
@@ -166,13 +168,11 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
         return Err(format!(
             "{}: not a configured kernel build directory (no Makefile or .config)",
             kernel.display()
-        ));
+        )
+        .into());
     }
     if !config_enabled(kernel, "CONFIG_LIVEPATCH") {
-        return Err(format!(
-            "{}: CONFIG_LIVEPATCH is not enabled",
-            kernel.display()
-        ));
+        return Err(format!("{}: CONFIG_LIVEPATCH is not enabled", kernel.display()).into());
     }
     let mut notes = Vec::new();
     let name = match &opts.name {
@@ -188,7 +188,7 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
     let tmp;
     let work: PathBuf = match &opts.work {
         Some(w) if kbuild_safe(w) => {
-            std::fs::create_dir_all(w).map_err(|e| format!("{}: {e}", w.display()))?;
+            std::fs::create_dir_all(w).map_err(ModuleError::io(&w))?;
             w.clone()
         }
         other => {
@@ -251,7 +251,8 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
             "kbuild failed to build the module (work directory {}):\n{}",
             work.display(),
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        ));
+        )
+        .into());
     }
     let mut warnings = notes;
     warnings.extend(kbuild_warnings(&out.stdout, &out.stderr));
@@ -266,7 +267,7 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join("\n")
-        ));
+        ).into());
     }
     let built = work.join(format!("{name}.ko"));
     let file = ElfFile::open(&built).map_err(|e| e.to_string())?;
@@ -310,13 +311,14 @@ fn benign_objtool_warning(line: &str) -> bool {
 /// Sign `module` in place with the kernel's own `scripts/sign-file`, so machines that enforce
 /// module signatures (Secure Boot lockdown, `MODULE_SIG_FORCE`) accept it once the key is
 /// enrolled.
-fn sign_module(kernel: &Path, key: &Path, cert: &Path, module: &Path) -> Result<(), String> {
+fn sign_module(kernel: &Path, key: &Path, cert: &Path, module: &Path) -> Result<()> {
     let tool = kernel.join("scripts/sign-file");
     if !tool.exists() {
         return Err(format!(
             "{}: no scripts/sign-file in the kernel build (is CONFIG_MODULE_SIG set?)",
             kernel.display()
-        ));
+        )
+        .into());
     }
     let hash = config_value(kernel, "CONFIG_MODULE_SIG_HASH").unwrap_or_else(|| "sha256".into());
     let out = Command::new(&tool)
@@ -331,7 +333,8 @@ fn sign_module(kernel: &Path, key: &Path, cert: &Path, module: &Path) -> Result<
             "signing {} failed: {}",
             module.display(),
             String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        )
+        .into());
     }
     Ok(())
 }

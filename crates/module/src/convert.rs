@@ -27,6 +27,7 @@ use klpforge_elf::{
     SHN_LIVEPATCH,
 };
 
+use crate::error::Result;
 use crate::kallsyms::SymbolIndex;
 use crate::postlink::{add_klp_rela, check_klp_symbol, validate, zero_relocated};
 
@@ -72,7 +73,7 @@ pub struct Annotation {
 }
 
 /// Parse the annotation strings of `.klpforge.sympos`.
-pub fn parse_annotations(data: &[u8]) -> Result<Vec<Annotation>, String> {
+pub fn parse_annotations(data: &[u8]) -> Result<Vec<Annotation>> {
     let mut out = Vec::new();
     for raw in data.split(|&b| b == 0).filter(|s| !s.is_empty()) {
         let text = String::from_utf8_lossy(raw);
@@ -89,7 +90,8 @@ pub fn parse_annotations(data: &[u8]) -> Result<Vec<Annotation>, String> {
             _ => {
                 return Err(format!(
                 "malformed annotation '{text}' in {SYMPOS_SECTION}: expected objname:symbol,sympos"
-            ))
+            )
+                .into())
             }
         }
     }
@@ -110,7 +112,7 @@ pub fn convert(
     target: &SymbolIndex,
     objname: &str,
     symvers: &Symvers,
-) -> Result<ConvertReport, String> {
+) -> Result<ConvertReport> {
     let modinfo_ok = module
         .section_by_name(b".modinfo")
         .map(|s| {
@@ -135,7 +137,7 @@ pub fn convert(
     for a in &annotations {
         if let Some(prev) = by_name.insert(&a.name, a) {
             if prev != a {
-                return Err(format!("conflicting annotations for {}", a.name));
+                return Err(format!("conflicting annotations for {}", a.name).into());
             }
         }
     }
@@ -202,7 +204,7 @@ pub fn convert(
         }
     }
     if !errors.is_empty() {
-        return Err(errors.join("\n"));
+        return Err(errors.join("\n").into());
     }
 
     // Move the relocations.
@@ -247,7 +249,7 @@ pub fn convert(
         }
     }
     if !errors.is_empty() {
-        return Err(errors.join("\n"));
+        return Err(errors.join("\n").into());
     }
     for (sym, k) in &plan {
         let s = module.symbol_mut(*sym);

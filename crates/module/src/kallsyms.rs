@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use crate::error::Result;
 use klpforge_elf::{ElfObject, SymbolPlace};
 
 /// One kallsyms-visible symbol.

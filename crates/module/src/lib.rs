@@ -8,6 +8,8 @@
 
 pub mod assemble;
 pub mod convert;
+pub mod error;
 pub mod kallsyms;
 pub mod postlink;
 pub mod verify;
+pub use error::ModuleError;

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::error::Result;
 use klpforge_elf::{ElfObject, SectionId, SymbolPlace};
 
 /// What the kernel's configuration asks of a module.
@@ -70,7 +71,7 @@ fn orc_entries(obj: &ElfObject<'_>) -> std::collections::BTreeMap<(SectionId, i6
 
 /// Check an x86_64 module (other machines pass: objtool is x86-only here). The error lists
 /// what is missing, by function.
-pub fn verify_module(obj: &ElfObject<'_>, req: Requirements) -> Result<(), String> {
+pub fn verify_module(obj: &ElfObject<'_>, req: Requirements) -> Result<()> {
     if obj.header.e_machine != object::elf::EM_X86_64.0 || req == Requirements::default() {
         return Ok(());
     }
@@ -163,5 +164,6 @@ pub fn verify_module(obj: &ElfObject<'_>, req: Requirements) -> Result<(), Strin
         problems.len(),
         problems[..shown].join("; "),
         if problems.len() > shown { "; ..." } else { "" }
-    ))
+    )
+    .into())
 }

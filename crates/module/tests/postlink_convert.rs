@@ -280,7 +280,9 @@ fn convert_names_the_candidates_of_an_ambiguous_symbol() {
     let index = SymbolIndex::new(&tfile.parse().unwrap());
     let mfile = ElfFile::open(&module).unwrap();
     let mut m = mfile.parse().unwrap();
-    let err = convert(&mut m, &index, "vmlinux", &Symvers::default()).unwrap_err();
+    let err = convert(&mut m, &index, "vmlinux", &Symvers::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("helper: 2 symbols of that name"), "{err}");
     assert!(err.contains("KLPFORGE_SYMPOS(helper, <1..2>)"), "{err}");
     // Not exported and not in the target at all.
@@ -290,7 +292,9 @@ fn convert_names_the_candidates_of_an_ambiguous_symbol() {
     let module = compile_c_source(&tc, &src, "mod3", scratch.path(), &[inc.as_str()]).unwrap();
     let mfile = ElfFile::open(&module).unwrap();
     let mut m = mfile.parse().unwrap();
-    let err = convert(&mut m, &index, "vmlinux", &Symvers::default()).unwrap_err();
+    let err = convert(&mut m, &index, "vmlinux", &Symvers::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("missing_fn: undefined, not exported"), "{err}");
 }
 
@@ -312,7 +316,9 @@ fn convert_rejects_malformed_annotations_and_non_livepatch_modules() {
     let module = compile_c_source(&tc, &src, "mod4", scratch.path(), &[inc.as_str()]).unwrap();
     let mfile = ElfFile::open(&module).unwrap();
     let mut m = mfile.parse().unwrap();
-    let err = convert(&mut m, &index, "vmlinux", &Symvers::default()).unwrap_err();
+    let err = convert(&mut m, &index, "vmlinux", &Symvers::default())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("helper") && err.contains("cannot be used in a klp symbol"),
         "{err}"
@@ -322,6 +328,8 @@ fn convert_rejects_malformed_annotations_and_non_livepatch_modules() {
     let module = compile_c_source(&tc, &src, "mod5", scratch.path(), &[inc.as_str()]).unwrap();
     let mfile = ElfFile::open(&module).unwrap();
     let mut m = mfile.parse().unwrap();
-    let err = convert(&mut m, &index, "vmlinux", &Symvers::default()).unwrap_err();
+    let err = convert(&mut m, &index, "vmlinux", &Symvers::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not a livepatch module"), "{err}");
 }

@@ -10,34 +10,35 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::Distribution;
+use crate::error::{DriverError, Result};
 use crate::prepare::KernelInputs;
 
 /// Debian's kernel packages.
 pub struct Debian;
 
-fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
+fn run(cmd: &mut Command, what: &str) -> Result<String> {
     let out = cmd
         .output()
         .map_err(|e| format!("{what}: cannot run: {e}"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("{what} failed: {}", err.trim().replace('\n', "; ")));
+        return Err(format!("{what} failed: {}", err.trim().replace('\n', "; ")).into());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The package version that built `release`, from the apt sources.
-fn package_version(release: &str) -> Result<String, String> {
+fn package_version(release: &str) -> Result<String> {
     let pkg = format!("linux-headers-{release}");
     versions(&pkg)?.into_iter().next().ok_or_else(|| {
-            format!(
+            DriverError::from(format!(
                 "no package {pkg} in the apt sources: check the release (apt-cache search linux-headers-) or add the archive that has it"
-            )
+            ))
         })
 }
 
 /// The versions apt knows of package `name`, newest first.
-fn versions(name: &str) -> Result<Vec<String>, String> {
+fn versions(name: &str) -> Result<Vec<String>> {
     let out = run(
         Command::new("apt-cache").arg("madison").arg(name),
         "apt-cache madison",
@@ -61,7 +62,7 @@ fn release_key(release: &str) -> Vec<u64> {
 
 /// The newest release of this machine's architecture's standard flavour whose source,
 /// headers, image and `-dbg` packages all exist in one version (the archive moves: ask apt).
-pub fn newest_release() -> Result<String, String> {
+pub fn newest_release() -> Result<String> {
     let arch = run(Command::new("dpkg").arg("--print-architecture"), "dpkg")?;
     let arch = arch.trim();
     let out = run(
@@ -100,7 +101,8 @@ pub fn newest_release() -> Result<String, String> {
     }
     Err(format!(
         "no {arch} kernel release has source, headers, image and -dbg packages in the apt sources"
-    ))
+    )
+    .into())
 }
 
 /// `6.12` of `6.12.117+deb12-amd64`.
@@ -110,7 +112,7 @@ fn major_minor(release: &str) -> Option<String> {
 }
 
 /// Download `name=version` into `dir` unless a `.deb` of it is already there.
-fn download(name: &str, version: &str, dir: &Path, say: &dyn Fn(&str)) -> Result<PathBuf, String> {
+fn download(name: &str, version: &str, dir: &Path, say: &dyn Fn(&str)) -> Result<PathBuf> {
     let find = || {
         std::fs::read_dir(dir).ok().and_then(|rd| {
             rd.flatten().map(|e| e.path()).find(|p| {
@@ -126,7 +128,7 @@ fn download(name: &str, version: &str, dir: &Path, say: &dyn Fn(&str)) -> Result
         return Ok(p);
     }
     say(&format!("downloading {name} {version}"));
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(DriverError::io(&dir))?;
     run(
         Command::new("apt-get")
             .args(["download", "-q"])
@@ -135,22 +137,22 @@ fn download(name: &str, version: &str, dir: &Path, say: &dyn Fn(&str)) -> Result
         &format!("apt-get download {name}={version}"),
     )?;
     find().ok_or_else(|| {
-        format!(
+        DriverError::from(format!(
             "apt-get download {name}={version} left no .deb in {}",
             dir.display()
-        )
+        ))
     })
 }
 
 /// Unpack `members` of a `.deb`'s file tree into `dest`.
-fn unpack(deb: &Path, dest: &Path, members: &[String]) -> Result<(), String> {
-    std::fs::create_dir_all(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+fn unpack(deb: &Path, dest: &Path, members: &[String]) -> Result<()> {
+    std::fs::create_dir_all(dest).map_err(DriverError::io(&dest))?;
     let mut dpkg = Command::new("dpkg-deb")
         .arg("--fsys-tarfile")
         .arg(deb)
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run dpkg-deb: {e}"))?;
+        .map_err(DriverError::spawn("dpkg-deb"))?;
     let stdout = dpkg.stdout.take().expect("piped");
     let out = Command::new("tar")
         .arg("-x")
@@ -160,7 +162,7 @@ fn unpack(deb: &Path, dest: &Path, members: &[String]) -> Result<(), String> {
         .args(members)
         .stdin(stdout)
         .output()
-        .map_err(|e| format!("cannot run tar: {e}"))?;
+        .map_err(DriverError::spawn("tar"))?;
     let _ = dpkg.wait();
     if !out.status.success() {
         return Err(format!(
@@ -168,7 +170,8 @@ fn unpack(deb: &Path, dest: &Path, members: &[String]) -> Result<(), String> {
             deb.display(),
             members.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        )
+        .into());
     }
     Ok(())
 }
@@ -186,12 +189,7 @@ impl Distribution for Debian {
         })
     }
 
-    fn inputs(
-        &self,
-        release: &str,
-        cache: &Path,
-        say: &dyn Fn(&str),
-    ) -> Result<KernelInputs, String> {
+    fn inputs(&self, release: &str, cache: &Path, say: &dyn Fn(&str)) -> Result<KernelInputs> {
         let newest;
         let release = if release == "latest" {
             newest = newest_release()?;

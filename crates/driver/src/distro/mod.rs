@@ -10,6 +10,7 @@ pub mod debian;
 
 use std::path::Path;
 
+use crate::error::Result;
 use crate::prepare::KernelInputs;
 
 /// A distribution whose kernels klpforge can fetch.
@@ -21,12 +22,7 @@ pub trait Distribution: Sync {
     fn is_running(&self, os_release: &str) -> bool;
 
     /// Fetch and unpack what kernel `release` needs below `cache` and say where it is.
-    fn inputs(
-        &self,
-        release: &str,
-        cache: &Path,
-        say: &dyn Fn(&str),
-    ) -> Result<KernelInputs, String>;
+    fn inputs(&self, release: &str, cache: &Path, say: &dyn Fn(&str)) -> Result<KernelInputs>;
 }
 
 /// The distributions klpforge knows.
@@ -34,7 +30,7 @@ pub static DISTRIBUTIONS: &[&dyn Distribution] = &[&debian::Debian];
 
 /// Resolve a kernel specification: `NAME:<release>` of a known distribution, or `running`
 /// (this machine's distribution and `uname -r`).
-pub fn resolve(spec: &str, cache: &Path, say: &dyn Fn(&str)) -> Result<KernelInputs, String> {
+pub fn resolve(spec: &str, cache: &Path, say: &dyn Fn(&str)) -> Result<KernelInputs> {
     let (distro, release) = if spec == "running" {
         let os = std::fs::read_to_string("/etc/os-release").map_err(|e| {
             format!("/etc/os-release: {e}: cannot tell this machine's distribution")
@@ -67,7 +63,7 @@ pub fn resolve(spec: &str, cache: &Path, say: &dyn Fn(&str)) -> Result<KernelInp
         (*d, release.to_string())
     };
     if release.is_empty() || release.contains('/') || release.contains("..") {
-        return Err(format!("'{release}' is not a kernel release string"));
+        return Err(format!("'{release}' is not a kernel release string").into());
     }
     distro.inputs(&release, &cache.join(distro.name()), say)
 }
