@@ -19,7 +19,7 @@ use klpforge_elf::{SectionId, SymbolId};
 use crate::analyze::{ObjInfo, SecKind, SymKind};
 use crate::checksum::Checksums;
 use crate::correlate::Twins;
-use crate::klp::{Binding, SymposSource};
+use crate::klp::{Binding, StateRecord, SymposSource};
 use crate::refs::{string_at, Target};
 use crate::DiffOptions;
 
@@ -106,7 +106,12 @@ pub struct Selection {
     pub warnings: Vec<String>,
 }
 
-fn refusal(symbol: &str, reason: impl Into<String>, remedy: impl Into<String>) -> Refusal {
+/// A refusal of `symbol` (or section) with its reason and remedy.
+pub(crate) fn refusal(
+    symbol: &str,
+    reason: impl Into<String>,
+    remedy: impl Into<String>,
+) -> Refusal {
     Refusal {
         symbol: symbol.to_string(),
         reason: reason.into(),
@@ -203,7 +208,7 @@ fn declared_states(p: &ObjInfo<'_, '_>) -> Result<Vec<KlpState>, Refusal> {
         return Ok(Vec::new());
     };
     let bytes = p.obj.section(sec).bytes();
-    let size = crate::klp::KLP_STATE_RECORD_SIZE;
+    let size = StateRecord::SIZE;
     let remedy =
         "declare states with KLPFORGE_STATE(id, version) of klpforge.h, one version per id";
     if bytes.len() % size != 0 {
@@ -216,24 +221,11 @@ fn declared_states(p: &ObjInfo<'_, '_>) -> Result<Vec<KlpState>, Refusal> {
             remedy,
         ));
     }
-    let big = p.obj.header.endian == klpforge_elf::Endian::Big;
     let mut states: Vec<KlpState> = Vec::new();
     for rec in bytes.chunks_exact(size) {
-        let (id, version) = (
-            <[u8; 8]>::try_from(&rec[..8]).expect("8 bytes"),
-            <[u8; 4]>::try_from(&rec[8..12]).expect("4 bytes"),
-        );
-        let state = if big {
-            KlpState {
-                id: u64::from_be_bytes(id),
-                version: u32::from_be_bytes(version),
-            }
-        } else {
-            KlpState {
-                id: u64::from_le_bytes(id),
-                version: u32::from_le_bytes(version),
-            }
-        };
+        let StateRecord { id, version } =
+            StateRecord::decode(rec, p.obj.header.endian).expect("a whole record");
+        let state = KlpState { id, version };
         if state.id == 0 {
             return Err(refusal(
                 crate::klp::KLP_STATES_SECTION,
