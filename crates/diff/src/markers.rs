@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use klpforge_elf::{SectionId, SymbolId};
 
 use crate::analyze::{ObjInfo, SecKind, SymKind};
+use crate::klp::StateRecord;
 use crate::refs::{string_at, Target};
 use crate::refusal::{refusal, Refusal};
 
@@ -148,7 +149,7 @@ pub(crate) fn declared_states(p: &ObjInfo<'_, '_>) -> Result<Vec<KlpState>, Refu
         return Ok(Vec::new());
     };
     let bytes = p.obj.section(sec).bytes();
-    let size = crate::klp::KLP_STATE_RECORD_SIZE;
+    let size = StateRecord::SIZE;
     let remedy =
         "declare states with KLPFORGE_STATE(id, version) of klpforge.h, one version per id";
     if bytes.len() % size != 0 {
@@ -161,24 +162,11 @@ pub(crate) fn declared_states(p: &ObjInfo<'_, '_>) -> Result<Vec<KlpState>, Refu
             remedy,
         ));
     }
-    let big = p.obj.header.endian == klpforge_elf::Endian::Big;
     let mut states: Vec<KlpState> = Vec::new();
     for rec in bytes.chunks_exact(size) {
-        let (id, version) = (
-            <[u8; 8]>::try_from(&rec[..8]).expect("8 bytes"),
-            <[u8; 4]>::try_from(&rec[8..12]).expect("4 bytes"),
-        );
-        let state = if big {
-            KlpState {
-                id: u64::from_be_bytes(id),
-                version: u32::from_be_bytes(version),
-            }
-        } else {
-            KlpState {
-                id: u64::from_le_bytes(id),
-                version: u32::from_le_bytes(version),
-            }
-        };
+        let StateRecord { id, version } =
+            StateRecord::decode(rec, p.obj.header.endian).expect("a whole record");
+        let state = KlpState { id, version };
         if state.id == 0 {
             return Err(refusal(
                 crate::klp::KLP_STATES_SECTION,

@@ -7,11 +7,19 @@
 //! so the entry size is the one for which the relocations repeat with a fixed pattern. An
 //! entry size that cannot be established is an error naming the section; klpforge never needs
 //! a per-kernel table of structure sizes.
+//!
+//! Which entries the diff object carries is decided here too ([`entry_relevant`],
+//! [`must_drop`], [`orc_partner`]); the cloner copies the ones that pass
+//! (`clone::entries`).
 
-use klpforge_elf::SectionId;
+use std::collections::HashMap;
 
-use crate::analyze::{ObjInfo, Reloc, SecKind};
-use crate::refs::Target;
+use klpforge_elf::{SectionId, SymbolId};
+use object::Endian as _;
+
+use crate::analyze::{ObjInfo, Reloc, SecKind, SymKind};
+use crate::refs::{string_at, Target};
+use crate::refusal::{refusal, Refusal};
 
 /// One entry: `[start, end)` within the section.
 pub type Entry = (u64, u64);
@@ -62,6 +70,170 @@ pub fn entries(info: &ObjInfo<'_, '_>, sec: SectionId) -> Result<Vec<Entry>, Str
     }
 }
 
+/// Whether relocation `r` points into a function the diff object holds (`kept`: patched
+/// symbol → its clone).
+pub fn targets_kept_code(
+    info: &ObjInfo<'_, '_>,
+    r: &Reloc,
+    kept: &HashMap<SymbolId, SymbolId>,
+) -> bool {
+    match r.target {
+        Target::Symbol { sym, .. } => {
+            info.sym(sym).kind == SymKind::Function && kept.contains_key(&sym)
+        }
+        _ => false,
+    }
+}
+
+/// Whether an entry of special section `name` (with relocations `relocs`) describes kept
+/// code: it points into a kept function, or (for `.printk_index`, whose entries point at
+/// records naming their function only through a `__func__` string) its record names a kept
+/// function.
+pub fn entry_relevant(
+    info: &ObjInfo<'_, '_>,
+    name: &str,
+    relocs: &[Reloc],
+    kept: &HashMap<SymbolId, SymbolId>,
+) -> bool {
+    if relocs.iter().any(|r| targets_kept_code(info, r, kept)) {
+        return true;
+    }
+    if name != ".printk_index" {
+        return false;
+    }
+    relocs.iter().any(|r| {
+        let Target::Symbol { sym: record, .. } = r.target else {
+            return false;
+        };
+        let rs = info.obj.symbol(record);
+        let Some(rsec) = rs.section() else {
+            return false;
+        };
+        info.relocations(rsec)
+            .iter()
+            .filter(|r2| r2.offset >= rs.value && r2.offset < rs.value + rs.size)
+            .any(|r2| match r2.target {
+                Target::Symbol { sym, .. } if info.sym(sym).name.starts_with("__func__") => {
+                    let func_name = string_at(info.symbol_bytes(sym), 0);
+                    kept.keys().any(|&k| {
+                        info.sym(k).kind == SymKind::Function
+                            && info.sym(k).name.as_bytes() == func_name
+                    })
+                }
+                _ => false,
+            })
+    })
+}
+
+/// An entry that cannot be carried, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    /// The warning that says so.
+    pub warning: String,
+    /// The refusal of the patch, when dropping the entry would change what the code does.
+    pub refusal: Option<Refusal>,
+}
+
+/// Whether an entry of `__jump_table` or `.static_call_sites` (with relocations `relocs`)
+/// must be dropped: its static key or call belongs to a module (`klp_owner` gives the object
+/// that owns a key symbol when the reference to it would be a klp relocation). Tracepoint
+/// and `pr_debug()` keys are dropped with a warning, any other such key refuses the patch: a
+/// klp relocation would be applied only after the key was initialised.
+pub fn must_drop(
+    info: &ObjInfo<'_, '_>,
+    name: &str,
+    relocs: &[Reloc],
+    mut klp_owner: impl FnMut(&Reloc, SymbolId) -> Option<String>,
+) -> Option<Dropped> {
+    if name != "__jump_table" && name != ".static_call_sites" {
+        return None;
+    }
+    let code = relocs.iter().find_map(|r| match r.target {
+        Target::Symbol { sym, offset } if info.sym(sym).kind == SymKind::Function => {
+            Some(format!("{}+{offset:#x}", info.sym(sym).name))
+        }
+        _ => None,
+    })?;
+    let warn = |warning: String| {
+        Some(Dropped {
+            warning,
+            refusal: None,
+        })
+    };
+    for r in relocs {
+        let Target::Symbol { sym, .. } = r.target else {
+            continue;
+        };
+        if info.sym(sym).kind == SymKind::Function {
+            continue;
+        }
+        let Some(owner) = klp_owner(r, sym) else {
+            continue;
+        };
+        if owner == "vmlinux" {
+            continue;
+        }
+        let key = info.sym(sym).name.clone();
+        if name == "__jump_table" && key.starts_with("__tracepoint_") {
+            return warn(format!("{code}: disabling unsupported tracepoint {key} (its static key is owned by module {owner})"));
+        }
+        if name == "__jump_table"
+            && (key.contains("__UNIQUE_ID_ddebug") || key.starts_with("descriptor"))
+        {
+            return warn(format!("{code}: disabling unsupported pr_debug() (its static key is owned by module {owner})"));
+        }
+        if name == ".static_call_sites" && key.starts_with("__SCK__tp_func_") {
+            return warn(format!("{code}: tracepoint static call {key} left to its trampoline (key owned by module {owner})"));
+        }
+        let (what, remedy) = if name == "__jump_table" {
+            ("static branch key", "use static_key_enabled() instead")
+        } else {
+            (
+                "static call key",
+                "use KLP_STATIC_CALL() (or KPATCH_STATIC_CALL()) instead",
+            )
+        };
+        return Some(Dropped {
+            warning: format!("{code}: {what} {key} refused"),
+            refusal: Some(refusal(
+                &key,
+                format!("{code}: unsupported {what} {key} owned by module {owner}: a klp relocation would be applied after the key was initialised"),
+                remedy,
+            )),
+        });
+    }
+    None
+}
+
+/// The `.orc_unwind` section that travels with `.orc_unwind_ip` section `ip`: its entries
+/// have no relocations, entry i belongs to the i-th `.orc_unwind_ip` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrcPartner {
+    /// The `.orc_unwind` section.
+    pub section: SectionId,
+    /// The size of one of its entries.
+    pub entry_size: u64,
+}
+
+/// The `.orc_unwind` partner of `.orc_unwind_ip` section `ip`, if the object has one; an
+/// error if it does not hold one entry per `.orc_unwind_ip` entry.
+pub fn orc_partner(info: &ObjInfo<'_, '_>, ip: SectionId) -> Result<Option<OrcPartner>, String> {
+    let Some(orc) = info.obj.section_by_name(b".orc_unwind") else {
+        return Ok(None);
+    };
+    let n = info.obj.section(ip).bytes().len() as u64 / 4;
+    let size = info.obj.section(orc).bytes().len() as u64;
+    if n == 0 || size % n != 0 {
+        return Err(format!(
+            ".orc_unwind ({size} bytes) does not hold one entry per .orc_unwind_ip entry ({n})"
+        ));
+    }
+    Ok(Some(OrcPartner {
+        section: orc,
+        entry_size: size / n,
+    }))
+}
+
 /// Most relocations one entry of a special section carries (a jump-table entry has three,
 /// printk-index entries a few more). Bounding it keeps a section whose relocations do not
 /// repeat from being read as one giant entry.
@@ -78,7 +250,7 @@ pub fn annotated_starts(info: &ObjInfo<'_, '_>, sec: SectionId) -> Vec<u64> {
         return Vec::new();
     };
     let data = info.obj.section(ann).bytes();
-    let big = info.obj.header.endian == klpforge_elf::Endian::Big;
+    let endian = info.obj.header.endian.to_object();
     let mut out = Vec::new();
     for r in info.relocations(ann) {
         let off = r.offset as usize;
@@ -86,12 +258,7 @@ pub fn annotated_starts(info: &ObjInfo<'_, '_>, sec: SectionId) -> Vec<u64> {
             continue;
         }
         let t = [data[off + 4], data[off + 5], data[off + 6], data[off + 7]];
-        let ty = if big {
-            u32::from_be_bytes(t)
-        } else {
-            u32::from_le_bytes(t)
-        };
-        if ty != ANNOTYPE_DATA_SPECIAL {
+        if endian.read_u32(t) != ANNOTYPE_DATA_SPECIAL {
             continue;
         }
         let Some(sym) = r.symbol else { continue };

@@ -3,7 +3,8 @@
 //! layers.
 //!
 //! * [`read::parse`] turns file bytes into an [`ElfObject`], checking every index.
-//! * [`ElfObject`] is edited through stable [`SectionId`]/[`SymbolId`] identities.
+//! * [`ElfObject`] is edited through stable [`SectionId`]/[`SymbolId`] identities;
+//!   [`construct`] makes the sections and symbols tools add.
 //! * [`write::write`] serialises the model, regenerating symbol and string tables and using
 //!   extended section numbering when needed.
 //! * [`Dump`] lists an object one line per item, independent of file layout.
@@ -15,12 +16,14 @@
 
 #![deny(missing_docs)]
 
+pub mod construct;
 pub mod dump;
 pub mod error;
 pub mod model;
 pub mod read;
 pub mod write;
 
+pub use construct::st_info;
 pub use dump::Dump;
 pub use error::{ElfError, Result};
 pub use model::*;

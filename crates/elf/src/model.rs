@@ -165,7 +165,7 @@ pub enum SectionData<'data> {
     ExtendedIndices,
 }
 
-/// A section of the model.
+/// A section of the model (constructors for the common kinds: [`crate::construct`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Section<'data> {
     /// Name (without NUL).
@@ -189,27 +189,6 @@ pub struct Section<'data> {
 }
 
 impl<'data> Section<'data> {
-    /// A new section holding `bytes`, with no link or info.
-    pub fn new_bytes(
-        name: impl Into<Cow<'data, [u8]>>,
-        sh_type: u32,
-        sh_flags: u64,
-        sh_addralign: u64,
-        bytes: impl Into<Cow<'data, [u8]>>,
-    ) -> Self {
-        Section {
-            name: name.into(),
-            sh_type,
-            sh_flags,
-            sh_addr: 0,
-            sh_addralign,
-            sh_entsize: 0,
-            link: Link::None,
-            info: Info::None,
-            data: SectionData::Bytes(bytes.into()),
-        }
-    }
-
     /// The section's bytes, or an empty slice for sections without stored bytes.
     pub fn bytes(&self) -> &[u8] {
         match &self.data {
@@ -279,7 +258,7 @@ pub const SHN_LIVEPATCH: u16 = 0xff20;
 /// `SHF_RELA_LIVEPATCH`: flag of `.klp.rela.*` sections.
 pub const SHF_RELA_LIVEPATCH: u64 = 0x0010_0000;
 
-/// A symbol of the model.
+/// A symbol of the model (constructors for the common kinds: [`crate::construct`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Symbol<'data> {
     /// Name (without NUL); empty for section symbols.
@@ -332,7 +311,7 @@ impl<'data> Symbol<'data> {
 
     /// Set binding, keeping the type.
     pub fn set_bind(&mut self, bind: u8) {
-        self.st_info = (bind << 4) | (self.st_info & 0xf);
+        self.st_info = crate::st_info(bind, self.kind());
     }
 }
 

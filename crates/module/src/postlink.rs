@@ -21,11 +21,12 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
-use klpforge_diff::klp::{parse_klp_symbol_name, KLP_RELOCS_SECTION, KLP_RELOC_RECORD_SIZE};
+use klpforge_diff::klp::{parse_klp_symbol_name, RelocRecord, KLP_RELOCS_SECTION};
 use klpforge_elf::{
-    ElfObject, Endian, Info, Link, Relocation, Section, SectionData, SectionId, SymbolId,
-    SymbolPlace, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH,
+    ElfObject, Endian, Link, Relocation, Section, SectionData, SectionId, SymbolId, SymbolPlace,
+    SHF_RELA_LIVEPATCH, SHN_LIVEPATCH,
 };
+use object::elf;
 
 /// What post-link did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,6 +39,17 @@ pub struct PostLinkReport {
     pub already_done: bool,
 }
 
+/// One klp relocation decoded from a record: the relocation against the klp symbol and the
+/// section it applies to.
+struct KlpRelocation {
+    /// The section the relocation applies to.
+    target: SectionId,
+    /// The klp symbol's name.
+    name: String,
+    /// The relocation (offset in `target`, klp symbol, type, addend).
+    reloc: Relocation,
+}
+
 /// The relocation types the kernel's module loader applies, per architecture (x86_64:
 /// `arch/x86/kernel/module.c`); `None` when klpforge does not restrict them.
 pub fn allowed_relocation_types(machine: u16) -> Option<&'static [u32]> {
@@ -45,14 +57,6 @@ pub fn allowed_relocation_types(machine: u16) -> Option<&'static [u32]> {
         // NONE, 64, PC32, PLT32, 32, 32S, PC64
         62 => Some(&[0, 1, 2, 4, 10, 11, 24]),
         _ => None,
-    }
-}
-
-fn read_u32(data: &[u8], off: usize, endian: Endian) -> u32 {
-    let b = [data[off], data[off + 1], data[off + 2], data[off + 3]];
-    match endian {
-        Endian::Little => u32::from_le_bytes(b),
-        Endian::Big => u32::from_be_bytes(b),
     }
 }
 
@@ -100,20 +104,13 @@ pub(crate) fn add_klp_rela(
     }
     entries.sort_by_key(|r| r.offset);
     let symtab = obj.symbol_table();
-    obj.add_section(Section {
-        name: Cow::Owned(name.clone().into_bytes()),
-        sh_type: 4,
-        sh_flags: 0x2 | 0x40 | SHF_RELA_LIVEPATCH,
-        sh_addr: 0,
-        sh_addralign: 8,
-        sh_entsize: 24,
-        link: symtab.map_or(Link::None, Link::Section),
-        info: Info::Section(target),
-        data: SectionData::Relocations {
-            rela: true,
-            entries,
-        },
-    });
+    obj.add_section(Section::rela(
+        Cow::Owned(name.clone().into_bytes()),
+        elf::SHF_ALLOC.0 | elf::SHF_INFO_LINK.0 | SHF_RELA_LIVEPATCH,
+        symtab.map_or(Link::None, Link::Section),
+        target,
+        entries,
+    ));
     name
 }
 
@@ -149,10 +146,11 @@ pub fn post_link(obj: &mut ElfObject<'_>) -> Result<PostLinkReport, String> {
     };
     let endian = obj.header.endian;
     let data = obj.section(records_sec).bytes().to_vec();
-    if data.len() % KLP_RELOC_RECORD_SIZE != 0 {
+    if data.len() % RelocRecord::SIZE != 0 {
         return Err(format!(
-            "{KLP_RELOCS_SECTION}: size {} is not a multiple of the {KLP_RELOC_RECORD_SIZE}-byte record",
-            data.len()
+            "{KLP_RELOCS_SECTION}: size {} is not a multiple of the {}-byte record",
+            data.len(),
+            RelocRecord::SIZE
         ));
     }
     let record_relocs: Vec<SectionId> = obj.relocation_sections_for(records_sec);
@@ -162,17 +160,17 @@ pub fn post_link(obj: &mut ElfObject<'_>) -> Result<PostLinkReport, String> {
             rel_at.insert(r.offset, *r);
         }
     }
-    // Decode every record: (target section, offset, klp symbol, addend, type).
+    // Decode every record.
     let mut records = Vec::new();
-    for i in 0..data.len() / KLP_RELOC_RECORD_SIZE {
-        let base = (i * KLP_RELOC_RECORD_SIZE) as u64;
-        let place = rel_at.get(&base).ok_or_else(|| {
+    for (i, bytes) in data.chunks_exact(RelocRecord::SIZE).enumerate() {
+        let base = (i * RelocRecord::SIZE) as u64;
+        let place = rel_at.get(&(base + RelocRecord::PLACE)).ok_or_else(|| {
             format!("{KLP_RELOCS_SECTION} record {i}: no relocation for its place")
         })?;
-        let sym = rel_at.get(&(base + 8)).ok_or_else(|| {
+        let sym = rel_at.get(&(base + RelocRecord::SYMBOL)).ok_or_else(|| {
             format!("{KLP_RELOCS_SECTION} record {i}: no relocation for its symbol")
         })?;
-        let r_type = read_u32(&data, base as usize + 16, endian);
+        let RelocRecord { r_type } = RelocRecord::decode(bytes, endian).expect("a whole record");
         let place_sym = place
             .symbol
             .ok_or_else(|| format!("{KLP_RELOCS_SECTION} record {i}: place has no symbol"))?;
@@ -186,13 +184,28 @@ pub fn post_link(obj: &mut ElfObject<'_>) -> Result<PostLinkReport, String> {
             .ok_or_else(|| format!("{KLP_RELOCS_SECTION} record {i}: no klp symbol"))?;
         let name = obj.symbol(klp_sym).name_lossy().into_owned();
         check_klp_symbol(&name).map_err(|e| format!("{KLP_RELOCS_SECTION} record {i}: {e}"))?;
-        records.push((target, offset, klp_sym, sym.addend, r_type, name));
+        records.push(KlpRelocation {
+            target,
+            name,
+            reloc: Relocation {
+                offset,
+                symbol: Some(klp_sym),
+                r_type,
+                addend: sym.addend,
+            },
+        });
     }
 
     // Remove the placeholders and zero what they would have written.
     let mut new_sections: BTreeMap<(String, SectionId), Vec<Relocation>> = BTreeMap::new();
     let mut klp_symbols: HashSet<SymbolId> = HashSet::new();
-    for (target, offset, klp_sym, addend, r_type, name) in records {
+    for KlpRelocation {
+        target,
+        name,
+        reloc,
+    } in records
+    {
+        let offset = reloc.offset;
         let mut removed = false;
         for rs in obj.relocation_sections_for(target) {
             if obj.section(rs).sh_flags & SHF_RELA_LIVEPATCH != 0 {
@@ -200,7 +213,7 @@ pub fn post_link(obj: &mut ElfObject<'_>) -> Result<PostLinkReport, String> {
             }
             if let SectionData::Relocations { entries, .. } = &mut obj.section_mut(rs).data {
                 let before = entries.len();
-                entries.retain(|r| !(r.offset == offset && r.symbol == Some(klp_sym)));
+                entries.retain(|r| !(r.offset == offset && r.symbol == reloc.symbol));
                 removed |= entries.len() != before;
             }
         }
@@ -210,18 +223,13 @@ pub fn post_link(obj: &mut ElfObject<'_>) -> Result<PostLinkReport, String> {
                 obj.section(target).name_lossy()
             ));
         }
-        zero_relocated(obj, target, offset, r_type);
+        zero_relocated(obj, target, offset, reloc.r_type);
         let (objname, _, _) = parse_klp_symbol_name(&name).expect("checked above");
+        klp_symbols.extend(reloc.symbol);
         new_sections
             .entry((objname.to_string(), target))
             .or_default()
-            .push(Relocation {
-                offset,
-                symbol: Some(klp_sym),
-                r_type,
-                addend,
-            });
-        klp_symbols.insert(klp_sym);
+            .push(reloc);
     }
     for (_, s) in obj.sections() {
         // Existing klp sections (a second diff object already post-linked) keep their symbols.

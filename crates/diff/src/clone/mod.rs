@@ -1,0 +1,449 @@
+//! Building the diff object: the changed and new functions with everything they need.
+//!
+//! Starting from the selected functions, every reference is examined (`Cloner::translate`):
+//!
+//! * to something that must live in the patch module (the function itself, its `.cold`
+//!   part, new functions and data, function-scope statics that are never correlated, strings,
+//!   constants, anonymous tables) → the target is cloned and the relocation stays normal;
+//! * to an export of vmlinux → a normal relocation against an undefined symbol;
+//! * to anything else that exists in the running kernel (local symbols, unexported globals,
+//!   exports of modules) → a klp relocation (see [`crate::klp`]), with the original's name and
+//!   `sympos`;
+//! * a non-call reference to a changed function (a function pointer) → a klp relocation to the
+//!   original, so stored pointers keep pointing into the kernel after the module is unloaded.
+//!
+//! Special-section entries that describe kept code are carried entry by entry, which pulls in
+//! what they reference (alternative replacements, exception fixups, bug-table file names).
+//! Finally the metadata sections for the module step are written.
+//!
+//! This module holds the cloner's state and its drain loop (queue a symbol, copy it, translate
+//! its relocations, which queues more); the other jobs have their own files:
+//!
+//! * `layout`: the output sections and what is appended to them (symbols' bytes, anonymous
+//!   pieces, strings, constants), and their final contents and relocation sections;
+//! * `decide`: how each reference is handled, `sympos`, and the symbols references use;
+//! * `entries`: carrying special-section entries (which ones is [`crate::special`]'s call);
+//! * `metadata`: the `.klp_forge.*` records the module step reads.
+
+mod decide;
+mod entries;
+mod layout;
+mod metadata;
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use klpforge_elf::{ElfObject, Relocation, SectionId, Symbol, SymbolId, SymbolPlace};
+use object::elf;
+
+use crate::analyze::{ObjInfo, Reloc, SecKind, SymKind};
+use crate::correlate::Twins;
+use crate::refs::{pc_bias, Target};
+use crate::refusal::{refusal, Refusal};
+use crate::select::Selection;
+use crate::DiffOptions;
+
+use decide::Decision;
+use layout::{Chunk, OutSection, SectionKey};
+use metadata::KlpRecord;
+
+/// One klp relocation, for the report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KlpReloc {
+    /// The output section the relocation applies to.
+    pub section: String,
+    /// Offset within it.
+    pub offset: u64,
+    /// Relocation type name.
+    pub r#type: String,
+    /// The klp symbol.
+    pub symbol: String,
+    /// Addend.
+    pub addend: i64,
+}
+
+/// Special-section statistics, for the report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SpecialStat {
+    /// Section name.
+    pub section: String,
+    /// Entries kept.
+    pub kept: usize,
+    /// Entries dropped.
+    pub dropped: usize,
+}
+
+/// The result of cloning.
+pub struct CloneResult {
+    /// The diff object.
+    pub obj: ElfObject<'static>,
+    /// Defined functions in it (without `__pfx_`/`__cfi_`).
+    pub output_functions: Vec<String>,
+    /// klp relocations created.
+    pub klp_relocs: Vec<KlpReloc>,
+    /// Special sections carried.
+    pub special: Vec<SpecialStat>,
+    /// Changes found to be unpatchable while cloning.
+    pub refusals: Vec<Refusal>,
+    /// Warnings.
+    pub warnings: Vec<String>,
+}
+
+/// The cloning state.
+pub struct Cloner<'a, 'o, 'p> {
+    o: &'a ObjInfo<'a, 'o>,
+    p: &'a ObjInfo<'a, 'p>,
+    twins: &'a Twins,
+    opts: &'a DiffOptions,
+    changed: BTreeSet<SymbolId>,
+    /// Changed read-only data the module gets its own copy of.
+    fresh: BTreeSet<SymbolId>,
+    out: ElfObject<'static>,
+    /// Contents and relocations of the output sections being filled.
+    out_secs: BTreeMap<SectionId, OutSection>,
+    sec_by_key: HashMap<SectionKey, SectionId>,
+    /// Patched symbol → its clone in the output.
+    clone_of: HashMap<SymbolId, SymbolId>,
+    /// Included symbols not yet placed.
+    queue: VecDeque<SymbolId>,
+    placed: BTreeSet<SymbolId>,
+    /// Where the copied stretches of each patched section landed.
+    chunks: HashMap<SectionId, Vec<Chunk>>,
+    undef: HashMap<String, SymbolId>,
+    klp_syms: HashMap<String, SymbolId>,
+    /// Strings and constants already copied, by output section and bytes.
+    strings: HashMap<(SectionId, Vec<u8>), u64>,
+    klp_records: Vec<KlpRecord>,
+    klp_report: Vec<KlpReloc>,
+    /// Special-section entries already examined: (patched section, entry start).
+    carried: BTreeSet<(SectionId, u64)>,
+    special_stats: BTreeMap<String, SpecialStat>,
+    refusals: Vec<Refusal>,
+    warnings: Vec<String>,
+    sympos_cache: HashMap<String, Vec<SymbolId>>,
+}
+
+impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
+    /// Prepare to clone from `p` (patched), with `o` (original) for klp names.
+    pub fn new(
+        o: &'a ObjInfo<'a, 'o>,
+        p: &'a ObjInfo<'a, 'p>,
+        twins: &'a Twins,
+        sel: &Selection,
+        opts: &'a DiffOptions,
+    ) -> Self {
+        let h = &p.obj.header;
+        let mut out = ElfObject::new(klpforge_elf::FileHeader {
+            endian: h.endian,
+            os_abi: h.os_abi,
+            abi_version: h.abi_version,
+            e_type: h.e_type,
+            e_machine: h.e_machine,
+            e_flags: h.e_flags,
+            e_entry: 0,
+            program_headers: 0,
+        });
+        // The FILE symbol of the first changed or new function scopes the locals.
+        let first = sel
+            .changed
+            .first()
+            .map(|c| c.0)
+            .or(sel.new_functions.first().copied());
+        if let Some(file) = first.and_then(|f| p.sym(f).file) {
+            out.add_symbol(Symbol::file(p.obj.symbol(file).name.to_vec()));
+        }
+        Cloner {
+            o,
+            p,
+            twins,
+            opts,
+            changed: sel.changed.iter().map(|c| c.0).collect(),
+            fresh: sel.fresh_data.iter().copied().collect(),
+            out,
+            out_secs: BTreeMap::new(),
+            sec_by_key: HashMap::new(),
+            clone_of: HashMap::new(),
+            queue: VecDeque::new(),
+            placed: BTreeSet::new(),
+            chunks: HashMap::new(),
+            undef: HashMap::new(),
+            klp_syms: HashMap::new(),
+            strings: HashMap::new(),
+            klp_records: Vec::new(),
+            klp_report: Vec::new(),
+            carried: BTreeSet::new(),
+            special_stats: BTreeMap::new(),
+            refusals: Vec::new(),
+            warnings: Vec::new(),
+            sympos_cache: HashMap::new(),
+        }
+    }
+
+    fn debug(&self, msg: impl FnOnce() -> String) {
+        if self.opts.debug {
+            log::debug!("{}", msg());
+        }
+    }
+
+    /// The output clone of patched symbol `psym`, created (unplaced) and queued if needed.
+    fn include(&mut self, psym: SymbolId) -> SymbolId {
+        if let Some(&c) = self.clone_of.get(&psym) {
+            return c;
+        }
+        let s = self.p.obj.symbol(psym);
+        let mut clone = Symbol {
+            name: Cow::Owned(s.name.to_vec()),
+            st_info: s.st_info,
+            st_other: s.st_other,
+            place: SymbolPlace::Undefined,
+            value: 0,
+            size: s.size,
+        };
+        // Changed functions become local: nothing else may bind to them before the livepatch
+        // core has applied their relocations.
+        if self.changed.contains(&psym) && s.bind() != elf::STB_LOCAL.0 {
+            clone.set_bind(elf::STB_LOCAL.0);
+        }
+        let c = self.out.add_symbol(clone);
+        self.clone_of.insert(psym, c);
+        self.queue.push_back(psym);
+        // A function's `.cold` parts and prefix padding come with it.
+        let si = self.p.sym(psym);
+        let extra: Vec<SymbolId> = si.children.iter().copied().chain(si.prefix).collect();
+        for x in extra {
+            self.include(x);
+        }
+        self.debug(|| format!("clone {}", self.p.sym(psym).name));
+        c
+    }
+
+    /// Whether patched section `sec` holds only `sym` (and its prefix), so it is copied whole.
+    fn bundled(&self, sym: SymbolId, sec: SectionId) -> bool {
+        let prefix = self.p.sym(sym).prefix;
+        self.p
+            .sec(sec)
+            .ranges
+            .iter()
+            .all(|&(_, _, id)| id == sym || Some(id) == prefix)
+    }
+
+    /// Copy the bytes of a queued symbol and translate its relocations.
+    fn place(&mut self, psym: SymbolId) {
+        if !self.placed.insert(psym) {
+            return;
+        }
+        let p = self.p;
+        let s = p.obj.symbol(psym);
+        let SymbolPlace::Section(psec) = s.place else {
+            // Common symbols and the like: nothing to copy; refer to the name.
+            let c = self.clone_of[&psym];
+            let cs = self.out.symbol_mut(c);
+            cs.place = s.place;
+            cs.value = s.value;
+            return;
+        };
+        // A symbol inside a chunk already copied (a prefix copied with its function).
+        if let Some((out, off)) = self.map_offset(psec, s.value as i64) {
+            self.set_place(psym, out, off as u64);
+            return;
+        }
+        let sec = p.obj.section(psec);
+        let size = sec.size();
+        let (start, end) = if self.bundled(psym, psec) {
+            (0, size)
+        } else {
+            let start = p
+                .sym(psym)
+                .prefix
+                .map_or(s.value, |x| p.obj.symbol(x).value.min(s.value));
+            (start, (s.value + s.size).min(size))
+        };
+        let link = self.linked_output(psec);
+        let out = self.out_section_for(psec, link);
+        let align = if start == 0 {
+            sec.sh_addralign.max(1)
+        } else {
+            sec.sh_addralign.clamp(1, 64)
+        };
+        let out_start = self.copy_chunk(psec, start, end, out, align);
+        self.set_place(psym, out, out_start + (s.value - start));
+        if let Some(pfx) = p.sym(psym).prefix {
+            if self.clone_of.contains_key(&pfx) {
+                let pv = p.obj.symbol(pfx).value;
+                if pv >= start {
+                    self.placed.insert(pfx);
+                    self.set_place(pfx, out, out_start + (pv - start));
+                }
+            }
+        }
+        let relocs = p.relocations(psec);
+        for r in relocs
+            .iter()
+            .filter(|r| r.offset >= start && r.offset < end.max(start + 1))
+        {
+            let out_off = out_start + (r.offset - start);
+            self.translate(psec, r, out, out_off);
+        }
+    }
+
+    fn set_place(&mut self, psym: SymbolId, out: SectionId, value: u64) {
+        let c = self.clone_of[&psym];
+        let cs = self.out.symbol_mut(c);
+        cs.place = SymbolPlace::Section(out);
+        cs.value = value;
+    }
+
+    /// Translate relocation `r` of patched section `psec` to output `(out, out_off)`.
+    fn translate(&mut self, psec: SectionId, r: &Reloc, out: SectionId, out_off: u64) {
+        let p = self.p;
+        let bias = pc_bias(p, psec, r);
+        let new = |symbol: Option<SymbolId>, addend: i64| Relocation {
+            offset: out_off,
+            symbol,
+            r_type: r.r_type,
+            addend,
+        };
+        match r.target {
+            Target::Absolute => self.push_reloc(out, new(None, r.addend)),
+            Target::String { sec, start, delta } => {
+                let (osec, at) = self.copy_string(sec, start);
+                let sym = self.section_symbol(osec);
+                self.push_reloc(out, new(Some(sym), at as i64 + delta - bias));
+            }
+            Target::Constant { sec, offset } => {
+                let (osec, at) = self.copy_constant(sec, offset);
+                let sym = self.section_symbol(osec);
+                self.push_reloc(out, new(Some(sym), at - bias));
+            }
+            Target::Section { sec, offset } => {
+                let kind = p.sec(sec).kind;
+                if p.obj.section(sec).is_exec() && kind != SecKind::SpecialAux {
+                    self.refusals.push(refusal(
+                        &p.obj.section(sec).name_lossy(),
+                        format!(
+                            "reference from {} to code at {}+{offset:#x} that belongs to no function symbol",
+                            p.obj.section(psec).name_lossy(),
+                            p.obj.section(sec).name_lossy()
+                        ),
+                        "give the code a function symbol (assembly code needs SYM_FUNC_START)",
+                    ));
+                    return;
+                }
+                let osec = self.clone_piece(sec, offset);
+                let (_, mapped) = self.map_offset(sec, offset).unwrap_or((osec, offset));
+                let sym = self.section_symbol(osec);
+                self.push_reloc(out, new(Some(sym), mapped - bias));
+            }
+            Target::Symbol { sym, offset } => match self.decide(psec, r, sym) {
+                Decision::Include => {
+                    let c = self.include(sym);
+                    // Where objtool reads references, keep the form the assembler chose:
+                    // one through a section symbol stays one. objtool reads its `.discard.*`
+                    // annotations only through section symbols (6.12 rejects anything else
+                    // and then writes no ORC for the module), and takes a jump in code
+                    // through a function symbol (from `.altinstr_replacement` back into
+                    // its function) for a sibling call. Data references name the symbol.
+                    let section_form = r.symbol.is_some_and(|s| p.sym(s).kind == SymKind::Section)
+                        && (p.obj.section(psec).is_exec()
+                            || p.obj.section(psec).name.starts_with(b".discard."));
+                    let cs = self.out.symbol(c);
+                    let holder = match cs.place {
+                        SymbolPlace::Section(osec) if section_form => self
+                            .out_secs
+                            .get(&osec)
+                            .map(|os| (os.symbol, cs.value as i64)),
+                        _ => None,
+                    };
+                    match holder {
+                        Some((secsym, at)) => {
+                            self.push_reloc(out, new(Some(secsym), at + offset - bias))
+                        }
+                        None => self.push_reloc(out, new(Some(c), offset - bias)),
+                    }
+                }
+                Decision::Undefined(name) => {
+                    let u = self.undefined_symbol(&name, sym);
+                    self.push_reloc(out, new(Some(u), offset - bias));
+                }
+                Decision::Klp(target) => {
+                    self.klp_reference(target, new(None, offset - bias), out);
+                }
+            },
+        }
+    }
+
+    /// Place everything queued.
+    fn drain(&mut self) {
+        while let Some(sym) = self.queue.pop_front() {
+            self.place(sym);
+        }
+    }
+
+    /// Write the metadata and klp records, then finish the object.
+    fn finish(mut self, sel: &Selection) -> Result<CloneResult, String> {
+        self.write_metadata(sel);
+        self.write_sections();
+        // Unplaced clones would be dangling: that is a bug, not bad input.
+        for (&psym, &c) in &self.clone_of {
+            if self.out.symbol(c).place == SymbolPlace::Undefined
+                && self.p.obj.symbol(psym).place != SymbolPlace::Undefined
+            {
+                return Err(format!(
+                    "internal error: {} was included but never placed",
+                    self.p.sym(psym).name
+                ));
+            }
+        }
+        let mut output_functions: Vec<String> = self
+            .out
+            .symbols()
+            .filter(|(_, s)| s.kind() == elf::STT_FUNC.0 && s.section().is_some())
+            .map(|(_, s)| s.name_lossy().into_owned())
+            .filter(|n| !n.starts_with("__pfx_") && !n.starts_with("__cfi_"))
+            .collect();
+        output_functions.sort();
+        Ok(CloneResult {
+            obj: self.out,
+            output_functions,
+            klp_relocs: self.klp_report,
+            special: self.special_stats.into_values().collect(),
+            refusals: self.refusals,
+            warnings: self.warnings,
+        })
+    }
+}
+
+/// Build the diff object for `sel`.
+pub fn clone(
+    o: &ObjInfo<'_, '_>,
+    p: &ObjInfo<'_, '_>,
+    twins: &Twins,
+    sel: &Selection,
+    opts: &DiffOptions,
+) -> Result<CloneResult, String> {
+    let mut c = Cloner::new(o, p, twins, sel, opts);
+    for &(f, _) in &sel.changed {
+        c.include(f);
+    }
+    for &f in &sel.new_functions {
+        c.include(f);
+    }
+    for &d in &sel.new_data {
+        c.include(d);
+    }
+    for &(_, f) in &sel.callbacks {
+        c.include(f);
+    }
+    for &f in &sel.through_callers {
+        c.include(f);
+    }
+    // Carried entries reference more code and data, which may make more entries relevant.
+    loop {
+        c.drain();
+        if !c.carry_special_entries() {
+            break;
+        }
+    }
+    c.drain();
+    c.finish(sel)
+}
