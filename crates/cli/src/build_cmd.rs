@@ -191,7 +191,7 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
     let changed = report
         .diffs
         .values()
-        .filter(|d| d["result"].as_str() == Some("changed"))
+        .filter(|d| d.result == klpforge_diff::DiffResult::Changed)
         .count();
     println!(
         "objects recompiled: {}; functionally changed: {changed}; time: {}",

@@ -30,6 +30,7 @@ pub mod symvers;
 
 use klpforge_elf::ElfObject;
 
+pub use clone::{KlpReloc, SpecialStat};
 pub use select::{CallbackKind, KlpState, Refusal, Selection};
 pub use symvers::Symvers;
 
@@ -87,13 +88,26 @@ pub struct ChangedFunction {
     pub reason: String,
 }
 
+/// How a diff ended, as the report says it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiffResult {
+    /// `changed`: a diff object was written.
+    Changed,
+    /// `no-change`: nothing to patch.
+    #[default]
+    NoChange,
+    /// `refused`: changes that cannot be live-patched.
+    Refused,
+}
+
 /// What one diff found.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Report {
     /// The object being patched.
     pub objname: String,
-    /// `changed`, `no-change` or `refused`.
-    pub result: String,
+    /// How the diff ended.
+    pub result: DiffResult,
     /// Changed functions.
     pub changed_functions: Vec<ChangedFunction>,
     /// New functions.
@@ -105,9 +119,9 @@ pub struct Report {
     /// Defined functions in the output (`__pfx_`/`__cfi_` left out).
     pub output_functions: Vec<String>,
     /// klp relocations created.
-    pub klp_relocations: Vec<serde_json::Value>,
+    pub klp_relocations: Vec<clone::KlpReloc>,
     /// Special-section entries kept and dropped.
-    pub special_sections: Vec<serde_json::Value>,
+    pub special_sections: Vec<clone::SpecialStat>,
     /// Callbacks found.
     pub callbacks: Vec<String>,
     /// System states declared (`KLPFORGE_STATE`).
@@ -394,7 +408,7 @@ pub fn diff(
         ..Report::default()
     };
     if !report.refusals.is_empty() {
-        report.result = "refused".into();
+        report.result = DiffResult::Refused;
         return Ok(Outcome::Refused(report));
     }
     if sel.changed.is_empty()
@@ -404,27 +418,19 @@ pub fn diff(
         && sel.new_data.is_empty()
         && sel.through_callers.is_empty()
     {
-        report.result = "no-change".into();
+        report.result = DiffResult::NoChange;
         return Ok(Outcome::NoChange(report));
     }
     let result = clone::clone(&o, &p, &twins, &sel, opts).map_err(DiffError::Output)?;
     report.output_functions = result.output_functions;
-    report.klp_relocations = result
-        .klp_relocs
-        .iter()
-        .map(|k| serde_json::to_value(k).expect("serialisable"))
-        .collect();
-    report.special_sections = result
-        .special
-        .iter()
-        .map(|s| serde_json::to_value(s).expect("serialisable"))
-        .collect();
+    report.klp_relocations = result.klp_relocs;
+    report.special_sections = result.special;
     report.warnings.extend(result.warnings);
     if !result.refusals.is_empty() {
         report.refusals.extend(result.refusals);
-        report.result = "refused".into();
+        report.result = DiffResult::Refused;
         return Ok(Outcome::Refused(report));
     }
-    report.result = "changed".into();
+    report.result = DiffResult::Changed;
     Ok(Outcome::Changed(Box::new(result.obj), report))
 }

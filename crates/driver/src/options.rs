@@ -62,7 +62,7 @@ pub struct BuildReport {
     /// Objects compiled (each twice).
     pub objects: Vec<String>,
     /// Per object: its binary, and what the diff found.
-    pub diffs: BTreeMap<String, serde_json::Value>,
+    pub diffs: BTreeMap<String, klpforge_diff::Report>,
     /// Warnings.
     pub warnings: Vec<String>,
     /// The module written, if any.

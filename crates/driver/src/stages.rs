@@ -10,7 +10,7 @@ use crate::error::{DriverError, Result};
 use crate::options::{BuildOptions, BuildReport, BuildResult};
 
 /// What diffing one object gave: the diff object (if any), the report, refusal reasons.
-pub(crate) type DiffRun = Result<(Option<PathBuf>, serde_json::Value, Vec<String>)>;
+pub(crate) type DiffRun = Result<(Option<PathBuf>, klpforge_diff::Report, Vec<String>)>;
 
 /// Module.symvers and the `sympos` source of the original vmlinux.
 pub(crate) fn load_exports(
@@ -80,18 +80,16 @@ pub(crate) fn diff_object(
             let out = diff_dir.join(label);
             std::fs::create_dir_all(out.parent().unwrap()).map_err(|e| e.to_string())?;
             klpforge_elf::write::write_file(&obj, &out).map_err(|e| e.to_string())?;
-            Ok((Some(out), serde_json::to_value(&rep).unwrap(), Vec::new()))
+            Ok((Some(out), rep, Vec::new()))
         }
-        klpforge_diff::Outcome::NoChange(rep) => {
-            Ok((None, serde_json::to_value(&rep).unwrap(), Vec::new()))
-        }
+        klpforge_diff::Outcome::NoChange(rep) => Ok((None, rep, Vec::new())),
         klpforge_diff::Outcome::Refused(rep) => {
             let reasons = rep
                 .refusals
                 .iter()
                 .map(|r| format!("{label}: {}: {} ({})", r.symbol, r.reason, r.remedy))
                 .collect();
-            Ok((None, serde_json::to_value(&rep).unwrap(), reasons))
+            Ok((None, rep, reasons))
         }
     }
 }
@@ -106,28 +104,21 @@ pub(crate) fn collect_outcomes(
     let mut diffs = Vec::new();
     let mut refusals = Vec::new();
     for (object, r) in outcomes {
-        let (out, value, reasons) = r?;
-        for f in value["changed_functions"].as_array().into_iter().flatten() {
+        let (out, diff, reasons) = r?;
+        for f in &diff.changed_functions {
             opts.progress.finding(&format!(
                 "{object}: changed function: {} ({})",
-                f["name"].as_str().unwrap_or(""),
-                f["reason"].as_str().unwrap_or("")
+                f.name, f.reason
             ));
         }
-        for f in value["new_functions"].as_array().into_iter().flatten() {
-            opts.progress.finding(&format!(
-                "{object}: new function: {}",
-                f.as_str().unwrap_or("")
-            ));
+        for f in &diff.new_functions {
+            opts.progress
+                .finding(&format!("{object}: new function: {f}"));
         }
-        if let Some(ws) = value.get("warnings").and_then(|w| w.as_array()) {
-            for w in ws {
-                report
-                    .warnings
-                    .push(format!("{object}: {}", w.as_str().unwrap_or_default()));
-            }
+        for w in &diff.warnings {
+            report.warnings.push(format!("{object}: {w}"));
         }
-        report.diffs.insert(object, value);
+        report.diffs.insert(object, diff);
         refusals.extend(reasons);
         diffs.extend(out);
     }

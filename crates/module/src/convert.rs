@@ -196,7 +196,7 @@ pub fn convert(
                 }
             }
         };
-        match klp.and_then(|k| check_klp_symbol(&k).map(|_| k)) {
+        match klp.and_then(|k| check_klp_symbol(&k).map(|_| k).map_err(|e| e.to_string())) {
             Ok(k) => {
                 plan.insert(*sym, k);
             }

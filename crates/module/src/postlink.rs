@@ -21,6 +21,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
+use crate::error::Result;
 use klpforge_diff::klp::{parse_klp_symbol_name, RelocRecord, KLP_RELOCS_SECTION};
 use klpforge_elf::{
     ElfObject, Endian, Link, Relocation, Section, SectionData, SectionId, SymbolId, SymbolPlace,
@@ -115,17 +116,17 @@ pub(crate) fn add_klp_rela(
 }
 
 /// Check that `name` is a well-formed klp symbol name, as the kernel's livepatch core parses it.
-pub fn check_klp_symbol(name: &str) -> Result<(), String> {
+pub fn check_klp_symbol(name: &str) -> Result<()> {
     match parse_klp_symbol_name(name) {
         Some((objname, sym, _)) if !objname.contains(['.', ',']) && !sym.contains(',') => Ok(()),
         _ => Err(format!(
             "malformed livepatch symbol name '{name}': expected .klp.sym.<objname>.<symbol>,<sympos> with an objname of at most 55 characters and no '.', a symbol name of at most 511 characters, and a decimal sympos"
-        )),
+        ).into()),
     }
 }
 
 /// Post-link `obj` in place.
-pub fn post_link(obj: &mut ElfObject<'_>) -> Result<PostLinkReport, String> {
+pub fn post_link(obj: &mut ElfObject<'_>) -> Result<PostLinkReport> {
     let mut report = PostLinkReport::default();
     let Some(records_sec) = obj.section_by_name(KLP_RELOCS_SECTION.as_bytes()) else {
         report.already_done = true;
@@ -151,7 +152,8 @@ pub fn post_link(obj: &mut ElfObject<'_>) -> Result<PostLinkReport, String> {
             "{KLP_RELOCS_SECTION}: size {} is not a multiple of the {}-byte record",
             data.len(),
             RelocRecord::SIZE
-        ));
+        )
+        .into());
     }
     let record_relocs: Vec<SectionId> = obj.relocation_sections_for(records_sec);
     let mut rel_at: BTreeMap<u64, Relocation> = BTreeMap::new();
@@ -221,7 +223,8 @@ pub fn post_link(obj: &mut ElfObject<'_>) -> Result<PostLinkReport, String> {
             return Err(format!(
                 "no placeholder relocation for {name} at {}+{offset:#x}",
                 obj.section(target).name_lossy()
-            ));
+            )
+            .into());
         }
         zero_relocated(obj, target, offset, reloc.r_type);
         let (objname, _, _) = parse_klp_symbol_name(&name).expect("checked above");
@@ -256,7 +259,7 @@ pub fn post_link(obj: &mut ElfObject<'_>) -> Result<PostLinkReport, String> {
 
 /// Check a (post-linked) module: klp symbols well named and `SHN_LIVEPATCH`, referenced only
 /// from klp sections, and relocation types the loader accepts.
-pub fn validate(obj: &ElfObject<'_>) -> Result<(), String> {
+pub fn validate(obj: &ElfObject<'_>) -> Result<()> {
     let allowed = allowed_relocation_types(obj.header.e_machine);
     for (_, s) in obj.symbols() {
         let name = s.name_lossy();
@@ -264,9 +267,9 @@ pub fn validate(obj: &ElfObject<'_>) -> Result<(), String> {
             check_klp_symbol(&name)?;
         }
         if s.place == SymbolPlace::Reserved(SHN_LIVEPATCH) && !name.starts_with(".klp.sym.") {
-            return Err(format!(
-                "symbol '{name}' is SHN_LIVEPATCH but not named .klp.sym.*"
-            ));
+            return Err(
+                format!("symbol '{name}' is SHN_LIVEPATCH but not named .klp.sym.*").into(),
+            );
         }
     }
     for (_, s) in obj.sections() {
@@ -281,9 +284,9 @@ pub fn validate(obj: &ElfObject<'_>) -> Result<(), String> {
             })?;
             let objname = rest.split('.').next().unwrap_or("");
             if objname.is_empty() || objname.len() > 55 {
-                return Err(format!(
-                    "malformed livepatch relocation section name '{sname}'"
-                ));
+                return Err(
+                    format!("malformed livepatch relocation section name '{sname}'").into(),
+                );
             }
         }
         for r in entries {
@@ -292,7 +295,7 @@ pub fn validate(obj: &ElfObject<'_>) -> Result<(), String> {
                     return Err(format!(
                         "{sname}+{:#x}: relocation type {} is not accepted by the kernel's module loader",
                         r.offset, r.r_type
-                    ));
+                    ).into());
                 }
             }
             let Some(sym) = r.symbol else { continue };
@@ -303,14 +306,15 @@ pub fn validate(obj: &ElfObject<'_>) -> Result<(), String> {
                     "{sname}+{:#x}: normal relocation against livepatch symbol '{}' (not post-linked?)",
                     r.offset,
                     target.name_lossy()
-                ));
+                ).into());
             }
             if klp_section && target.place != SymbolPlace::Reserved(SHN_LIVEPATCH) {
                 return Err(format!(
                     "{sname}+{:#x}: livepatch relocation against '{}', which is not SHN_LIVEPATCH",
                     r.offset,
                     target.name_lossy()
-                ));
+                )
+                .into());
             }
         }
     }

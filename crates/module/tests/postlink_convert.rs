@@ -164,7 +164,7 @@ fn post_link_rejects_malformed_klp_symbols() {
         let mut obj = file.parse().unwrap();
         let id = obj.symbol_by_name(b".klp.sym.vmlinux.helper,0").unwrap();
         obj.symbol_mut(id).name = std::borrow::Cow::Owned(bad.as_bytes().to_vec());
-        let err = post_link(&mut obj).unwrap_err();
+        let err = post_link(&mut obj).unwrap_err().to_string();
         assert!(
             err.contains("malformed livepatch symbol name"),
             "{bad}: {err}"

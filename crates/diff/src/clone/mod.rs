@@ -50,27 +50,29 @@ use metadata::KlpRecord;
 /// One klp relocation, for the report.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct KlpReloc {
-    /// The output section the relocation applies to.
-    pub section: String,
-    /// Offset within it.
-    pub offset: u64,
-    /// Relocation type name.
-    pub r#type: String,
-    /// The klp symbol.
-    pub symbol: String,
+    // Fields in alphabetical order: the report's key order.
     /// Addend.
     pub addend: i64,
+    /// Offset within the section.
+    pub offset: u64,
+    /// The output section the relocation applies to.
+    pub section: String,
+    /// The klp symbol.
+    pub symbol: String,
+    /// Relocation type name.
+    pub r#type: String,
 }
 
 /// Special-section statistics, for the report.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SpecialStat {
-    /// Section name.
-    pub section: String,
-    /// Entries kept.
-    pub kept: usize,
+    // Fields in alphabetical order: the report's key order.
     /// Entries dropped.
     pub dropped: usize,
+    /// Entries kept.
+    pub kept: usize,
+    /// Section name.
+    pub section: String,
 }
 
 /// The result of cloning.
