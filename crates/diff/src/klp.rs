@@ -25,8 +25,6 @@
 use klpforge_elf::{Endian, SymbolId};
 use object::Endian as _;
 
-use crate::analyze::{ObjInfo, SymKind};
-
 /// The section holding klp relocation records ([`RelocRecord`]).
 pub const KLP_RELOCS_SECTION: &str = ".klp_forge.relocs";
 /// Size of one record.
@@ -134,48 +132,7 @@ pub struct ImageScope {
     pub functions: Vec<String>,
 }
 
-impl ImageScope {
-    /// The scope of original symbol `osym`.
-    pub fn of(o: &ObjInfo<'_, '_>, osym: SymbolId) -> ImageScope {
-        let Some(file) = o.sym(osym).file.filter(|_| o.obj.symbol(osym).is_local()) else {
-            return ImageScope::default();
-        };
-        let functions = o
-            .obj
-            .symbols()
-            .filter(|(id, s)| {
-                o.sym(*id).file == Some(file)
-                    && o.sym(*id).kind == SymKind::Function
-                    && s.section().is_some_and(|sec| {
-                        let n = o.obj.section(sec).name_lossy();
-                        o.obj.section(sec).is_alloc() && !n.starts_with(".discard")
-                    })
-            })
-            .map(|(id, _)| o.sym(id).name.clone())
-            .collect();
-        ImageScope {
-            file: Some(o.sym(file).name.clone()),
-            functions,
-        }
-    }
-}
-
-/// The symbols `sympos` is counted among in an object without an image: the defined ones
-/// named `name` other than section and file symbols, in table order.
-pub fn sympos_candidates(o: &ObjInfo<'_, '_>, name: &str) -> Vec<SymbolId> {
-    o.by_name
-        .get(name)
-        .into_iter()
-        .flatten()
-        .copied()
-        .filter(|&x| {
-            o.obj.symbol(x).section().is_some()
-                && !matches!(o.sym(x).kind, SymKind::Section | SymKind::File)
-        })
-        .collect()
-}
-
-/// `sympos` of `sym` among `candidates` ([`sympos_candidates`]): its 1-based rank, 0 when the
+/// `sympos` of `sym` among `candidates` ([`crate::sympos::sympos_candidates`]): its 1-based rank, 0 when the
 /// name is unique (or `sym` is not among them).
 pub fn object_sympos(candidates: &[SymbolId], sym: SymbolId) -> u64 {
     if candidates.len() <= 1 {

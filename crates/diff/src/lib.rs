@@ -15,18 +15,20 @@
 #![deny(missing_docs)]
 
 pub mod analyze;
+pub use analyze::refs;
 pub mod checksum;
 pub mod clone;
 pub mod code;
 pub mod correlate;
 pub mod klp;
 pub mod markers;
-pub mod refs;
 pub mod refusal;
 pub mod select;
 pub mod special;
 pub mod stable_name;
+pub mod sympos;
 pub mod symvers;
+pub mod twins;
 
 use klpforge_elf::ElfObject;
 

@@ -12,6 +12,7 @@ pub mod driver;
 pub mod error;
 pub mod fixlines;
 pub mod includes;
+pub mod inputs;
 pub mod kbuild;
 pub mod options;
 pub mod patch;

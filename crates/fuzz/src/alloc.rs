@@ -3,13 +3,21 @@
 //! An allocation that fails aborts a Rust process, so a target that asks for terabytes because
 //! of a mutated size field would end a campaign with no trace of the input. [`LimitAlloc`]
 //! (installed by the `klpforge-fuzz` binary) passes requests to the system allocator, except
-//! those above [`set_limit`]'s bound: for those it saves the in-flight input as a crash,
-//! prints a backtrace and aborts.
+//! those above [`set_limit`]'s bound: for those the handler of [`set_oversized_handler`] (the
+//! harness) saves the in-flight input as a crash, prints a backtrace and aborts.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 static LIMIT: AtomicUsize = AtomicUsize::new(usize::MAX);
+static ON_OVERSIZED: OnceLock<fn(usize) -> !> = OnceLock::new();
+
+/// What to do with a request above the bound (the harness saves the in-flight input); without
+/// a handler the process aborts.
+pub fn set_oversized_handler(handler: fn(usize) -> !) {
+    let _ = ON_OVERSIZED.set(handler);
+}
 
 /// The system allocator with a bound on the size of one request.
 pub struct LimitAlloc;
@@ -27,7 +35,10 @@ pub fn limit() -> usize {
 #[inline]
 fn check(size: usize) {
     if size > LIMIT.load(Ordering::Relaxed) {
-        crate::harness::oversized(size);
+        match ON_OVERSIZED.get() {
+            Some(handler) => handler(size),
+            None => std::process::abort(),
+        }
     }
 }
 

@@ -525,9 +525,10 @@ impl Shared {
     }
 }
 
-/// Called by [`crate::alloc::LimitAlloc`] for a request above its bound: save the in-flight
-/// input of this thread, print a backtrace and abort.
-pub(crate) fn oversized(size: usize) -> ! {
+/// The handler of [`crate::alloc::LimitAlloc`] for a request above its bound
+/// ([`crate::alloc::set_oversized_handler`]): save the in-flight input of this thread, print a
+/// backtrace and abort.
+pub fn oversized(size: usize) -> ! {
     static REPORTING: AtomicBool = AtomicBool::new(false);
     let limit = crate::alloc::limit();
     // Lift the bound so that reporting can allocate (and no other thread re-enters).

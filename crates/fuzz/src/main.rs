@@ -149,6 +149,7 @@ fn run(cli: Cli) -> Result<bool> {
         Which::Differ => &[Target::Differ],
         Which::All => &[Target::Reader, Target::Differ],
     };
+    klpforge_fuzz::alloc::set_oversized_handler(klpforge_fuzz::harness::oversized);
     klpforge_fuzz::alloc::set_limit(cli.max_alloc_mib.saturating_mul(1 << 20));
     if !cli.replay.is_empty() {
         let [target] = targets else {

@@ -26,8 +26,8 @@ use std::collections::HashMap;
 
 use crate::analyze::{relocs_in, ObjInfo, Reloc, SecKind, SymKind};
 use crate::code::CodeInsn;
-use crate::correlate::Twins;
 use crate::refs::{string_at, Target};
+use crate::twins::Twins;
 
 mod annotations;
 mod lines;

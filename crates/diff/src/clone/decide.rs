@@ -178,12 +178,12 @@ impl Cloner<'_, '_, '_> {
         let o = self.o;
         let name = o.sym(osym).name.clone();
         if let Some(source) = self.opts.sympos.as_deref() {
-            return self.image_sympos(source, &name, &ImageScope::of(o, osym));
+            return self.image_sympos(source, &name, &crate::sympos::image_scope(o, osym));
         }
         let candidates = self
             .sympos_cache
             .entry(name)
-            .or_insert_with_key(|name| klp::sympos_candidates(o, name));
+            .or_insert_with_key(|name| crate::sympos::sympos_candidates(o, name));
         klp::object_sympos(candidates, osym)
     }
 

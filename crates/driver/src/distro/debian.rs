@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use super::Distribution;
 use crate::error::{DriverError, Result};
-use crate::prepare::KernelInputs;
+use crate::inputs::KernelInputs;
 
 /// Debian's kernel packages.
 pub struct Debian;

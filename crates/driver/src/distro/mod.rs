@@ -1,6 +1,6 @@
 //! Distribution kernels by name: `debian:<release>` (`debian:latest`: the newest release whose
 //! packages are all in the archive) and `running` resolve to the inputs of a
-//! prepared kernel ([`crate::prepare::KernelInputs`]) from the distribution's own packages,
+//! prepared kernel ([`crate::inputs::KernelInputs`]) from the distribution's own packages,
 //! downloaded and unpacked into a cache, never installed on the host.
 //!
 //! One file per distribution ([`debian`]); another distribution is one more [`Distribution`]
@@ -11,7 +11,7 @@ pub mod debian;
 use std::path::Path;
 
 use crate::error::Result;
-use crate::prepare::KernelInputs;
+use crate::inputs::KernelInputs;
 
 /// A distribution whose kernels klpforge can fetch.
 pub trait Distribution: Sync {

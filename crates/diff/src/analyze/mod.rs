@@ -1,6 +1,9 @@
 //! Facts about one object that every later phase needs: what each section is for, which
-//! symbol owns which bytes, FILE scopes, stable names (compiler counters stripped), `.cold` parents, and which symbols
-//! must never be correlated with the other build.
+//! symbol owns which bytes, FILE scopes, stable names (compiler counters stripped), `.cold`
+//! parents, which symbols must never be correlated with the other build, and what every
+//! relocation refers to ([`refs`]).
+
+pub mod refs;
 
 use std::collections::HashMap;
 
