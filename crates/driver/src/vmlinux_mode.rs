@@ -18,14 +18,19 @@ use crate::error::{DriverError, Result};
 use crate::options::{BuildOptions, BuildReport, BuildResult};
 use crate::stages::{collect_outcomes, diff_object, finish, load_exports, module_symbols};
 
-/// One linked object to compare: label, original, patched, objname, sympos source.
-type Pair = (
-    String,
-    PathBuf,
-    PathBuf,
-    String,
-    Option<Arc<dyn klpforge_diff::klp::SymposSource>>,
-);
+/// One linked object to compare.
+struct LinkedPair {
+    /// Its name in the build tree (`vmlinux.o`, `fs/xfs/xfs.o`).
+    label: String,
+    /// The original build.
+    orig: PathBuf,
+    /// The patched build.
+    patched: PathBuf,
+    /// The livepatch object name (`vmlinux` or the module's).
+    objname: String,
+    /// Where its symbols' kallsyms positions come from.
+    sympos: Option<Arc<dyn klpforge_diff::klp::SymposSource>>,
+}
 
 /// Whether a linked object was built with function sections (many `.text.*` sections).
 fn has_function_sections(obj: &Path) -> bool {
@@ -168,13 +173,13 @@ pub fn build_vmlinux_mode(
     let t2 = Instant::now();
     let (symvers, vm_sympos) = load_exports(opts)?;
     // The linked objects to compare: vmlinux.o, and every module object that changed.
-    let mut pairs: Vec<Pair> = vec![(
-        "vmlinux.o".into(),
-        orig_vo.clone(),
-        b.join("vmlinux.o"),
-        "vmlinux".into(),
-        Some(vm_sympos),
-    )];
+    let mut pairs = vec![LinkedPair {
+        label: "vmlinux.o".into(),
+        orig: orig_vo.clone(),
+        patched: b.join("vmlinux.o"),
+        objname: "vmlinux".into(),
+        sympos: Some(vm_sympos),
+    }];
     let orig_build = orig_vo.parent().unwrap_or(Path::new(".")).to_path_buf();
     if let Ok(order) = std::fs::read_to_string(orig_build.join("modules.order")) {
         for m in order.lines().map(str::trim).filter(|m| !m.is_empty()) {
@@ -193,22 +198,28 @@ pub fn build_vmlinux_mode(
                 m,
                 &opts.tree.build.join(m.replace(".o", ".ko")),
             )?);
-            pairs.push((m.to_string(), o, p, name, sympos));
+            pairs.push(LinkedPair {
+                label: m.to_string(),
+                orig: o,
+                patched: p,
+                objname: name,
+                sympos,
+            });
         }
     }
     let diff_dir = work.join("diff");
     let mut outcomes = Vec::new();
-    for (label, o, p, objname, sympos) in pairs {
-        report.objects.push(label.clone());
+    for pair in pairs {
+        report.objects.push(pair.label.clone());
         let dopts = klpforge_diff::DiffOptions {
-            objname,
+            objname: pair.objname,
             symvers: symvers.clone(),
             debug: false,
-            sympos,
+            sympos: pair.sympos,
             accept_fresh_statics: opts.accept_fresh_statics,
         };
-        let run = diff_object(&label, &o, &p, &dopts, &diff_dir);
-        outcomes.push((label, run));
+        let run = diff_object(&pair.label, &pair.orig, &pair.patched, &dopts, &diff_dir);
+        outcomes.push((pair.label, run));
     }
     let (diffs, refusals) = collect_outcomes(opts, &mut report, outcomes)?;
     finish(opts, report, diffs, refusals, t2)
