@@ -97,12 +97,8 @@ pub struct BuildArgs {
     /// kernel (its state is not carried over) with a warning instead of refusing it.
     #[arg(long)]
     pub accept_fresh_statics: bool,
-    /// Sign the module with this private key (PEM), with the kernel's sign-file.
-    #[arg(long, value_name = "KEY", requires = "sign_cert")]
-    pub sign_key: Option<PathBuf>,
-    /// The certificate (PEM or DER) of the signing key.
-    #[arg(long, value_name = "CERT", requires = "sign_key")]
-    pub sign_cert: Option<PathBuf>,
+    #[command(flatten)]
+    pub sign: crate::sign::SignArgs,
     /// Variables for make when building the module (CC=..., LLVM=1).
     #[arg(long = "make-var", value_name = "VAR=VALUE")]
     pub make_vars: Vec<String>,
@@ -166,10 +162,7 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
         vmlinux_mode: args.mode == "vmlinux",
         accept_fresh_statics: args.accept_fresh_statics,
         prepared,
-        sign: match (&args.sign_key, &args.sign_cert) {
-            (Some(k), Some(c)) => Some((std::path::absolute(k)?, std::path::absolute(c)?)),
-            _ => None,
-        },
+        sign: args.sign.key_and_cert()?,
     };
     let result = build(&opts);
     let keep = args.keep || args.work.is_some();

@@ -10,6 +10,7 @@ mod elf_cmd;
 mod exit;
 mod module_cmd;
 mod progress;
+mod sign;
 
 use std::process::ExitCode;
 

@@ -37,12 +37,8 @@ pub struct ModuleArgs {
     /// Parallel make jobs (default: the number of CPUs).
     #[arg(short = 'j', long, default_value_t = crate::default_jobs())]
     pub jobs: usize,
-    /// Sign the module with this private key (PEM), with the kernel's sign-file.
-    #[arg(long, value_name = "KEY", requires = "sign_cert")]
-    pub sign_key: Option<PathBuf>,
-    /// The certificate (PEM or DER) of the signing key.
-    #[arg(long, value_name = "CERT", requires = "sign_key")]
-    pub sign_cert: Option<PathBuf>,
+    #[command(flatten)]
+    pub sign: crate::sign::SignArgs,
     /// Variables passed to make (CC=..., LLVM=1).
     #[arg(long = "make-var", value_name = "VAR=VALUE")]
     pub make_vars: Vec<String>,
@@ -88,7 +84,7 @@ pub fn run_module(args: ModuleArgs) -> Result<ExitCode> {
         make_vars: args.make_vars,
         work: args.work,
         jobs: args.jobs,
-        sign: args.sign_key.zip(args.sign_cert),
+        sign: args.sign.key_and_cert()?,
     };
     let report = build_module(&args.diffs, &opts).map_err(|e| anyhow!(e))?;
     for w in &report.warnings {

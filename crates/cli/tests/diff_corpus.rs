@@ -207,4 +207,12 @@ fn corpus_function_sets_match_the_peer() {
         failures.len(),
         failures.join("\n")
     );
+    // Something ran: every architecture of the corpus, each with its cases.
+    let ran: usize = summary.values().map(|&(_, all)| all).sum();
+    assert!(
+        summary.len() >= 3 && ran == expectations.len() && ran > 0,
+        "the corpus diff ran {ran} of {} cases on {} architectures",
+        expectations.len(),
+        summary.len()
+    );
 }

@@ -465,8 +465,9 @@ pub fn toolchain(arch: &str) -> Option<Toolchain> {
     static PROBED: [OnceLock<Option<Toolchain>>; ARCHES.len()] =
         [const { OnceLock::new() }; ARCHES.len()];
     let Some(index) = SPECS.iter().position(|s| s.arch == arch) else {
-        crate::skip(
-            arch,
+        // Not a missing tool but a name this kit does not know: a note, never a CI failure.
+        note_once(
+            &format!("arch:{arch}"),
             &format!(
                 "skipping {arch} cases: unknown architecture (known: {})",
                 ARCHES.join(" ")
