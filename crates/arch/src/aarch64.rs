@@ -12,6 +12,15 @@ impl Arch for Aarch64 {
         "aarch64"
     }
 
+    fn immediate_argument(&self, insn: &[u8]) -> Option<u8> {
+        // movz w1 / w2, #imm16
+        match u32::from_le_bytes(insn.get(..4)?.try_into().ok()?) & 0xffe0_001f {
+            0x5280_0001 => Some(2),
+            0x5280_0002 => Some(3),
+            _ => None,
+        }
+    }
+
     fn machine(&self) -> u16 {
         elf::EM_AARCH64.0
     }

@@ -4,10 +4,11 @@
 //! called, how many bytes it patches and how it computes its value ([`RelocInfo`]), where
 //! instruction boundaries fall in a run of code, padding, branch relocations. The ELF model uses
 //! it to print relocation names; the diff engine uses it to checksum code position-independently.
-//! Not everything is here yet: the diff engine still branches on the architecture's name in a
-//! few places (`analyze.rs`, `checksum.rs`, `code.rs`, `refs.rs`: immediate and PC-relative
-//! encodings); moving that knowledge behind the trait is the multi-architecture work's first
-//! step.
+//! The diff engine asks the trait for every instruction-set fact it uses: decoding with branch
+//! targets ([`Arch::decode_with_branches`]), PC bias ([`Arch::pc_bias`]), calls and the
+//! argument registers of a call's setup, the compiler's no-op ftrace entry, and the relocation
+//! types the module loader applies; none of it tests an architecture's name. (The module
+//! check of objtool's ORC and return sites, x86-only by nature, tests the machine.)
 //!
 //! Implementations: [`X86_64`], [`Aarch64`], [`Ppc64`], [`S390x`], [`LoongArch64`].
 //! [`for_machine`] picks one from an ELF header's `e_machine`.
@@ -96,6 +97,30 @@ pub struct Insn {
     pub len: usize,
 }
 
+/// A relative branch's displacement field within its instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BranchField {
+    /// The branch target, as an offset in the same coordinates as the decoded instruction
+    /// (may lie outside the decoded run).
+    pub target: i64,
+    /// Offset of the displacement within the instruction.
+    pub disp_offset: u8,
+    /// Size of the displacement in bytes.
+    pub disp_size: u8,
+}
+
+/// One decoded instruction with, for a relative branch, where it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodedInsn {
+    /// Offset of the first byte (the `base` given to [`Arch::decode_with_branches`] plus its
+    /// position in the decoded run).
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u8,
+    /// For a relative branch whose target the decoder computes: the target and the field.
+    pub branch: Option<BranchField>,
+}
+
 /// Code that could not be split into instructions.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot decode instruction at offset {offset:#x}: {reason}")]
@@ -133,6 +158,76 @@ pub trait Arch: Send + Sync + std::fmt::Debug {
     fn reloc_is_branch(&self, insn: &[u8], at: usize, r_type: u32) -> bool {
         let _ = (insn, at);
         self.reloc_info(r_type).map(|i| i.kind) == Some(RelocKind::Branch)
+    }
+
+    /// Decode `code`, which starts at offset `base`, into instructions with the targets of
+    /// relative branches where the architecture's decoder computes them; stops at the first
+    /// bytes that do not decode and says whether everything did. By default: the boundaries of
+    /// [`Arch::decode_lengths`], no branch targets.
+    fn decode_with_branches(&self, code: &[u8], base: u64) -> (Vec<DecodedInsn>, bool) {
+        let to_decoded = |list: Vec<Insn>| -> Vec<DecodedInsn> {
+            list.into_iter()
+                .map(|i| DecodedInsn {
+                    offset: base + i.offset as u64,
+                    len: i.len as u8,
+                    branch: None,
+                })
+                .collect()
+        };
+        match self.decode_lengths(code) {
+            Ok(list) => (to_decoded(list), true),
+            Err(e) => (
+                self.decode_lengths(&code[..e.offset])
+                    .map(to_decoded)
+                    .unwrap_or_default(),
+                false,
+            ),
+        }
+    }
+
+    /// How far the place a PC-relative relocation's value is relative to lies from the
+    /// relocated field at `field` (a relocation of type `r_type`, in code when `in_code`, in an
+    /// instruction ending at `insn_end` when decoded): what turns `S + A` into the true target.
+    /// x86 counts from the end of the instruction; s390x `*DBL` fields sit two bytes into the
+    /// instruction they are relative to. By default 0.
+    fn pc_bias(&self, r_type: u32, field: u64, insn_end: Option<u64>, in_code: bool) -> i64 {
+        let _ = (r_type, field, insn_end, in_code);
+        0
+    }
+
+    /// Whether a function whose code starts with `code` has the ftrace entry the compiler
+    /// writes as a no-op of its own (s390x `-mnop-mcount`: `brcl 0,0`), rather than a call
+    /// or a `__mcount_loc`/`__patchable_function_entries` record. By default never.
+    fn has_nop_ftrace_entry(&self, code: &[u8]) -> bool {
+        let _ = code;
+        false
+    }
+
+    /// If `insn` loads a small immediate into an argument register of the calling convention,
+    /// which argument (1-based): what tells a `__LINE__` passed to a call. By default none.
+    fn immediate_argument(&self, insn: &[u8]) -> Option<u8> {
+        let _ = insn;
+        None
+    }
+
+    /// If `insn` loads an address into an argument register, which argument (1-based), where
+    /// the architecture can tell (x86_64); `None` elsewhere.
+    fn address_argument(&self, insn: &[u8]) -> Option<u8> {
+        let _ = insn;
+        None
+    }
+
+    /// Whether `insn`, which carries a relocation of type `r_type`, is a direct call. By
+    /// default any branch relocation.
+    fn is_call(&self, insn: &[u8], r_type: u32) -> bool {
+        let _ = insn;
+        self.reloc_info(r_type).map(|i| i.kind) == Some(RelocKind::Branch)
+    }
+
+    /// The relocation types the kernel's module loader applies in livepatch relocation
+    /// sections, where klpforge checks them; `None` where it does not.
+    fn loader_relocation_types(&self) -> Option<&'static [u32]> {
+        None
     }
 
     /// Whether one instruction (its bytes) is alignment padding between functions: a no-op

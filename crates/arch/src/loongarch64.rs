@@ -12,6 +12,15 @@ impl Arch for LoongArch64 {
         "loongarch64"
     }
 
+    fn immediate_argument(&self, insn: &[u8]) -> Option<u8> {
+        // addi.w / ori $a1 / $a2, $zero, imm
+        match u32::from_le_bytes(insn.get(..4)?.try_into().ok()?) & 0xffc0_03ff {
+            0x0280_0005 | 0x0380_0005 => Some(2),
+            0x0280_0006 | 0x0380_0006 => Some(3),
+            _ => None,
+        }
+    }
+
     fn machine(&self) -> u16 {
         elf::EM_LOONGARCH.0
     }

@@ -16,6 +16,15 @@ impl Arch for Ppc64 {
         "ppc64le"
     }
 
+    fn immediate_argument(&self, insn: &[u8]) -> Option<u8> {
+        // li r4 / r5, imm
+        match u32::from_le_bytes(insn.get(..4)?.try_into().ok()?) & 0xffff_0000 {
+            0x3880_0000 => Some(2),
+            0x38a0_0000 => Some(3),
+            _ => None,
+        }
+    }
+
     fn machine(&self) -> u16 {
         elf::EM_PPC64.0
     }

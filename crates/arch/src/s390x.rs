@@ -24,6 +24,30 @@ impl Arch for S390x {
         "s390x"
     }
 
+    fn immediate_argument(&self, insn: &[u8]) -> Option<u8> {
+        // lghi / lhi %r3 / %r4, imm
+        match insn {
+            [0xa7, 0x39 | 0x38, _, _] => Some(2),
+            [0xa7, 0x49 | 0x48, _, _] => Some(3),
+            _ => None,
+        }
+    }
+
+    fn pc_bias(&self, r_type: u32, _field: u64, _insn_end: Option<u64>, in_code: bool) -> i64 {
+        // `*DBL` fields (halfword-scaled, PC-relative) sit two bytes into the instruction
+        // whose address they count from.
+        if in_code && self.reloc_name(r_type).ends_with("DBL") {
+            -2
+        } else {
+            0
+        }
+    }
+
+    fn has_nop_ftrace_entry(&self, code: &[u8]) -> bool {
+        // -mnop-mcount: `brcl 0,0` where the mcount call would be.
+        code.starts_with(&[0xc0, 0x04, 0, 0, 0, 0])
+    }
+
     fn machine(&self) -> u16 {
         elf::EM_S390.0
     }

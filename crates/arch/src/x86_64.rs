@@ -1,6 +1,6 @@
 //! x86-64 (`EM_X86_64`, little endian): variable-length instructions decoded with `iced-x86`.
 
-use crate::{Arch, DecodeError, Insn, RelocInfo, RelocKind};
+use crate::{Arch, BranchField, DecodeError, DecodedInsn, Insn, RelocInfo, RelocKind};
 use iced_x86::{
     ConstantOffsets, Decoder, DecoderError, DecoderOptions, Instruction, Mnemonic, OpKind,
 };
@@ -109,6 +109,96 @@ fn decode_each(
 }
 
 impl Arch for X86_64 {
+    fn decode_with_branches(&self, code: &[u8], base: u64) -> (Vec<DecodedInsn>, bool) {
+        let (list, complete) = match self.constant_offsets(code, base) {
+            Ok(list) => (list, true),
+            Err(e) => match self.constant_offsets(&code[..e.offset], base) {
+                Ok(list) => (list, false),
+                Err(_) => (Vec::new(), false),
+            },
+        };
+        let decoded = list
+            .into_iter()
+            .map(|c| {
+                // iced reports a branch displacement as the (first) immediate.
+                let o = &c.offsets;
+                let branch =
+                    c.branch_target
+                        .filter(|_| o.has_immediate())
+                        .map(|target| BranchField {
+                            target: target as i64,
+                            disp_offset: o.immediate_offset() as u8,
+                            disp_size: o.immediate_size() as u8,
+                        });
+                DecodedInsn {
+                    offset: base + c.insn.offset as u64,
+                    len: c.insn.len as u8,
+                    branch,
+                }
+            })
+            .collect();
+        (decoded, complete)
+    }
+
+    fn pc_bias(&self, _r_type: u32, field: u64, insn_end: Option<u64>, in_code: bool) -> i64 {
+        // PC-relative values count from the end of the instruction; undecoded code usually
+        // ends with its 4-byte field.
+        match insn_end {
+            Some(end) => end as i64 - field as i64,
+            None if in_code => 4,
+            None => 0,
+        }
+    }
+
+    fn immediate_argument(&self, insn: &[u8]) -> Option<u8> {
+        // mov $imm32, %esi / %edx / %ecx
+        match insn {
+            [0xbe, _, _, _, _] => Some(2),
+            [0xba, _, _, _, _] => Some(3),
+            [0xb9, _, _, _, _] => Some(4),
+            _ => None,
+        }
+    }
+
+    fn address_argument(&self, insn: &[u8]) -> Option<u8> {
+        // `mov $sym, %reg` (sign-extended or 32-bit) or `lea sym(%rip), %reg`.
+        let reg = |r: u8| match r {
+            7 => Some(1),
+            6 => Some(2),
+            2 => Some(3),
+            1 => Some(4),
+            _ => None,
+        };
+        match insn {
+            [0x48, 0xc7, m, ..] if m >> 6 == 3 => reg(m & 7),
+            [0x48, 0x8d, m, ..] if m & 0xc7 == 0x05 => reg((m >> 3) & 7),
+            [op, ..] if (0xb8..=0xbf).contains(op) && insn.len() == 5 => reg(op - 0xb8),
+            _ => None,
+        }
+    }
+
+    fn is_call(&self, insn: &[u8], _r_type: u32) -> bool {
+        // call rel32
+        insn.first() == Some(&0xe8)
+    }
+
+    fn loader_relocation_types(&self) -> Option<&'static [u32]> {
+        use object::elf::{
+            R_X86_64_32, R_X86_64_32S, R_X86_64_64, R_X86_64_NONE, R_X86_64_PC32, R_X86_64_PC64,
+            R_X86_64_PLT32,
+        };
+        const TYPES: [u32; 7] = [
+            R_X86_64_NONE.0,
+            R_X86_64_64.0,
+            R_X86_64_PC32.0,
+            R_X86_64_PLT32.0,
+            R_X86_64_32.0,
+            R_X86_64_32S.0,
+            R_X86_64_PC64.0,
+        ];
+        Some(&TYPES)
+    }
+
     fn disassemble(&self, bytes: &[u8], ip: u64) -> Option<String> {
         use iced_x86::{Formatter, GasFormatter};
         let mut decoder = Decoder::with_ip(64, bytes, ip, OPTIONS);

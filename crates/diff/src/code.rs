@@ -6,30 +6,14 @@
 //! do not decode (data in a code section), decoding restarts at the next function symbol, and
 //! relocations in undecodable stretches fall back to the common case.
 
-use klpforge_arch::{Arch, X86_64};
+use klpforge_arch::Arch;
 
-/// One decoded instruction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CodeInsn {
-    /// Offset within the section.
-    pub offset: u64,
-    /// Length in bytes.
-    pub len: u8,
-    /// For x86 relative branches: the target offset within the section (may lie outside it),
-    /// and where the displacement is within the instruction (offset, size).
-    pub branch: Option<Branch>,
-}
+/// One decoded instruction (the arch crate's): offset within the section, length, and for a
+/// relative branch its target and displacement field.
+pub use klpforge_arch::DecodedInsn as CodeInsn;
 
-/// A relative branch without (necessarily) a relocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Branch {
-    /// Target as an offset within the same section.
-    pub target: i64,
-    /// Offset of the displacement within the instruction.
-    pub disp_offset: u8,
-    /// Size of the displacement.
-    pub disp_size: u8,
-}
+/// A relative branch's displacement field and target (the arch crate's).
+pub use klpforge_arch::BranchField as Branch;
 
 /// The decoded instructions of one section, sorted by offset.
 #[derive(Debug, Clone, Default)]
@@ -62,7 +46,6 @@ pub fn decode_section(arch: &dyn Arch, data: &[u8], starts: &[u64]) -> CodeMap {
     starts.dedup();
     let mut insns = Vec::new();
     let mut pos: u64 = 0;
-    let x86 = arch.name() == "x86_64";
     while (pos as usize) < data.len() {
         // Decode up to the next function start, so one bad stretch cannot swallow the rest.
         let next = starts
@@ -71,67 +54,10 @@ pub fn decode_section(arch: &dyn Arch, data: &[u8], starts: &[u64]) -> CodeMap {
             .find(|&s| s > pos)
             .unwrap_or(data.len() as u64)
             .min(data.len() as u64);
-        let chunk = &data[pos as usize..next as usize];
-        let ok = if x86 {
-            decode_x86(chunk, pos, &mut insns)
-        } else {
-            match arch.decode_lengths(chunk) {
-                Ok(list) => {
-                    insns.extend(list.iter().map(|i| CodeInsn {
-                        offset: pos + i.offset as u64,
-                        len: i.len as u8,
-                        branch: None,
-                    }));
-                    true
-                }
-                Err(e) => {
-                    // Keep what decoded before the error.
-                    if let Ok(list) = arch.decode_lengths(&chunk[..e.offset]) {
-                        insns.extend(list.iter().map(|i| CodeInsn {
-                            offset: pos + i.offset as u64,
-                            len: i.len as u8,
-                            branch: None,
-                        }));
-                    }
-                    false
-                }
-            }
-        };
-        let _ = ok;
+        let (decoded, _complete) =
+            arch.decode_with_branches(&data[pos as usize..next as usize], pos);
+        insns.extend(decoded);
         pos = next;
     }
     CodeMap { insns }
-}
-
-/// Decode x86 code at section offset `base`, appending what decodes; stops at the first
-/// undecodable byte and reports whether the whole chunk decoded.
-fn decode_x86(chunk: &[u8], base: u64, out: &mut Vec<CodeInsn>) -> bool {
-    let (list, complete) = match X86_64.constant_offsets(chunk, base) {
-        Ok(list) => (list, true),
-        Err(e) => match X86_64.constant_offsets(&chunk[..e.offset], base) {
-            Ok(list) => (list, false),
-            Err(_) => (Vec::new(), false),
-        },
-    };
-    for c in list {
-        let branch = c.branch_target.and_then(|target| {
-            // iced reports the branch displacement as the (first) immediate.
-            let o = &c.offsets;
-            if o.has_immediate() {
-                Some(Branch {
-                    target: target as i64,
-                    disp_offset: o.immediate_offset() as u8,
-                    disp_size: o.immediate_size() as u8,
-                })
-            } else {
-                None
-            }
-        });
-        out.push(CodeInsn {
-            offset: base + c.insn.offset as u64,
-            len: c.insn.len as u8,
-            branch,
-        });
-    }
-    complete
 }

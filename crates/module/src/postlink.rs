@@ -51,19 +51,13 @@ struct KlpRelocation {
     reloc: Relocation,
 }
 
-/// The relocation types the kernel's module loader applies, per architecture (x86_64:
-/// `arch/x86/kernel/module.c`); `None` when klpforge does not restrict them.
-pub fn allowed_relocation_types(machine: u16) -> Option<&'static [u32]> {
-    match machine {
-        // NONE, 64, PC32, PLT32, 32, 32S, PC64
-        62 => Some(&[0, 1, 2, 4, 10, 11, 24]),
-        _ => None,
-    }
+/// The architecture of `obj`, if klpforge knows it.
+fn arch_of(obj: &ElfObject<'_>) -> Option<&'static dyn klpforge_arch::Arch> {
+    klpforge_arch::for_machine(obj.header.e_machine, obj.header.endian == Endian::Big)
 }
 
 fn reloc_size(obj: &ElfObject<'_>, r_type: u32) -> usize {
-    let big = obj.header.endian == Endian::Big;
-    klpforge_arch::for_machine(obj.header.e_machine, big)
+    arch_of(obj)
         .and_then(|a| a.reloc_info(r_type))
         .map_or(4, |i| usize::from(i.size))
 }
@@ -260,7 +254,8 @@ pub fn post_link(obj: &mut ElfObject<'_>) -> Result<PostLinkReport> {
 /// Check a (post-linked) module: klp symbols well named and `SHN_LIVEPATCH`, referenced only
 /// from klp sections, and relocation types the loader accepts.
 pub fn validate(obj: &ElfObject<'_>) -> Result<()> {
-    let allowed = allowed_relocation_types(obj.header.e_machine);
+    // The types the kernel's module loader applies (x86_64: arch/x86/kernel/module.c).
+    let allowed = arch_of(obj).and_then(|a| a.loader_relocation_types());
     for (_, s) in obj.symbols() {
         let name = s.name_lossy();
         if name.starts_with(".klp.sym.") {

@@ -595,7 +595,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             return false;
         }
         let bytes = self.symbol_bytes(id);
-        if self.arch.name() == "s390x" && bytes.starts_with(&[0xc0, 0x04, 0, 0, 0, 0]) {
+        if self.arch.has_nop_ftrace_entry(bytes) {
             return true;
         }
         // Entries in __patchable_function_entries / __mcount_loc pointing at or shortly

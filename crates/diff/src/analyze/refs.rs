@@ -59,22 +59,16 @@ pub fn pc_bias(info: &ObjInfo<'_, '_>, from: SectionId, r: &Relocation) -> i64 {
     ) {
         return 0;
     }
-    match info.arch.name() {
-        "x86_64" => match info.code(from).and_then(|c| c.insn_at(r.offset)) {
-            Some(insn) => (insn.offset + u64::from(insn.len)) as i64 - r.offset as i64,
-            None if info.obj.section(from).is_exec() => 4,
-            None => 0,
-        },
-        "s390x" => {
-            let name = info.arch.reloc_name(r.r_type);
-            if name.ends_with("DBL") && info.obj.section(from).is_exec() {
-                -2
-            } else {
-                0
-            }
-        }
-        _ => 0,
-    }
+    let insn_end = info
+        .code(from)
+        .and_then(|c| c.insn_at(r.offset))
+        .map(|insn| insn.offset + u64::from(insn.len));
+    info.arch.pc_bias(
+        r.r_type,
+        r.offset,
+        insn_end,
+        info.obj.section(from).is_exec(),
+    )
 }
 
 /// Find the start of the NUL-terminated string containing `offset`.

@@ -1,0 +1,125 @@
+//! The instruction-set facts the diff engine asks the [`Arch`] trait for, one table per
+//! architecture: which argument register a small immediate or an address is loaded into, what a
+//! PC-relative field counts from, the compiler's no-op ftrace entry, direct calls, branch
+//! targets, and the relocation types the module loader applies.
+
+use klpforge_arch::{Aarch64, Arch, LoongArch64, Ppc64, S390x, X86_64};
+
+#[test]
+fn immediate_arguments_per_architecture() {
+    let cases: [(&dyn Arch, &[u8], Option<u8>); 14] = [
+        // mov $0x2a, %esi / %edx / %ecx; mov $0x2a, %eax is no argument of ours
+        (&X86_64, &[0xbe, 0x2a, 0, 0, 0], Some(2)),
+        (&X86_64, &[0xba, 0x2a, 0, 0, 0], Some(3)),
+        (&X86_64, &[0xb9, 0x2a, 0, 0, 0], Some(4)),
+        (&X86_64, &[0xb8, 0x2a, 0, 0, 0], None),
+        // movz w1, #42 / movz w2, #42 / movz w0, #42
+        (&Aarch64, &0x5280_0541u32.to_le_bytes(), Some(2)),
+        (&Aarch64, &0x5280_0542u32.to_le_bytes(), Some(3)),
+        (&Aarch64, &0x5280_0540u32.to_le_bytes(), None),
+        // li r4, 42 / li r5, 42
+        (&Ppc64, &0x3880_002au32.to_le_bytes(), Some(2)),
+        (&Ppc64, &0x38a0_002au32.to_le_bytes(), Some(3)),
+        // lghi %r3, 42 / lhi %r4, 42 / lghi %r2, 42
+        (&S390x, &[0xa7, 0x39, 0x00, 0x2a], Some(2)),
+        (&S390x, &[0xa7, 0x48, 0x00, 0x2a], Some(3)),
+        (&S390x, &[0xa7, 0x29, 0x00, 0x2a], None),
+        // addi.w $a1, $zero, 42 / ori $a2, $zero, 42
+        (&LoongArch64, &0x0280_a805u32.to_le_bytes(), Some(2)),
+        (&LoongArch64, &0x0380_a806u32.to_le_bytes(), Some(3)),
+    ];
+    for (arch, insn, want) in cases {
+        assert_eq!(
+            arch.immediate_argument(insn),
+            want,
+            "{} {insn:02x?}",
+            arch.name()
+        );
+    }
+}
+
+#[test]
+fn address_arguments_only_where_the_architecture_tells() {
+    // mov $sym, %rdi (sign-extended); lea sym(%rip), %rsi; mov $sym, %edx
+    assert_eq!(
+        X86_64.address_argument(&[0x48, 0xc7, 0xc7, 0, 0, 0, 0]),
+        Some(1)
+    );
+    assert_eq!(
+        X86_64.address_argument(&[0x48, 0x8d, 0x35, 0, 0, 0, 0]),
+        Some(2)
+    );
+    assert_eq!(X86_64.address_argument(&[0xba, 0, 0, 0, 0]), Some(3));
+    for arch in [&Aarch64 as &dyn Arch, &Ppc64, &S390x, &LoongArch64] {
+        assert_eq!(arch.address_argument(&[0; 4]), None, "{}", arch.name());
+    }
+}
+
+#[test]
+fn pc_relative_bias_per_architecture() {
+    use object::elf::{R_390_PC32, R_390_PC32DBL, R_X86_64_PC32};
+    // x86: from the end of the instruction; 4 past the field when not decoded, in code.
+    assert_eq!(X86_64.pc_bias(R_X86_64_PC32.0, 0x13, Some(0x17), true), 4);
+    assert_eq!(X86_64.pc_bias(R_X86_64_PC32.0, 0x13, Some(0x18), true), 5);
+    assert_eq!(X86_64.pc_bias(R_X86_64_PC32.0, 0x13, None, true), 4);
+    assert_eq!(X86_64.pc_bias(R_X86_64_PC32.0, 0x13, None, false), 0);
+    // s390x: *DBL fields sit two bytes into their instruction, in code only.
+    assert_eq!(S390x.pc_bias(R_390_PC32DBL.0, 2, None, true), -2);
+    assert_eq!(S390x.pc_bias(R_390_PC32DBL.0, 2, None, false), 0);
+    assert_eq!(S390x.pc_bias(R_390_PC32.0, 2, None, true), 0);
+    for arch in [&Aarch64 as &dyn Arch, &Ppc64, &LoongArch64] {
+        assert_eq!(arch.pc_bias(1, 8, Some(12), true), 0, "{}", arch.name());
+    }
+}
+
+#[test]
+fn nop_ftrace_entries_and_calls() {
+    // s390x -mnop-mcount: brcl 0,0 where the mcount call would be.
+    assert!(S390x.has_nop_ftrace_entry(&[0xc0, 0x04, 0, 0, 0, 0, 0x07, 0xfe]));
+    assert!(!S390x.has_nop_ftrace_entry(&[0xc0, 0xe5, 0, 0, 0, 0]));
+    assert!(!X86_64.has_nop_ftrace_entry(&[0xc0, 0x04, 0, 0, 0, 0]));
+    // x86: `call rel32` is a call whatever the relocation; `jmp rel32` is not.
+    let plt32 = object::elf::R_X86_64_PLT32.0;
+    assert!(X86_64.is_call(&[0xe8, 0, 0, 0, 0], plt32));
+    assert!(!X86_64.is_call(&[0xe9, 0, 0, 0, 0], plt32));
+    // Elsewhere a branch relocation is a call.
+    let call26 = object::elf::R_AARCH64_CALL26.0;
+    assert!(Aarch64.is_call(&0x9400_0000u32.to_le_bytes(), call26));
+    assert!(!Aarch64.is_call(&[0; 4], object::elf::R_AARCH64_ABS64.0));
+}
+
+#[test]
+fn branch_targets_where_the_decoder_computes_them() {
+    // call +0 (at 0x100: target 0x105), then ret.
+    let (insns, complete) = X86_64.decode_with_branches(&[0xe8, 0, 0, 0, 0, 0xc3], 0x100);
+    assert!(complete);
+    assert_eq!(insns.len(), 2);
+    let branch = insns[0].branch.expect("a relative call");
+    assert_eq!(
+        (branch.target, branch.disp_offset, branch.disp_size),
+        (0x105, 1, 4)
+    );
+    assert_eq!(insns[1].offset, 0x105);
+    // Fixed-width architectures: boundaries, no targets; a partial word stops decoding.
+    let (insns, complete) = Aarch64.decode_with_branches(&[0; 10], 0x40);
+    assert!(!complete);
+    assert_eq!(
+        insns.iter().map(|i| i.offset).collect::<Vec<_>>(),
+        [0x40, 0x44]
+    );
+    assert!(insns.iter().all(|i| i.branch.is_none()));
+}
+
+#[test]
+fn loader_relocation_types() {
+    let types = X86_64.loader_relocation_types().expect("x86_64 is checked");
+    for t in [
+        object::elf::R_X86_64_PC32,
+        object::elf::R_X86_64_PLT32,
+        object::elf::R_X86_64_64,
+    ] {
+        assert!(types.contains(&t.0));
+    }
+    assert!(!types.contains(&object::elf::R_X86_64_GOTPCREL.0));
+    assert_eq!(S390x.loader_relocation_types(), None);
+}
