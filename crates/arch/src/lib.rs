@@ -224,6 +224,25 @@ pub trait Arch: Send + Sync + std::fmt::Debug {
         self.reloc_info(r_type).map(|i| i.kind) == Some(RelocKind::Branch)
     }
 
+    /// Whether the kernel links a function of this name into every module itself, so that a
+    /// livepatch module calls its own copy: ppc64's register save/restore helpers
+    /// (`_savegpr0_*`, `_restgpr0_*`, ... of `arch/powerpc/lib/crtsavres.o`), which gcc calls
+    /// at `-Os`. By default none.
+    fn linked_into_every_module(&self, name: &str) -> bool {
+        let _ = name;
+        false
+    }
+
+    /// Whether `insn`, carrying a relocation of type `r_type` to a function that stays in the
+    /// kernel, is a sibling call that breaks the caller's state when made from a livepatch
+    /// module: on ppc64le a `b` without link reaches the kernel through the module loader's
+    /// stub, which switches the TOC pointer (r2), and with no return to the module nothing
+    /// restores it for the caller. By default never.
+    fn sibling_call_breaks_toc(&self, insn: &[u8], r_type: u32) -> bool {
+        let _ = (insn, r_type);
+        false
+    }
+
     /// The relocation types the kernel's module loader applies in livepatch relocation
     /// sections, where klpforge checks them; `None` where it does not.
     fn loader_relocation_types(&self) -> Option<&'static [u32]> {

@@ -16,6 +16,34 @@ impl Arch for Ppc64 {
         "ppc64le"
     }
 
+    fn linked_into_every_module(&self, name: &str) -> bool {
+        // arch/powerpc/lib/crtsavres.S, linked into every module (KBUILD_LDFLAGS_MODULE).
+        [
+            "_savegpr0_",
+            "_restgpr0_",
+            "_savegpr1_",
+            "_restgpr1_",
+            "_savefpr_",
+            "_restfpr_",
+            "_savevr_",
+            "_restvr_",
+        ]
+        .iter()
+        .any(|p| {
+            name.strip_prefix(p)
+                .is_some_and(|n| n.parse::<u8>().is_ok())
+        })
+    }
+
+    fn sibling_call_breaks_toc(&self, insn: &[u8], r_type: u32) -> bool {
+        // `b target` (I-form, opcode 18, AA = LK = 0) with a 24-bit PC-relative relocation.
+        r_type == elf::R_PPC64_REL24.0
+            && insn
+                .get(..4)
+                .and_then(|w| <[u8; 4]>::try_from(w).ok())
+                .is_some_and(|w| u32::from_le_bytes(w) & 0xfc00_0003 == 0x4800_0000)
+    }
+
     fn immediate_argument(&self, insn: &[u8]) -> Option<u8> {
         // li r4 / r5, imm
         match u32::from_le_bytes(insn.get(..4)?.try_into().ok()?) & 0xffff_0000 {

@@ -123,3 +123,30 @@ fn loader_relocation_types() {
     assert!(!types.contains(&object::elf::R_X86_64_GOTPCREL.0));
     assert_eq!(S390x.loader_relocation_types(), None);
 }
+
+#[test]
+fn sibling_calls_that_break_the_toc() {
+    let rel24 = object::elf::R_PPC64_REL24.0;
+    // b target / bl target / ba target (absolute: not ours) on ppc64le
+    assert!(Ppc64.sibling_call_breaks_toc(&0x4800_0000u32.to_le_bytes(), rel24));
+    assert!(!Ppc64.sibling_call_breaks_toc(&0x4800_0001u32.to_le_bytes(), rel24));
+    assert!(!Ppc64.sibling_call_breaks_toc(&0x4800_0002u32.to_le_bytes(), rel24));
+    assert!(!Ppc64
+        .sibling_call_breaks_toc(&0x4800_0000u32.to_le_bytes(), object::elf::R_PPC64_ADDR64.0));
+    // Elsewhere a tail call out of the module is fine.
+    assert!(!X86_64.sibling_call_breaks_toc(&[0xe9, 0, 0, 0, 0], object::elf::R_X86_64_PLT32.0));
+    assert!(
+        !S390x.sibling_call_breaks_toc(&[0xc0, 0xf4, 0, 0, 0, 0], object::elf::R_390_PLT32DBL.0)
+    );
+}
+
+#[test]
+fn helpers_every_module_links() {
+    for name in ["_restgpr0_25", "_savegpr0_14", "_restfpr_31", "_savevr_20"] {
+        assert!(Ppc64.linked_into_every_module(name), "{name}");
+    }
+    for name in ["_restgpr0_", "_restgpr0_x", "printk", "restgpr0_25"] {
+        assert!(!Ppc64.linked_into_every_module(name), "{name}");
+    }
+    assert!(!X86_64.linked_into_every_module("_restgpr0_25"));
+}

@@ -78,6 +78,10 @@ impl Cloner<'_, '_, '_> {
         }
         if s.place == SymbolPlace::Undefined {
             let name = si.name.clone();
+            // The module links its own copy (ppc64's register save/restore helpers).
+            if self.p.arch.linked_into_every_module(&name) {
+                return Decision::Undefined(name);
+            }
             return match self.opts.symvers.lookup(&name) {
                 Some(e) if e.owner == "vmlinux" => Decision::Undefined(name),
                 Some(e) => Decision::Klp(KlpTarget {

@@ -337,6 +337,31 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                 self.push_reloc(out, new(Some(sym), mapped - bias));
             }
             Target::Symbol { sym, offset } => match self.decide(psec, r, sym) {
+                Decision::Undefined(ref name)
+                | Decision::Klp(decide::KlpTarget { ref name, .. })
+                    if !p.arch.linked_into_every_module(name) && self.breaks_toc(psec, r) =>
+                {
+                    let site = p
+                        .symbol_at(psec, r.offset as i64)
+                        .map(|f| {
+                            let at = r.offset - p.obj.symbol(f).value;
+                            format!("{}+{at:#x}", p.sym(f).name)
+                        })
+                        .unwrap_or_else(|| {
+                            format!("{}+{:#x}", p.obj.section(psec).name_lossy(), r.offset)
+                        });
+                    let caller = site.split('+').next().unwrap_or_default().to_string();
+                    self.refusals.push(refusal(
+                        &caller,
+                        format!(
+                            "sibling call (a branch without link) at {site} to {}, which stays in the kernel: from the livepatch module it goes through the loader's stub, which switches the TOC pointer (r2), and nothing restores it for {caller}'s caller",
+                            p.sym(sym).name
+                        ),
+                        format!(
+                            "make it a real call: add __attribute__((optimize(\"no-optimize-sibling-calls\"))) to {caller}"
+                        ),
+                    ));
+                }
                 Decision::Include => {
                     let c = self.include(sym);
                     // Where objtool reads references, keep the form the assembler chose:
@@ -372,6 +397,21 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                 }
             },
         }
+    }
+
+    /// Whether relocation `r` of code section `psec` is a sibling call that breaks the TOC
+    /// when its target stays in the kernel ([`klpforge_arch::Arch::sibling_call_breaks_toc`]).
+    fn breaks_toc(&self, psec: SectionId, r: &Reloc) -> bool {
+        let p = self.p;
+        if !p.obj.section(psec).is_exec() {
+            return false;
+        }
+        let data = p.obj.section(psec).bytes();
+        let insn = match p.code(psec).and_then(|c| c.insn_at(r.offset)) {
+            Some(i) => data.get(i.offset as usize..(i.offset + u64::from(i.len)) as usize),
+            None => data.get(r.offset as usize..),
+        };
+        insn.is_some_and(|bytes| p.arch.sibling_call_breaks_toc(bytes, r.r_type))
     }
 
     /// Place everything queued.
