@@ -189,11 +189,47 @@ pub(crate) fn in_image(object: &Path, index: &klpforge_module::kallsyms::SymbolI
 /// it would see every export twice).
 pub(crate) fn module_make_vars(opts: &BuildOptions) -> Vec<String> {
     let mut vars = opts.make_vars.clone();
+    vars.extend(cross_make_vars(opts, std::env::consts::ARCH));
     let in_tree = opts.tree.build.join("Module.symvers");
     if !in_tree.exists() {
         let abs = std::fs::canonicalize(&opts.symvers).unwrap_or_else(|_| opts.symvers.clone());
         if !vars.iter().any(|v| v.starts_with("KBUILD_EXTRA_SYMBOLS=")) {
             vars.push(format!("KBUILD_EXTRA_SYMBOLS={}", abs.display()));
+        }
+    }
+    vars
+}
+
+/// `ARCH=` and `CROSS_COMPILE=` for a kernel of another architecture than `host` (Rust's
+/// name: `x86_64`, `powerpc64`, ...), as kbuild needs them to link a module there: the
+/// architecture from the configuration, the prefix from the compiler it names
+/// (`powerpc64le-linux-gnu-gcc` gives `powerpc64le-linux-gnu-`). The user's own win.
+pub(crate) fn cross_make_vars(opts: &BuildOptions, host: &str) -> Vec<String> {
+    let Some(srcarch) = crate::preflight::kernel_srcarch(&opts.tree) else {
+        return Vec::new();
+    };
+    let host_srcarch = match host {
+        "x86_64" | "x86" => "x86",
+        "aarch64" => "arm64",
+        "powerpc64" | "powerpc" => "powerpc",
+        "s390x" => "s390",
+        "loongarch64" => "loongarch",
+        other => other,
+    };
+    let given = |key: &str| opts.make_vars.iter().any(|v| v.starts_with(key));
+    let mut vars = Vec::new();
+    if srcarch == host_srcarch {
+        return vars;
+    }
+    if !given("ARCH=") {
+        vars.push(format!("ARCH={srcarch}"));
+    }
+    let cc = crate::preflight::config_value(&opts.tree, "CONFIG_CC_VERSION_TEXT")
+        .and_then(|t| t.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default();
+    if let Some(prefix) = cc.strip_suffix("gcc").filter(|p| p.ends_with('-')) {
+        if !given("CROSS_COMPILE=") {
+            vars.push(format!("CROSS_COMPILE={prefix}"));
         }
     }
     vars
@@ -230,6 +266,31 @@ mod tests {
 
     /// stock-debian.md 3: a Module.symvers given elsewhere reaches modpost when the build tree
     /// has none, and is not given twice when it has one.
+    #[test]
+    fn cross_kernels_get_arch_and_cross_compile() {
+        let dir = std::env::temp_dir().join(format!("klpforge-cross-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(".config"),
+            "CONFIG_CC_VERSION_TEXT=\"powerpc64le-linux-gnu-gcc (Debian 12.2.0-14) 12.2.0\"\nCONFIG_PPC=y\n",
+        )
+        .unwrap();
+        let o = opts(&dir, &dir.join("Module.symvers"));
+        assert_eq!(
+            cross_make_vars(&o, "x86_64"),
+            ["ARCH=powerpc", "CROSS_COMPILE=powerpc64le-linux-gnu-"]
+        );
+        assert!(
+            cross_make_vars(&o, "powerpc64").is_empty(),
+            "a native build"
+        );
+        // The user's own settings win.
+        let mut o = o;
+        o.make_vars = vec!["ARCH=powerpc".into(), "CROSS_COMPILE=ccache-ppc-".into()];
+        assert!(cross_make_vars(&o, "x86_64").is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn module_symvers_reaches_modpost_once() {
         let dir = std::env::temp_dir().join(format!("klpforge-symvers-{}", std::process::id()));
