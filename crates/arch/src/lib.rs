@@ -224,10 +224,10 @@ pub trait Arch: Send + Sync + std::fmt::Debug {
         self.reloc_info(r_type).map(|i| i.kind) == Some(RelocKind::Branch)
     }
 
-    /// Whether the kernel links a function of this name into every module itself, so that a
-    /// livepatch module calls its own copy: ppc64's register save/restore helpers
-    /// (`_savegpr0_*`, `_restgpr0_*`, ... of `arch/powerpc/lib/crtsavres.o`), which gcc calls
-    /// at `-Os`. By default none.
+    /// Whether every module links a symbol of this name itself, so that a livepatch module
+    /// must use its own, never the kernel's: ppc64's `.TOC.` (each module has its own TOC)
+    /// and register save/restore helpers (`_savegpr0_*`, `_restgpr0_*`, ... of
+    /// `arch/powerpc/lib/crtsavres.o`, which gcc calls at `-Os`). By default none.
     fn linked_into_every_module(&self, name: &str) -> bool {
         let _ = name;
         false

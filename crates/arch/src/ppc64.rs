@@ -17,7 +17,13 @@ impl Arch for Ppc64 {
     }
 
     fn linked_into_every_module(&self, name: &str) -> bool {
-        // arch/powerpc/lib/crtsavres.S, linked into every module (KBUILD_LDFLAGS_MODULE).
+        // `.TOC.`: every module has its own TOC, which the module link defines; the global
+        // entry sequence (`addis r2,r12,.TOC.-func@ha`) must find the module's, never the
+        // kernel's. And arch/powerpc/lib/crtsavres.S, linked into every module
+        // (KBUILD_LDFLAGS_MODULE).
+        if name == ".TOC." {
+            return true;
+        }
         [
             "_savegpr0_",
             "_restgpr0_",

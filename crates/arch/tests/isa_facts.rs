@@ -142,11 +142,18 @@ fn sibling_calls_that_break_the_toc() {
 
 #[test]
 fn helpers_every_module_links() {
-    for name in ["_restgpr0_25", "_savegpr0_14", "_restfpr_31", "_savevr_20"] {
+    for name in [
+        ".TOC.",
+        "_restgpr0_25",
+        "_savegpr0_14",
+        "_restfpr_31",
+        "_savevr_20",
+    ] {
         assert!(Ppc64.linked_into_every_module(name), "{name}");
     }
     for name in ["_restgpr0_", "_restgpr0_x", "printk", "restgpr0_25"] {
         assert!(!Ppc64.linked_into_every_module(name), "{name}");
     }
     assert!(!X86_64.linked_into_every_module("_restgpr0_25"));
+    assert!(!X86_64.linked_into_every_module(".TOC."));
 }
