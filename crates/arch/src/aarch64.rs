@@ -12,6 +12,15 @@ impl Arch for Aarch64 {
         "aarch64"
     }
 
+    fn relative_branch_target(&self, insn: &[u8], at: u64) -> Option<i64> {
+        let w = u32::from_le_bytes(insn.get(..4)?.try_into().ok()?);
+        // B / BL: imm26 words, sign-extended
+        if w & 0x7c00_0000 != 0x1400_0000 {
+            return None;
+        }
+        Some(at as i64 + ((((w & 0x03ff_ffff) << 6) as i32 >> 6) as i64) * 4)
+    }
+
     fn immediate_argument(&self, insn: &[u8]) -> Option<u8> {
         // movz w1 / w2, #imm16
         match u32::from_le_bytes(insn.get(..4)?.try_into().ok()?) & 0xffe0_001f {

@@ -185,6 +185,15 @@ pub trait Arch: Send + Sync + std::fmt::Debug {
         }
     }
 
+    /// For a PC-relative branch or call instruction `insn` at offset `at`, the offset it goes
+    /// to as encoded (without a relocation), where klpforge knows the encoding: what shows a
+    /// branch between functions of one section that the assembler resolved itself. By
+    /// default the decoder's branch target ([`Arch::decode_with_branches`]).
+    fn relative_branch_target(&self, insn: &[u8], at: u64) -> Option<i64> {
+        let (decoded, _) = self.decode_with_branches(insn, at);
+        decoded.first().and_then(|d| d.branch).map(|b| b.target)
+    }
+
     /// How far the place a PC-relative relocation's value is relative to lies from the
     /// relocated field at `field` (a relocation of type `r_type`, in code when `in_code`, in an
     /// instruction ending at `insn_end` when decoded): what turns `S + A` into the true target.

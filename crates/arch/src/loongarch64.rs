@@ -12,6 +12,16 @@ impl Arch for LoongArch64 {
         "loongarch64"
     }
 
+    fn relative_branch_target(&self, insn: &[u8], at: u64) -> Option<i64> {
+        let w = u32::from_le_bytes(insn.get(..4)?.try_into().ok()?);
+        // B / BL: offs[15:0] in bits 25..10, offs[25:16] in bits 9..0, in words
+        if !matches!(w >> 26, 0x14 | 0x15) {
+            return None;
+        }
+        let offs = ((w & 0x3ff) << 16) | ((w >> 10) & 0xffff);
+        Some(at as i64 + (((offs << 6) as i32 >> 6) as i64) * 4)
+    }
+
     fn immediate_argument(&self, insn: &[u8]) -> Option<u8> {
         // addi.w / ori $a1 / $a2, $zero, imm
         match u32::from_le_bytes(insn.get(..4)?.try_into().ok()?) & 0xffc0_03ff {

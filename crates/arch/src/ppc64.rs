@@ -41,6 +41,21 @@ impl Arch for Ppc64 {
         })
     }
 
+    fn relative_branch_target(&self, insn: &[u8], at: u64) -> Option<i64> {
+        let w = u32::from_le_bytes(insn.get(..4)?.try_into().ok()?);
+        if w & 2 != 0 {
+            return None; // AA: an absolute address
+        }
+        let disp = match w >> 26 {
+            // I-form b/bl: LI, 24 bits, word-aligned, sign-extended
+            18 => (((w & 0x03ff_fffc) << 6) as i32 >> 6) as i64,
+            // B-form bc: BD, 14 bits
+            16 => (((w & 0x0000_fffc) << 16) as i32 >> 16) as i64,
+            _ => return None,
+        };
+        Some(at as i64 + disp)
+    }
+
     fn sibling_call_breaks_toc(&self, insn: &[u8], r_type: u32) -> bool {
         // `b target` (I-form, opcode 18, AA = LK = 0) with a 24-bit PC-relative relocation.
         r_type == elf::R_PPC64_REL24.0

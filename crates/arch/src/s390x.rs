@@ -24,6 +24,17 @@ impl Arch for S390x {
         "s390x"
     }
 
+    fn relative_branch_target(&self, insn: &[u8], at: u64) -> Option<i64> {
+        // brasl (c0 r5) and brcl (c0 m4): a signed 32-bit count of halfwords
+        match insn {
+            [0xc0, op, d @ ..] if matches!(op & 0x0f, 4 | 5) && d.len() >= 4 => {
+                let disp = i32::from_be_bytes([d[0], d[1], d[2], d[3]]) as i64;
+                Some(at as i64 + disp * 2)
+            }
+            _ => None,
+        }
+    }
+
     fn immediate_argument(&self, insn: &[u8]) -> Option<u8> {
         // lghi / lhi %r3 / %r4, imm
         match insn {

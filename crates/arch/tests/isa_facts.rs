@@ -157,3 +157,52 @@ fn helpers_every_module_links() {
     assert!(!X86_64.linked_into_every_module("_restgpr0_25"));
     assert!(!X86_64.linked_into_every_module(".TOC."));
 }
+
+#[test]
+fn relative_branch_targets_as_encoded() {
+    // x86: call -0x1a at 0x15 (from the decoder).
+    assert_eq!(
+        X86_64.relative_branch_target(&[0xe8, 0xe6, 0xff, 0xff, 0xff], 0x15),
+        Some(0)
+    );
+    assert_eq!(
+        X86_64.relative_branch_target(&[0x83, 0xc0, 0x05], 0x1a),
+        None
+    );
+    // ppc64le: bl -0x10, b +0x20, bc +8; ba (absolute) is not relative.
+    assert_eq!(
+        Ppc64.relative_branch_target(&0x4bff_fff1u32.to_le_bytes(), 0x40),
+        Some(0x30)
+    );
+    assert_eq!(
+        Ppc64.relative_branch_target(&0x4800_0020u32.to_le_bytes(), 0x40),
+        Some(0x60)
+    );
+    assert_eq!(
+        Ppc64.relative_branch_target(&0x4182_0008u32.to_le_bytes(), 0x40),
+        Some(0x48)
+    );
+    assert_eq!(
+        Ppc64.relative_branch_target(&0x4800_0022u32.to_le_bytes(), 0x40),
+        None
+    );
+    // aarch64: bl -8 words, b +4 words.
+    assert_eq!(
+        Aarch64.relative_branch_target(&0x97ff_fff8u32.to_le_bytes(), 0x40),
+        Some(0x20)
+    );
+    assert_eq!(
+        Aarch64.relative_branch_target(&0x1400_0004u32.to_le_bytes(), 0x40),
+        Some(0x50)
+    );
+    // s390x: brasl %r14,+0x10 halfwords.
+    assert_eq!(
+        S390x.relative_branch_target(&[0xc0, 0xe5, 0, 0, 0, 0x10], 0x2a),
+        Some(0x4a)
+    );
+    // loongarch64: bl +4 words.
+    assert_eq!(
+        LoongArch64.relative_branch_target(&0x5400_1000u32.to_le_bytes(), 0x40),
+        Some(0x50)
+    );
+}

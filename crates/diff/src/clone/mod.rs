@@ -267,6 +267,9 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
         } else {
             sec.sh_addralign.clamp(1, 64)
         };
+        if sec.is_exec() {
+            self.refuse_unrelocated_exits(psym, psec, start, end);
+        }
         let out_start = self.copy_chunk(psec, start, end, out, align);
         self.set_place(psym, out, out_start + (s.value - start));
         if let Some(pfx) = p.sym(psym).prefix {
@@ -396,6 +399,45 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                     self.klp_reference(target, new(None, offset - bias), out);
                 }
             },
+        }
+    }
+
+    /// Refuse code `[start, end)` of `psec` (the function `psym`) when one of its branches or
+    /// calls leaves the range with no relocation: the assembler resolved it against another
+    /// function of the same section (an object built without function sections), and the
+    /// displacement would point nowhere once the code moves into the module.
+    fn refuse_unrelocated_exits(&mut self, psym: SymbolId, psec: SectionId, start: u64, end: u64) {
+        let p = self.p;
+        let Some(code) = p.code(psec) else { return };
+        let data = p.obj.section(psec).bytes();
+        let relocs = p.relocations(psec);
+        for insn in code.range(start, end) {
+            let (a, b) = (insn.offset, insn.offset + u64::from(insn.len));
+            if !crate::analyze::relocs_in(relocs, a, b).is_empty() {
+                continue;
+            }
+            let target = insn.branch.map(|br| br.target).or_else(|| {
+                data.get(a as usize..b as usize)
+                    .and_then(|bytes| p.arch.relative_branch_target(bytes, a))
+            });
+            let Some(t) = target.filter(|&t| t < start as i64 || t >= end as i64) else {
+                continue;
+            };
+            let name = &p.sym(psym).name;
+            let callee = p.symbol_at(psec, t).map_or_else(
+                || format!("{}+{t:#x}", p.obj.section(psec).name_lossy()),
+                |s| p.sym(s).name.clone(),
+            );
+            self.refusals.push(refusal(
+                name,
+                format!(
+                    "branch at {name}+{:#x} to {callee} without a relocation: the assembler resolved it within {} (the object was built without function sections), and the code cannot move into the module",
+                    a - p.obj.symbol(psym).value,
+                    p.obj.section(psec).name_lossy()
+                ),
+                "build the object with -ffunction-sections (the kernel's command for it ends in -fno-function-sections)",
+            ));
+            return;
         }
     }
 
