@@ -72,17 +72,7 @@ ensure_kernel() {
     t0=$(now)
     mkdir -p "$KDIR"
     printf '%s\n' "$inputs" >"$KDIR/inputs"
-    if [ ! -e "$KSRC/Makefile" ]; then
-        rm -rf "$KDIR/unpack" "$KSRC"
-        mkdir "$KDIR/unpack"
-        tar -C "$KDIR/unpack" -xf "$TARBALL" || die "unpacking $TARBALL failed"
-        mv "$KDIR/unpack/linux-source-6.12" "$KSRC"
-        rmdir "$KDIR/unpack"
-    fi
-    if ! grep -q 'e2e backport' "$KSRC/include/asm-generic/vmlinux.lds.h"; then
-        patch -d "$KSRC" -p0 --forward --batch <"$E2E/kernel/fsections-lds-backport.patch" >"$KDIR/lds-patch.log" 2>&1 ||
-            { cat "$KDIR/lds-patch.log" >&2; die "the linker-script backport does not apply"; }
-    fi
+    unpack_source
     if [ ! -e "$KBUILD/.config" ]; then
         (
             cd "$KSRC"
@@ -109,4 +99,20 @@ ensure_kernel() {
     dt=$(elapsed "$t0" "$(now)")
     say "kernel: built in $dt s"
     timing "kernel build (cold)" "$dt"
+}
+
+# Unpack linux-source-6.12 into $KSRC (below $KDIR) unless it is there, and apply the
+# linker-script backport that lets function-sections objects link.
+unpack_source() {
+    if [ ! -e "$KSRC/Makefile" ]; then
+        rm -rf "$KDIR/unpack" "$KSRC"
+        mkdir "$KDIR/unpack"
+        tar -C "$KDIR/unpack" -xf "$TARBALL" || die "unpacking $TARBALL failed"
+        mv "$KDIR/unpack/linux-source-6.12" "$KSRC"
+        rmdir "$KDIR/unpack"
+    fi
+    if ! grep -q 'e2e backport' "$KSRC/include/asm-generic/vmlinux.lds.h"; then
+        patch -d "$KSRC" -p0 --forward --batch <"$E2E/kernel/fsections-lds-backport.patch" >"$KDIR/lds-patch.log" 2>&1 ||
+            { cat "$KDIR/lds-patch.log" >&2; die "the linker-script backport does not apply"; }
+    fi
 }

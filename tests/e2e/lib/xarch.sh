@@ -65,16 +65,7 @@ ensure_xarch_kernel() {
     say "kernel ($XARCH): building in $KDIR (cold; a few minutes; log $KDIR/build.log)"
     t0=$(now)
     printf '%s\n' "$inputs" >"$KDIR/inputs"
-    if [ ! -e "$KSRC/Makefile" ]; then
-        rm -rf "$KDIR/unpack" "$KSRC"
-        mkdir "$KDIR/unpack"
-        tar -C "$KDIR/unpack" -xf "$TARBALL" || die "unpacking $TARBALL failed"
-        mv "$KDIR/unpack/linux-source-6.12" "$KSRC"
-        rmdir "$KDIR/unpack"
-    fi
-    grep -q 'e2e backport' "$KSRC/include/asm-generic/vmlinux.lds.h" ||
-        patch -d "$KSRC" -p0 --forward --batch <"$E2E/kernel/fsections-lds-backport.patch" >"$KDIR/lds-patch.log" 2>&1 ||
-        die "the linker-script backport does not apply (log: $KDIR/lds-patch.log)"
+    unpack_source
     local mk=(make -C "$KSRC" O=build ARCH="$XA" CROSS_COMPILE="$XC")
     if [ ! -e "$KBUILD/.config" ]; then
         {
