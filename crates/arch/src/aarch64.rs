@@ -21,6 +21,18 @@ impl Arch for Aarch64 {
         Some(at as i64 + ((((w & 0x03ff_ffff) << 6) as i32 >> 6) as i64) * 4)
     }
 
+    fn mask_branch_displacement(&self, insn: &mut [u8]) {
+        if let Some(w) = insn.get_mut(..4) {
+            let v = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            let v = if v & 0x7c00_0000 == 0x1400_0000 {
+                v & !0x03ff_ffff
+            } else {
+                v
+            };
+            w.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+
     fn immediate_argument(&self, insn: &[u8]) -> Option<u8> {
         // movz w1 / w2, #imm16
         match u32::from_le_bytes(insn.get(..4)?.try_into().ok()?) & 0xffe0_001f {

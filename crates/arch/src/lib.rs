@@ -185,6 +185,12 @@ pub trait Arch: Send + Sync + std::fmt::Debug {
         }
     }
 
+    /// Whether [`Arch::decode_with_branches`] already gives every relative branch's target
+    /// (then [`Arch::relative_branch_target`] has nothing to add for decoded code).
+    fn decoder_gives_branches(&self) -> bool {
+        false
+    }
+
     /// For a PC-relative branch or call instruction `insn` at offset `at`, the offset it goes
     /// to as encoded (without a relocation), where klpforge knows the encoding: what shows a
     /// branch between functions of one section that the assembler resolved itself. By
@@ -192,6 +198,13 @@ pub trait Arch: Send + Sync + std::fmt::Debug {
     fn relative_branch_target(&self, insn: &[u8], at: u64) -> Option<i64> {
         let (decoded, _) = self.decode_with_branches(insn, at);
         decoded.first().and_then(|d| d.branch).map(|b| b.target)
+    }
+
+    /// Zero the displacement bits of the relative branch `insn` (one that
+    /// [`Arch::relative_branch_target`] reads), leaving the opcode and its other fields: what
+    /// a checksum keeps of a branch whose target it hashes by identity. By default nothing.
+    fn mask_branch_displacement(&self, insn: &mut [u8]) {
+        let _ = insn;
     }
 
     /// How far the place a PC-relative relocation's value is relative to lies from the

@@ -22,6 +22,18 @@ impl Arch for LoongArch64 {
         Some(at as i64 + (((offs << 6) as i32 >> 6) as i64) * 4)
     }
 
+    fn mask_branch_displacement(&self, insn: &mut [u8]) {
+        if let Some(w) = insn.get_mut(..4) {
+            let v = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            let v = if matches!(v >> 26, 0x14 | 0x15) {
+                v & 0xfc00_0000
+            } else {
+                v
+            };
+            w.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+
     fn immediate_argument(&self, insn: &[u8]) -> Option<u8> {
         // addi.w / ori $a1 / $a2, $zero, imm
         match u32::from_le_bytes(insn.get(..4)?.try_into().ok()?) & 0xffc0_03ff {

@@ -56,6 +56,18 @@ impl Arch for Ppc64 {
         Some(at as i64 + disp)
     }
 
+    fn mask_branch_displacement(&self, insn: &mut [u8]) {
+        if let Some(w) = insn.get_mut(..4) {
+            let v = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            let v = match v >> 26 {
+                18 => v & !0x03ff_fffc,
+                16 => v & !0x0000_fffc,
+                _ => v,
+            };
+            w.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+
     fn sibling_call_breaks_toc(&self, insn: &[u8], r_type: u32) -> bool {
         // `b target` (I-form, opcode 18, AA = LK = 0) with a 24-bit PC-relative relocation.
         r_type == elf::R_PPC64_REL24.0

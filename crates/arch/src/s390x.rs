@@ -35,6 +35,14 @@ impl Arch for S390x {
         }
     }
 
+    fn mask_branch_displacement(&self, insn: &mut [u8]) {
+        if let [0xc0, op, d @ ..] = insn {
+            if matches!(*op & 0x0f, 4 | 5) && d.len() >= 4 {
+                d[..4].fill(0);
+            }
+        }
+    }
+
     fn immediate_argument(&self, insn: &[u8]) -> Option<u8> {
         // lghi / lhi %r3 / %r4, imm
         match insn {

@@ -140,6 +140,10 @@ impl Arch for X86_64 {
         (decoded, complete)
     }
 
+    fn decoder_gives_branches(&self) -> bool {
+        true
+    }
+
     fn pc_bias(&self, _r_type: u32, field: u64, insn_end: Option<u64>, in_code: bool) -> i64 {
         // PC-relative values count from the end of the instruction; undecoded code usually
         // ends with its 4-byte field.

@@ -206,3 +206,24 @@ fn relative_branch_targets_as_encoded() {
         Some(0x50)
     );
 }
+
+#[test]
+fn branch_displacements_masked_keeping_the_opcode() {
+    let masked = |arch: &dyn Arch, w: u32| {
+        let mut b = w.to_le_bytes();
+        arch.mask_branch_displacement(&mut b);
+        u32::from_le_bytes(b)
+    };
+    // ppc64le: bl keeps opcode and LK, b keeps opcode; other instructions untouched.
+    assert_eq!(masked(&Ppc64, 0x4bff_fff1), 0x4800_0001);
+    assert_eq!(masked(&Ppc64, 0x4800_0020), 0x4800_0000);
+    assert_eq!(masked(&Ppc64, 0x3880_002a), 0x3880_002a);
+    // aarch64: bl / b keep their opcode.
+    assert_eq!(masked(&Aarch64, 0x97ff_fff8), 0x9400_0000);
+    assert_eq!(masked(&Aarch64, 0x1400_0004), 0x1400_0000);
+    // s390x brasl: the 32-bit displacement only.
+    let mut brasl = [0xc0, 0xe5, 0, 0, 0, 0x10];
+    S390x.mask_branch_displacement(&mut brasl);
+    assert_eq!(brasl, [0xc0, 0xe5, 0, 0, 0, 0]);
+    assert!(X86_64.decoder_gives_branches() && !Ppc64.decoder_gives_branches());
+}

@@ -355,12 +355,25 @@ pub(crate) fn hash_code(
             buf[off..off + size].fill(0);
         }
         let mut branch_target = None;
+        let outside = |t: i64| !(t >= start as i64 && t < end as i64);
         if let Some(br) = insn.branch {
-            if here.is_empty() && !(br.target >= start as i64 && br.target < end as i64) {
+            if here.is_empty() && outside(br.target) {
                 let off = usize::from(br.disp_offset);
                 let size = usize::from(br.disp_size).min(buf.len().saturating_sub(off));
                 buf[off..off + size].fill(0);
                 branch_target = Some(br.target);
+            }
+        } else if here.is_empty() && !info.arch.decoder_gives_branches() {
+            // Architectures whose decoder gives no targets: a branch the assembler resolved
+            // to another function of the section (no function sections) is hashed by target.
+            let raw = &data[a as usize..b as usize];
+            if let Some(t) = info
+                .arch
+                .relative_branch_target(raw, a)
+                .filter(|&t| outside(t))
+            {
+                info.arch.mask_branch_displacement(&mut buf);
+                branch_target = Some(t);
             }
         }
         h.full.update(&[insn.len]);

@@ -417,6 +417,9 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
                 continue;
             }
             let target = insn.branch.map(|br| br.target).or_else(|| {
+                if p.arch.decoder_gives_branches() {
+                    return None;
+                }
                 data.get(a as usize..b as usize)
                     .and_then(|bytes| p.arch.relative_branch_target(bytes, a))
             });
