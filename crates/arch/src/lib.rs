@@ -200,6 +200,16 @@ pub trait Arch: Send + Sync + std::fmt::Debug {
         decoded.first().and_then(|d| d.branch).map(|b| b.target)
     }
 
+    /// Clear the field a relocation of type `r_type` writes at the start of `bytes`, leaving
+    /// the rest of its container alone (an instruction's opcode): how a livepatch relocation's
+    /// place must look before the kernel applies it (x86's loader refuses nonzero bytes; the
+    /// others merge the value into the instruction). By default the relocation's `size` bytes.
+    fn clear_relocated_field(&self, r_type: u32, bytes: &mut [u8]) {
+        let size = self.reloc_info(r_type).map_or(4, |i| usize::from(i.size));
+        let end = size.min(bytes.len());
+        bytes[..end].fill(0);
+    }
+
     /// Zero the displacement bits of the relative branch `insn` (one that
     /// [`Arch::relative_branch_target`] reads), leaving the opcode and its other fields: what
     /// a checksum keeps of a branch whose target it hashes by identity. By default nothing.

@@ -68,6 +68,40 @@ impl Arch for Ppc64 {
         }
     }
 
+    fn clear_relocated_field(&self, r_type: u32, bytes: &mut [u8]) {
+        let Some(info) = self.reloc_info(r_type) else {
+            return;
+        };
+        // Branches: the displacement bits of the instruction word only (the loader merges
+        // the value into the opcode it finds there); DS-form halfwords keep their low two
+        // bits (part of the opcode); everything else: the whole field.
+        let word_mask: Option<u32> = match info.name {
+            "R_PPC64_REL24"
+            | "R_PPC64_REL24_NOTOC"
+            | "R_PPC64_REL24_P9NOTOC"
+            | "R_PPC64_ADDR24" => Some(0x03ff_fffc),
+            "R_PPC64_REL14"
+            | "R_PPC64_REL14_BRTAKEN"
+            | "R_PPC64_REL14_BRNTAKEN"
+            | "R_PPC64_ADDR14"
+            | "R_PPC64_ADDR14_BRTAKEN"
+            | "R_PPC64_ADDR14_BRNTAKEN" => Some(0x0000_fffc),
+            _ => None,
+        };
+        if let (Some(mask), Some(w)) = (word_mask, bytes.get_mut(..4)) {
+            let v = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) & !mask;
+            w.copy_from_slice(&v.to_le_bytes());
+        } else if info.name.ends_with("_DS") && info.size == 2 {
+            if let Some(h) = bytes.get_mut(..2) {
+                let v = u16::from_le_bytes([h[0], h[1]]) & 0x0003;
+                h.copy_from_slice(&v.to_le_bytes());
+            }
+        } else {
+            let end = usize::from(info.size).min(bytes.len());
+            bytes[..end].fill(0);
+        }
+    }
+
     fn sibling_call_breaks_toc(&self, insn: &[u8], r_type: u32) -> bool {
         // `b target` (I-form, opcode 18, AA = LK = 0) with a 24-bit PC-relative relocation.
         r_type == elf::R_PPC64_REL24.0

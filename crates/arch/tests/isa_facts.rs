@@ -227,3 +227,22 @@ fn branch_displacements_masked_keeping_the_opcode() {
     assert_eq!(brasl, [0xc0, 0xe5, 0, 0, 0, 0]);
     assert!(X86_64.decoder_gives_branches() && !Ppc64.decoder_gives_branches());
 }
+
+#[test]
+fn relocated_fields_cleared_without_the_opcode() {
+    // ppc64le `bl` with a klp REL24: the displacement goes, opcode and LK stay.
+    let mut bl = 0x4bff_fff1u32.to_le_bytes();
+    Ppc64.clear_relocated_field(object::elf::R_PPC64_REL24.0, &mut bl);
+    assert_eq!(u32::from_le_bytes(bl), 0x4800_0001);
+    // A DS-form `ld` halfword keeps its two opcode bits.
+    let mut ds = 0x1235u16.to_le_bytes();
+    Ppc64.clear_relocated_field(object::elf::R_PPC64_TOC16_LO_DS.0, &mut ds);
+    assert_eq!(u16::from_le_bytes(ds), 0x0001);
+    // Data and x86 fields: every byte.
+    let mut addr = [0xffu8; 8];
+    Ppc64.clear_relocated_field(object::elf::R_PPC64_ADDR64.0, &mut addr);
+    assert_eq!(addr, [0; 8]);
+    let mut pc32 = [0xe6, 0xff, 0xff, 0xff, 0x90];
+    X86_64.clear_relocated_field(object::elf::R_X86_64_PLT32.0, &mut pc32);
+    assert_eq!(pc32, [0, 0, 0, 0, 0x90]);
+}

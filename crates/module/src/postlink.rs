@@ -56,12 +56,6 @@ fn arch_of(obj: &ElfObject<'_>) -> Option<&'static dyn klpforge_arch::Arch> {
     klpforge_arch::for_machine(obj.header.e_machine, obj.header.endian == Endian::Big)
 }
 
-fn reloc_size(obj: &ElfObject<'_>, r_type: u32) -> usize {
-    arch_of(obj)
-        .and_then(|a| a.reloc_info(r_type))
-        .map_or(4, |i| usize::from(i.size))
-}
-
 /// Zero the bytes a relocation of type `r_type` at `offset` of `section` writes: the kernel
 /// refuses to apply a livepatch relocation over nonzero bytes.
 pub(crate) fn zero_relocated(
@@ -70,12 +64,13 @@ pub(crate) fn zero_relocated(
     offset: u64,
     r_type: u32,
 ) {
-    let size = reloc_size(obj, r_type);
+    let Some(arch) = arch_of(obj) else {
+        return;
+    };
     if let SectionData::Bytes(bytes) = &mut obj.section_mut(section).data {
         let b = bytes.to_mut();
-        let end = (offset as usize + size).min(b.len());
-        if (offset as usize) < end {
-            b[offset as usize..end].fill(0);
+        if let Some(place) = b.get_mut(offset as usize..) {
+            arch.clear_relocated_field(r_type, place);
         }
     }
 }
