@@ -249,8 +249,8 @@ pub trait Arch: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// Whether `insn`, which carries a relocation of type `r_type`, is a direct call. By
-    /// default any branch relocation.
+    /// Whether `insn`, which carries a relocation of type `r_type`, is a direct call or a tail
+    /// call (a jump to another function). By default any branch relocation.
     fn is_call(&self, insn: &[u8], r_type: u32) -> bool {
         let _ = insn;
         self.reloc_info(r_type).map(|i| i.kind) == Some(RelocKind::Branch)

@@ -182,8 +182,8 @@ impl Arch for X86_64 {
     }
 
     fn is_call(&self, insn: &[u8], _r_type: u32) -> bool {
-        // call rel32
-        insn.first() == Some(&0xe8)
+        // call rel32, or jmp rel32 to another function: a tail call
+        matches!(insn.first(), Some(&0xe8) | Some(&0xe9))
     }
 
     fn loader_relocation_types(&self) -> Option<&'static [u32]> {

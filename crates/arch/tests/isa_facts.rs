@@ -78,10 +78,12 @@ fn nop_ftrace_entries_and_calls() {
     assert!(S390x.has_nop_ftrace_entry(&[0xc0, 0x04, 0, 0, 0, 0, 0x07, 0xfe]));
     assert!(!S390x.has_nop_ftrace_entry(&[0xc0, 0xe5, 0, 0, 0, 0]));
     assert!(!X86_64.has_nop_ftrace_entry(&[0xc0, 0x04, 0, 0, 0, 0]));
-    // x86: `call rel32` is a call whatever the relocation; `jmp rel32` is not.
+    // x86: `call rel32` and a tail call `jmp rel32` (with a relocation) are calls; a
+    // short `jmp rel8` (within a function) is not.
     let plt32 = object::elf::R_X86_64_PLT32.0;
     assert!(X86_64.is_call(&[0xe8, 0, 0, 0, 0], plt32));
-    assert!(!X86_64.is_call(&[0xe9, 0, 0, 0, 0], plt32));
+    assert!(X86_64.is_call(&[0xe9, 0, 0, 0, 0], plt32));
+    assert!(!X86_64.is_call(&[0xeb, 0], plt32));
     // Elsewhere a branch relocation is a call.
     let call26 = object::elf::R_AARCH64_CALL26.0;
     assert!(Aarch64.is_call(&0x9400_0000u32.to_le_bytes(), call26));
