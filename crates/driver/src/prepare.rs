@@ -89,17 +89,11 @@ impl PreparedKernel {
         Ok(missing)
     }
 
-    /// The module file `name` (`-` and `_` alike) among the kernel's modules with symbols,
-    /// looked for first where `object` (relative to the tree) puts it in a build tree or an
-    /// installed `kernel/` tree (its directory or one above), then anywhere.
-    pub fn module_file(&self, name: &str, object: &str) -> Option<PathBuf> {
-        self.module_files(&[(name.to_string(), object.to_string())])
-            .pop()
-            .flatten()
-    }
-
-    /// [`Self::module_file`] for several `(name, object)` pairs: the modules not unpacked yet
-    /// come out of the (large) package archive in one pass.
+    /// The module files of `wanted` (`(name, object)` pairs; `-` and `_` alike) among the
+    /// kernel's modules with symbols, each looked for first where `object` (relative to the
+    /// tree) puts it in a build tree or an installed `kernel/` tree (its directory or one
+    /// above), then anywhere; the modules not unpacked yet come out of the (large) package
+    /// archive in one pass.
     pub fn module_files(&self, wanted: &[(String, String)]) -> Vec<Option<PathBuf>> {
         let missing: Vec<&str> = wanted
             .iter()

@@ -49,8 +49,14 @@ add_case() { # kind src label
     fi
     if [ -n "$ONLY" ] && ! [[ $label =~ $ONLY ]]; then return 0; fi
     CASE_LABELS+=("$label")
-    C_KIND[$label]=$kind
-    C_SRC[$label]=$src
+    init_case "$label" "$kind" "$src"
+}
+
+# The C_* entries of a case (or of a chain's step) with their defaults.
+init_case() { # label kind src
+    local label=$1
+    C_KIND[$label]=$2
+    C_SRC[$label]=$3
     C_NAME[$label]=$(module_name_for "$label")
     C_EXPECT[$label]=
     C_CHECK[$label]=
@@ -169,22 +175,7 @@ parse_chain() { # label
         [ -e "$f" ] || continue
         n=$((n + 1))
         step=$label-$(basename "$f" .patch | cut -c1-2)
-        C_SRC[$step]=$f
-        C_NAME[$step]=$(module_name_for "$step")
-        C_KIND[$step]="patch"
-        C_MODE[$step]=tu
-        C_TARGET[$step]=
-        C_SIGN[$step]=
-        C_BUILDWARN[$step]=
-        C_TOOLERR[$step]=
-        C_DMESG[$step]=
-        C_CHECK[$step]=
-        C_EXPECT[$step]=
-        C_CONVERT[$step]=yes
-        C_TOOL[$step]="convert"
-        C_TARGET_LATE[$step]=
-        C_TARGET_FAILS[$step]=
-        C_KO[$step]=
+        init_case "$step" patch "$f"
         parse_header "$step" "$f" 1
         case ${C_EXPECT[$step]} in
         patched | load-fails) ;;
