@@ -54,6 +54,12 @@ impl Arch for Aarch64 {
         elf::R_AARCH64_ABS64.0
     }
 
+    fn materializes_address(&self, insn: &[u8], r_type: u32) -> bool {
+        // `add xD, xN, #:lo12:sym` after its `adrp`, and `adr xD, sym`
+        let _ = insn;
+        r_type == elf::R_AARCH64_ADD_ABS_LO12_NC.0 || r_type == elf::R_AARCH64_ADR_PREL_LO21.0
+    }
+
     fn is_padding(&self, insn: &[u8]) -> bool {
         // `nop` and the zero word (`udf #0`).
         match <[u8; 4]>::try_from(insn) {

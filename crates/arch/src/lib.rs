@@ -256,6 +256,17 @@ pub trait Arch: Send + Sync + std::fmt::Debug {
         self.reloc_info(r_type).map(|i| i.kind) == Some(RelocKind::Branch)
     }
 
+    /// Whether `insn`, carrying a relocation of type `r_type`, puts the relocated address into
+    /// a register (an add-immediate or PC-relative address computation) rather than loading
+    /// or storing through it. Where the compiler uses section anchors (gcc on ppc64, aarch64
+    /// and s390x, for variables sharing a plain `.data`, `.bss` or `.rodata`), code reaches
+    /// other variables of the section at displacements from such an address that carry no
+    /// relocation. By default never (x86_64 has no section anchors).
+    fn materializes_address(&self, insn: &[u8], r_type: u32) -> bool {
+        let _ = (insn, r_type);
+        false
+    }
+
     /// Whether every module links a symbol of this name itself, so that a livepatch module
     /// must use its own, never the kernel's: ppc64's `.TOC.` (each module has its own TOC)
     /// and register save/restore helpers (`_savegpr0_*`, `_restgpr0_*`, ... of

@@ -55,6 +55,15 @@ impl Arch for LoongArch64 {
         elf::R_LARCH_64.0
     }
 
+    fn materializes_address(&self, insn: &[u8], r_type: u32) -> bool {
+        // `addi.d rd, rj, %pc_lo12(sym)` after its `pcalau12i` (opcode bits 31..22 = 0x00b)
+        r_type == elf::R_LARCH_PCALA_LO12.0
+            && insn
+                .get(..4)
+                .and_then(|w| <[u8; 4]>::try_from(w).ok())
+                .is_some_and(|w| u32::from_le_bytes(w) >> 22 == 0x00b)
+    }
+
     fn is_padding(&self, insn: &[u8]) -> bool {
         // `nop` (`andi $zero, $zero, 0`) and the zero word.
         match <[u8; 4]>::try_from(insn) {

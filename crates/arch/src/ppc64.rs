@@ -11,6 +11,9 @@ pub struct Ppc64;
 /// Primary opcode (top 6 bits of the instruction word) of a Power ISA 3.1 prefix word.
 const PREFIX_OPCODE: u32 = 1;
 
+/// `R_PPC64_PCREL34` (Power ISA 3.1; not among `object`'s constants).
+const R_PPC64_PCREL34: u32 = 132;
+
 impl Arch for Ppc64 {
     fn name(&self) -> &'static str {
         "ppc64le"
@@ -102,6 +105,22 @@ impl Arch for Ppc64 {
         }
     }
 
+    fn materializes_address(&self, insn: &[u8], r_type: u32) -> bool {
+        let word = |w: &[u8]| <[u8; 4]>::try_from(w).ok().map(u32::from_le_bytes);
+        match r_type {
+            // `addi rT,rA,sym@toc@l` (D-form, primary opcode 14) after its `addis ...@ha`
+            t if t == elf::R_PPC64_TOC16_LO.0
+                || t == elf::R_PPC64_ADDR16_LO.0
+                || t == elf::R_PPC64_REL16_LO.0 =>
+            {
+                insn.get(..4).and_then(word).is_some_and(|w| w >> 26 == 14)
+            }
+            // `paddi rT,0,sym@pcrel` (prefix word, then an addi word)
+            R_PPC64_PCREL34 => insn.get(4..8).and_then(word).is_some_and(|w| w >> 26 == 14),
+            _ => false,
+        }
+    }
+
     fn sibling_call_breaks_toc(&self, insn: &[u8], r_type: u32) -> bool {
         // `b target` (I-form, opcode 18, AA = LK = 0) with a 24-bit PC-relative relocation.
         r_type == elf::R_PPC64_REL24.0
@@ -136,9 +155,10 @@ impl Arch for Ppc64 {
     /// instruction; the prefix and its suffix form one [`Insn`]. A slice whose length is not a
     /// multiple of 4, or that ends with a lone prefix, gives an error.
     fn is_padding(&self, insn: &[u8]) -> bool {
-        // `nop` (`ori 0,0,0`) and the zero word.
+        // `nop` (`ori 0,0,0`), the group-ending nop gas ends alignment padding with on POWER
+        // (`ori 2,2,0`), and the zero word.
         match <[u8; 4]>::try_from(insn) {
-            Ok(w) => matches!(u32::from_le_bytes(w), 0 | 0x6000_0000),
+            Ok(w) => matches!(u32::from_le_bytes(w), 0 | 0x6000_0000 | 0x6042_0000),
             Err(_) => insn.iter().all(|&b| b == 0),
         }
     }

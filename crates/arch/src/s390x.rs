@@ -92,6 +92,12 @@ impl Arch for S390x {
         }
     }
 
+    fn materializes_address(&self, insn: &[u8], r_type: u32) -> bool {
+        // `larl` (RIL, 0xc0 with op2 0); gcc gives it PC32DBL (or PLT32DBL) like a branch
+        let _ = r_type;
+        matches!(insn, [0xc0, op2, ..] if op2 & 0x0f == 0)
+    }
+
     fn is_padding(&self, insn: &[u8]) -> bool {
         // `nopr %r7` (0x0707, what gas aligns with), `nop` (`bc 0,0`), `jgnop` (`brcl 0,0`)
         // and zeros.

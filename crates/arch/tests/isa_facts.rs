@@ -248,3 +248,44 @@ fn relocated_fields_cleared_without_the_opcode() {
     X86_64.clear_relocated_field(object::elf::R_X86_64_PLT32.0, &mut pc32);
     assert_eq!(pc32, [0, 0, 0, 0, 0x90]);
 }
+
+/// Which relocated instructions put an address into a register (what can set up a section
+/// anchor), and which load or store through it instead.
+#[test]
+fn address_materializations_per_architecture() {
+    use object::elf;
+    let word = |w: u32| w.to_le_bytes();
+    // ppc64le: `addi r9,r9,sym@toc@l` (opcode 14) yes; `ld r9,sym@toc@l(r9)` (58) and
+    // `lwz` (32) no; `paddi r9,0,sym@pcrel` (prefix, then an addi word) yes.
+    let toc_lo = elf::R_PPC64_TOC16_LO.0;
+    assert!(Ppc64.materializes_address(&word(0x3929_0000), toc_lo));
+    assert!(!Ppc64.materializes_address(&word(0x8129_0000), toc_lo));
+    assert!(!Ppc64.materializes_address(&word(0xe929_0000), elf::R_PPC64_TOC16_LO_DS.0));
+    assert!(!Ppc64.materializes_address(&word(0x3d22_0000), elf::R_PPC64_TOC16_HA.0));
+    let mut paddi = word(0x0610_0000).to_vec();
+    paddi.extend_from_slice(&word(0x3920_0000));
+    assert!(Ppc64.materializes_address(&paddi, 132));
+    // aarch64: `add x0, x0, :lo12:sym` and `adr` yes; `ldr x0, [x0, :lo12:sym]` no.
+    assert!(Aarch64.materializes_address(&[0; 4], elf::R_AARCH64_ADD_ABS_LO12_NC.0));
+    assert!(Aarch64.materializes_address(&[0; 4], elf::R_AARCH64_ADR_PREL_LO21.0));
+    assert!(!Aarch64.materializes_address(&[0; 4], elf::R_AARCH64_LDST64_ABS_LO12_NC.0));
+    assert!(!Aarch64.materializes_address(&[0; 4], elf::R_AARCH64_ADR_PREL_PG_HI21.0));
+    // s390x: `larl` yes, `brasl` (same relocation type) no.
+    let dbl = elf::R_390_PC32DBL.0;
+    assert!(S390x.materializes_address(&[0xc0, 0x10, 0, 0, 0, 0], dbl));
+    assert!(!S390x.materializes_address(&[0xc0, 0xe5, 0, 0, 0, 0], dbl));
+    // loongarch64: `addi.d` with %pc_lo12 yes, `ld.d` no.
+    let lo12 = elf::R_LARCH_PCALA_LO12.0;
+    assert!(LoongArch64.materializes_address(&word(0x02c0_0084), lo12));
+    assert!(!LoongArch64.materializes_address(&word(0x28c0_0084), lo12));
+    // x86_64 has no section anchors.
+    assert!(!X86_64.materializes_address(&[0x48, 0x8d, 0x05, 0, 0, 0, 0], elf::R_X86_64_PC32.0));
+}
+
+/// ppc64le alignment padding includes the group-ending nop (`ori 2,2,0`) gas ends it with.
+#[test]
+fn ppc64_padding_nops() {
+    assert!(Ppc64.is_padding(&0x6000_0000u32.to_le_bytes()));
+    assert!(Ppc64.is_padding(&0x6042_0000u32.to_le_bytes()));
+    assert!(!Ppc64.is_padding(&0x6042_0001u32.to_le_bytes()));
+}

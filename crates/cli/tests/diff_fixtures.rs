@@ -84,6 +84,7 @@
 //!
 //! Always checked: the report (`--json`) exists for exits 0, 3 and 4, names the objname and
 //! the matching `result`; stdout's changed/new lines equal the report's lists. For exit 0:
+//! every defined function and object of OUT lies within its section (functions overlap none),
 //! `readelf -W -a OUT` prints no warning, the toolchain's `ld -r` links OUT with a small stub
 //! object without a message, and a second run writes a byte-identical OUT, report and stdout.
 //!
@@ -607,6 +608,36 @@ impl Obj {
             .filter(|y| !y.name.starts_with("__pfx_") && !y.name.starts_with("__cfi_"))
             .map(|y| y.name.clone())
             .collect()
+    }
+
+    /// Defined functions and objects whose bytes do not lie within their section, and
+    /// functions overlapping another (a clone placed where nothing of it was copied).
+    fn misplaced_symbols(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        let sized: Vec<&Symbol> = self
+            .defined()
+            .filter(|y| (y.kind == "FUNC" || y.kind == "OBJECT") && y.size > 0)
+            .collect();
+        for f in &sized {
+            let sec = f
+                .section
+                .and_then(|i| self.sections.iter().find(|s| s.index == i));
+            if sec.is_none_or(|s| f.value + f.size > s.size) {
+                bad.push(format!("{} lies outside its section", f.name));
+            }
+            let overlap = sized.iter().find(|g| {
+                f.kind == "FUNC"
+                    && g.kind == "FUNC"
+                    && g.name < f.name
+                    && g.section == f.section
+                    && g.value < f.value + f.size
+                    && f.value < g.value + g.size
+            });
+            if let Some(g) = overlap {
+                bad.push(format!("{} overlaps {}", f.name, g.name));
+            }
+        }
+        bad
     }
 
     /// The relocations "from" `from`: applying to a section of that name, or else within
@@ -1145,6 +1176,10 @@ fn run_case(
                 format!("reported function {f} is not defined in OUT")
             });
         }
+        let misplaced = obj.misplaced_symbols();
+        o.check(misplaced.is_empty(), || {
+            format!("OUT's symbols: {}", misplaced.join("; "))
+        });
     }
 
     for c in &spec.checks {

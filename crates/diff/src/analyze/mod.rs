@@ -147,6 +147,29 @@ pub struct SecInfo {
     pub section_symbol: Option<SymbolId>,
 }
 
+/// The sections gcc groups objects of into section-anchor blocks: its default data sections
+/// (all of a plain object's data; anonymous constants and `.LC` initialisers even with
+/// `-fdata-sections`). Objects of named sections (`__section(...)`, `-fdata-sections`'
+/// `.data.NAME`) are reached one by one, each with its own relocation.
+pub const ANCHORED_SECTIONS: &[&[u8]] = &[
+    b".data",
+    b".bss",
+    b".rodata",
+    b".data.rel",
+    b".data.rel.local",
+    b".data.rel.ro",
+    b".data.rel.ro.local",
+];
+
+/// An address a function puts into a register as a section anchor (see [`ObjInfo::anchor`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Anchor {
+    /// The shared data section.
+    pub sec: SectionId,
+    /// The anchor's offset in it.
+    pub offset: i64,
+}
+
 /// A relocation and what it refers to, resolved once in [`ObjInfo::new`]. Dereferences to
 /// the relocation itself.
 #[derive(Debug, Clone, Copy)]
@@ -547,20 +570,65 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         relocs_in(self.relocations(section), start, end)
     }
 
+    /// The decoded instruction of code section `sec` holding `offset`: its bytes and where
+    /// `offset` lies in them.
+    pub fn insn_holding(&self, sec: SectionId, offset: u64) -> Option<(&[u8], usize)> {
+        let data = self.obj.section(sec).bytes();
+        let i = self.code(sec)?.insn_at(offset)?;
+        let bytes = data.get(i.offset as usize..(i.offset + u64::from(i.len)) as usize)?;
+        Some((bytes, (offset - i.offset) as usize))
+    }
+
     /// Whether relocation `r` of code section `sec` is the target of a call or jump (rather
     /// than an address the code takes), as the architecture tells from the instruction.
     pub fn is_branch(&self, sec: SectionId, r: &Relocation) -> bool {
-        let data = self.obj.section(sec).bytes();
-        let insn = self
-            .code(sec)
-            .and_then(|c| c.insn_at(r.offset))
-            .and_then(|i| {
-                let bytes = data.get(i.offset as usize..(i.offset + u64::from(i.len)) as usize)?;
-                Some((bytes, (r.offset - i.offset) as usize))
-            });
-        match insn {
+        match self.insn_holding(sec, r.offset) {
             Some((bytes, at)) => self.arch.reloc_is_branch(bytes, at, r.r_type),
             None => self.arch.reloc_is_branch(&[], 0, r.r_type),
+        }
+    }
+
+    /// The section anchor relocation `r` of code section `sec` sets up, if any: the
+    /// instruction puts the address into a register
+    /// ([`klpforge_arch::Arch::materializes_address`]) and the address lies in a data section
+    /// several pieces share, which the code may then reach at unrelocated displacements from
+    /// it (gcc's section anchors, in objects built without `-fdata-sections`).
+    pub fn anchor(&self, sec: SectionId, r: &Reloc) -> Option<Anchor> {
+        let (target, offset) = match r.target {
+            crate::refs::Target::Symbol { sym, offset } => {
+                let s = self.obj.symbol(sym);
+                (s.section()?, s.value as i64 + offset)
+            }
+            crate::refs::Target::Section { sec, offset } => (sec, offset),
+            _ => return None,
+        };
+        if !matches!(
+            self.sec(target).kind,
+            SecKind::Data | SecKind::Rodata | SecKind::Bss
+        ) || !ANCHORED_SECTIONS.contains(&self.obj.section(target).name.as_ref())
+            || !self.is_shared(target)
+        {
+            return None;
+        }
+        let (insn, _) = self.insn_holding(sec, r.offset)?;
+        self.arch
+            .materializes_address(insn, r.r_type)
+            .then_some(Anchor {
+                sec: target,
+                offset,
+            })
+    }
+
+    /// Whether data section `sec` holds more than one piece (named symbols or anonymous
+    /// pieces something refers to): what code may reach through a section anchor.
+    pub fn is_shared(&self, sec: SectionId) -> bool {
+        let size = self.obj.section(sec).size();
+        match self.sec(sec).ranges.as_slice() {
+            [] => self.piece_bounds[sec.index()]
+                .iter()
+                .any(|&b| b > 0 && b < size),
+            [(start, end, _)] => *start > 0 || *end < size,
+            _ => true,
         }
     }
 

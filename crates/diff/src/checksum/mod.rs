@@ -24,7 +24,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use std::collections::HashMap;
 
-use crate::analyze::{relocs_in, ObjInfo, Reloc, SecKind, SymKind};
+use crate::analyze::{relocs_in, Anchor, ObjInfo, Reloc, SecKind, SymKind};
 use crate::code::CodeInsn;
 use crate::refs::{string_at, Target};
 use crate::twins::Twins;
@@ -146,6 +146,8 @@ pub(crate) struct Ctx<'i, 'a, 'd, 't> {
     stack: Vec<(SectionId, u64, u64)>,
     /// The lowest stack depth a cycle referred back to while hashing the current piece.
     backref: Option<usize>,
+    /// Layout hashes of the section anchors hashed so far ([`Ctx::anchor_layout`]).
+    anchors: HashMap<Anchor, (u64, u64)>,
 }
 
 impl Ctx<'_, '_, '_, '_> {
@@ -257,6 +259,40 @@ impl Ctx<'_, '_, '_, '_> {
                 h.both(&(offset - start as i64).to_le_bytes());
             }
         }
+    }
+
+    /// Hash what the unrelocated displacements from section anchor `a` can mean: where every
+    /// piece of its section lies relative to the anchor, each named piece's size and identity,
+    /// and (read-only data) the section's content. Code built with section anchors reaches a
+    /// variable as "anchor + displacement", so a function is unchanged only if its section's
+    /// layout is: a shift gives it other displacements, and the same displacements over
+    /// other variables do something else.
+    fn anchor_layout(&mut self, h: &mut Hashers, a: Anchor) {
+        if let Some(&(full, noline)) = self.anchors.get(&a) {
+            h.full.update(&full.to_le_bytes());
+            h.noline.update(&noline.to_le_bytes());
+            return;
+        }
+        let info = self.info;
+        let mut inner = Hashers::new();
+        inner.both(b"@");
+        for &b in &info.piece_bounds[a.sec.index()] {
+            inner.both(&(b as i64 - a.offset).to_le_bytes());
+        }
+        for &(start, end, sym) in &info.sec(a.sec).ranges {
+            inner.both(&(start as i64 - a.offset).to_le_bytes());
+            inner.both(&(end - start).to_le_bytes());
+            self.identity(&mut inner, sym);
+        }
+        let size = info.obj.section(a.sec).size();
+        inner.both(&(size as i64 - a.offset).to_le_bytes());
+        if info.sec(a.sec).kind == SecKind::Rodata {
+            self.content(&mut inner, a.sec, 0, size);
+        }
+        let d = inner.digests();
+        self.anchors.insert(a, d);
+        h.full.update(&d.0.to_le_bytes());
+        h.noline.update(&d.1.to_le_bytes());
     }
 
     /// Hash the content of `[start, end)` of `sec` into `h`: bytes with relocated fields
@@ -397,6 +433,9 @@ pub(crate) fn hash_code(
             h.both(&r.r_type.to_le_bytes());
             h.both(&((r.offset - a) as u32).to_le_bytes());
             ctx.hash_target(h, r.target);
+            if let Some(anchor) = info.anchor(sec, r) {
+                ctx.anchor_layout(h, anchor);
+            }
         }
         covered = b;
     }
@@ -461,6 +500,7 @@ pub fn compute(info: &ObjInfo<'_, '_>, identity: Identity<'_>) -> Checksums {
         memo: HashMap::new(),
         stack: Vec::new(),
         backref: None,
+        anchors: HashMap::new(),
     };
     let annotations = code_annotations(&mut ctx);
     for (id, s) in info.obj.symbols() {

@@ -219,6 +219,14 @@ impl Cloner<'_, '_, '_> {
             .map(|c| (c.out, c.out_start as i64 + offset - c.start as i64))
     }
 
+    /// Whether the non-empty range `[start, end)` of `psec` lies within one chunk already
+    /// copied.
+    pub(super) fn copied(&self, psec: SectionId, start: u64, end: u64) -> bool {
+        self.chunks
+            .get(&psec)
+            .is_some_and(|cs| cs.iter().any(|c| c.start <= start && end <= c.end))
+    }
+
     /// Copy the anonymous piece of `psec` holding `offset` (a switch table, one alternative's
     /// replacement code, one fixup), not the whole section: in a large object such sections
     /// hold the pieces of every function. Returns the output section.
@@ -241,6 +249,29 @@ impl Cloner<'_, '_, '_> {
             self.translate(psec, r, out, out_start + (r.offset - start));
         }
         out
+    }
+
+    /// Copy all of read-only section `psec` in one piece, as code reaching it through a
+    /// section anchor needs (every piece at its distance from the anchor): the output section
+    /// and where the copy starts there.
+    pub(super) fn clone_whole(&mut self, psec: SectionId) -> (SectionId, u64) {
+        let p = self.p;
+        let sec = p.obj.section(psec);
+        let size = sec.size();
+        if let Some(c) = self
+            .chunks
+            .get(&psec)
+            .and_then(|cs| cs.iter().find(|c| c.start == 0 && c.end == size))
+        {
+            return (c.out, c.out_start);
+        }
+        let out = self.out_section_for(psec, None);
+        let out_start = self.copy_chunk(psec, 0, size, out, sec.sh_addralign.max(1));
+        self.debug(|| format!("clone all of {} (a section anchor)", sec.name_lossy()));
+        for r in p.relocations_in(psec, 0, size) {
+            self.translate(psec, r, out, out_start + r.offset);
+        }
+        (out, out_start)
     }
 
     /// Copy a string into the output string section of the same name; its offset there.

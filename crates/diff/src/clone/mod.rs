@@ -23,8 +23,10 @@
 //!   pieces, strings, constants), and their final contents and relocation sections;
 //! * `decide`: how each reference is handled, `sympos`, and the symbols references use;
 //! * `entries`: carrying special-section entries (which ones is [`crate::special`]'s call);
-//! * `metadata`: the `.klp_forge.*` records the module step reads.
+//! * `metadata`: the `.klp_forge.*` records the module step reads;
+//! * `anchors`: section anchors in cloned code (refused unless the kernel's layout matches).
 
+mod anchors;
 mod decide;
 mod entries;
 mod layout;
@@ -244,8 +246,11 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             cs.value = s.value;
             return;
         };
-        // A symbol inside a chunk already copied (a prefix copied with its function).
-        if let Some((out, off)) = self.map_offset(psec, s.value as i64) {
+        // A symbol inside a chunk already copied (a prefix copied with its function); never
+        // one that only starts where a copied chunk ends (the next function of a section
+        // shared by several, which still has to be copied).
+        let inside = s.size == 0 || self.copied(psec, s.value, s.value.saturating_add(s.size));
+        if let Some((out, off)) = self.map_offset(psec, s.value as i64).filter(|_| inside) {
             self.set_place(psym, out, off as u64);
             return;
         }
@@ -269,6 +274,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
         };
         if sec.is_exec() {
             self.refuse_unrelocated_exits(psym, psec, start, end);
+            self.refuse_moved_anchors(psym, psec, start, end);
         }
         let out_start = self.copy_chunk(psec, start, end, out, align);
         self.set_place(psym, out, out_start + (s.value - start));
@@ -308,6 +314,17 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             r_type: r.r_type,
             addend,
         };
+        // Read-only data reached through a section anchor: the module carries the whole
+        // section, so every displacement from the anchor finds what the patched object has.
+        if let Some(a) = p
+            .anchor(psec, r)
+            .filter(|a| p.sec(a.sec).kind == SecKind::Rodata)
+        {
+            let (osec, at) = self.clone_whole(a.sec);
+            let sym = self.section_symbol(osec);
+            self.push_reloc(out, new(Some(sym), at as i64 + a.offset - bias));
+            return;
+        }
         match r.target {
             Target::Absolute => self.push_reloc(out, new(None, r.addend)),
             Target::String { sec, start, delta } => {
