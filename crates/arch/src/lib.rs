@@ -256,6 +256,18 @@ pub trait Arch: Send + Sync + std::fmt::Debug {
         self.reloc_info(r_type).map(|i| i.kind) == Some(RelocKind::Branch)
     }
 
+    /// Whether the call whose relocation (of type `r_type`) is at `offset` of `code` can
+    /// reach a function that stays in the kernel once the calling code runs from a livepatch
+    /// module. On ppc64le the module loader routes such a call through a stub that switches
+    /// the TOC pointer and turns the `nop` gcc leaves after calls that may leave the unit into
+    /// the instruction restoring it; a call to a function of the same unit has no such `nop`
+    /// and the loader rejects the module ("Expected nop after call"). Sibling calls are
+    /// [`Arch::sibling_call_breaks_toc`]'s. By default always.
+    fn call_can_leave_module(&self, code: &[u8], offset: usize, r_type: u32) -> bool {
+        let _ = (code, offset, r_type);
+        true
+    }
+
     /// Whether `insn`, carrying a relocation of type `r_type`, puts the relocated address into
     /// a register (an add-immediate or PC-relative address computation) rather than loading
     /// or storing through it. Where the compiler uses section anchors (gcc on ppc64, aarch64

@@ -121,6 +121,23 @@ impl Arch for Ppc64 {
         }
     }
 
+    fn call_can_leave_module(&self, code: &[u8], offset: usize, r_type: u32) -> bool {
+        let word = |at: usize| {
+            code.get(at..at + 4)
+                .and_then(|w| <[u8; 4]>::try_from(w).ok())
+                .map(u32::from_le_bytes)
+        };
+        if r_type != elf::R_PPC64_REL24.0 {
+            return true;
+        }
+        // `bl target` (I-form, opcode 18, AA = 0, LK = 1), then the `nop` the loader
+        // rewrites (sibling calls are `Arch::sibling_call_breaks_toc`'s)
+        match word(offset).map(|w| w & 0xfc00_0003) {
+            Some(0x4800_0001) => word(offset + 4) == Some(0x6000_0000),
+            _ => true,
+        }
+    }
+
     fn sibling_call_breaks_toc(&self, insn: &[u8], r_type: u32) -> bool {
         // `b target` (I-form, opcode 18, AA = LK = 0) with a 24-bit PC-relative relocation.
         r_type == elf::R_PPC64_REL24.0

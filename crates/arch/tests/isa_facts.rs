@@ -289,3 +289,22 @@ fn ppc64_padding_nops() {
     assert!(Ppc64.is_padding(&0x6042_0000u32.to_le_bytes()));
     assert!(!Ppc64.is_padding(&0x6042_0001u32.to_le_bytes()));
 }
+
+/// Calls that cannot leave a livepatch module for the kernel: on ppc64le a `bl` without the
+/// TOC-restoring `nop` after it (a call within the unit; sibling calls are refused apart).
+#[test]
+fn calls_that_can_leave_the_module() {
+    let rel24 = object::elf::R_PPC64_REL24.0;
+    let code = |ws: &[u32]| ws.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>();
+    assert!(Ppc64.call_can_leave_module(&code(&[0x4800_0001, 0x6000_0000]), 0, rel24));
+    assert!(!Ppc64.call_can_leave_module(&code(&[0x4800_0001, 0x4800_0001]), 0, rel24));
+    assert!(!Ppc64.call_can_leave_module(&code(&[0x4800_0001]), 0, rel24));
+    assert!(Ppc64.call_can_leave_module(&code(&[0x4800_0000, 0x6000_0000]), 0, rel24));
+    assert!(Ppc64.call_can_leave_module(&code(&[0x3929_0000]), 0, object::elf::R_PPC64_TOC16_LO.0));
+    assert!(X86_64.call_can_leave_module(&[0xe8, 0, 0, 0, 0], 1, object::elf::R_X86_64_PLT32.0));
+    assert!(S390x.call_can_leave_module(
+        &[0xc0, 0xe5, 0, 0, 0, 0],
+        2,
+        object::elf::R_390_PLT32DBL.0
+    ));
+}

@@ -13,6 +13,8 @@
 # Case headers (before the diff):
 #   E2E-EXPECT: patched | no-change | refused
 #   E2E-CMDLINE: <substring /proc/cmdline must show while patched>      (patched)
+#   E2E-READ: <file>            look for the E2E-CMDLINE substring in this file instead (gone
+#                               once disabled; /proc/cmdline must read exactly as before)
 #   E2E-DMESG: <extended regex some dmesg line must match>              (patched; repeatable)
 #   E2E-TOOL-ERROR: <extended regex the refusal must match>              (refused)
 #   E2E-ARCH: <arch> ...        only for these architectures (default: all)
@@ -81,9 +83,7 @@ ensure_xarch_kernel() {
     fi
     "${mk[@]}" -j"$JOBS" KCFLAGS="$KCFLAGS_FS" >"$KDIR/build.log" 2>&1 ||
         { tail -40 "$KDIR/build.log" >&2; die "kernel build failed (log: $KDIR/build.log)"; }
-    "${XC}gcc" -static -O2 -Wall -o "$KDIR/init" "$E2E/xarch/init.c" >"$KDIR/init.log" 2>&1 ||
-        die "building the static /init failed (log: $KDIR/init.log)"
-    for f in "$XIMAGE" "$KBUILD/vmlinux" "$KBUILD/Module.symvers" "$KBUILD/usr/gen_init_cpio" "$KDIR/init"; do
+    for f in "$XIMAGE" "$KBUILD/vmlinux" "$KBUILD/Module.symvers" "$KBUILD/usr/gen_init_cpio"; do
         [ -e "$f" ] || die "kernel build did not produce $f"
     done
     touch "$KDIR/complete"
@@ -92,7 +92,7 @@ ensure_xarch_kernel() {
 
 # Reads a case's headers into the X_* variables.
 xarch_headers() { # file
-    X_EXPECT='' X_CMDLINE='' X_DMESG=() X_TOOLERR='' X_ARCHES=''
+    X_EXPECT='' X_CMDLINE='' X_READ='' X_DMESG=() X_TOOLERR='' X_ARCHES=''
     local line key val
     while IFS= read -r line || [ -n "$line" ]; do
         [[ $line =~ ^(diff\ |---\ |\+\+\+\ ) ]] && break
@@ -101,6 +101,7 @@ xarch_headers() { # file
         case $key in
         EXPECT) X_EXPECT=$val ;;
         CMDLINE) X_CMDLINE=$val ;;
+        READ) X_READ=$val ;;
         DMESG) X_DMESG+=("$val") ;;
         TOOL-ERROR) X_TOOLERR=$val ;;
         ARCH) X_ARCHES=$val ;;
@@ -151,7 +152,8 @@ run_xarch() {
             if [ $rc != 0 ] || [ ! -s "$ko" ]; then
                 case_fail "$label" "klpforge build failed (exit $rc): $(grep -E 'error|refused' "$dir/build.log" | head -n2 | tr '\n' ' ')"
             else
-                printf '%s %s ok %s\n' "$(basename "$ko")" "klp_${label//-/_}" "$X_CMDLINE" >>"$conf"
+                printf '%s %s ok %s%s\n' "$(basename "$ko")" "klp_${label//-/_}" \
+                    "${X_READ:+@$X_READ }" "$X_CMDLINE" >>"$conf"
                 vm+=("$ko")
                 C_STATUS[$label]=vm
                 X_WANT_DMESG[$label]=$(printf '%s\n' "${X_DMESG[@]}")
@@ -160,6 +162,9 @@ run_xarch() {
         esac
     done
     [ ${#vm[@]} -gt 0 ] || return 0
+    # The /init is built for every run (a second): it is not part of the cached kernel.
+    "${XC}gcc" -static -O2 -Wall -o "$RUN/vm/init" "$E2E/xarch/init.c" >"$RUN/vm/init.log" 2>&1 ||
+        die "building the static /init failed (log: $RUN/vm/init.log)"
     local list=$RUN/vm/initramfs.list
     {
         echo "dir /dev 0755 0 0"
@@ -167,7 +172,7 @@ run_xarch() {
         echo "dir /proc 0755 0 0"
         echo "dir /sys 0755 0 0"
         echo "dir /tmp 1777 0 0"
-        echo "file /init $KDIR/init 0755 0 0"
+        echo "file /init $RUN/vm/init 0755 0 0"
         echo "file /e2e.conf $conf 0644 0 0"
         for ko in "${vm[@]}"; do echo "file /$(basename "$ko") $ko 0644 0 0"; done
     } >"$list"

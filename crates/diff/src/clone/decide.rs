@@ -160,6 +160,11 @@ impl Cloner<'_, '_, '_> {
         let Some(o) = self.twins.of_patched(psym) else {
             return Decision::Include;
         };
+        // Called somewhere as a function of the unit ([`unit_local_callees`]): the module
+        // carries its own copy, which every reference then uses.
+        if self.unit_local.contains(&psym) {
+            return Decision::Include;
+        }
         let oname = self.o.sym(o).name.clone();
         if !s.is_local() && objname == "vmlinux" {
             if let Some(e) = self.opts.symvers.lookup(&oname) {
@@ -281,4 +286,48 @@ impl Cloner<'_, '_, '_> {
             addend: reloc.addend,
         });
     }
+}
+
+/// The unchanged functions the module must carry because code it carries calls them as
+/// functions of the same unit, which cannot reach the kernel's copy from a module
+/// ([`klpforge_arch::Arch::call_can_leave_module`]: ppc64le's `bl` without the TOC-restoring
+/// `nop`), transitively from `roots` (the changed and new functions). Computed before cloning,
+/// so every reference to such a function (a sibling call too) goes to the module's copy
+/// whatever order the references are met in.
+pub(super) fn unit_local_callees(
+    p: &crate::analyze::ObjInfo<'_, '_>,
+    twins: &crate::correlate::Twins,
+    roots: &[SymbolId],
+) -> std::collections::BTreeSet<SymbolId> {
+    let mut found = std::collections::BTreeSet::new();
+    let mut work: Vec<SymbolId> = roots.to_vec();
+    while let Some(f) = work.pop() {
+        let mut parts = vec![f];
+        parts.extend(p.sym(f).children.iter().copied());
+        for part in parts {
+            let s = p.obj.symbol(part);
+            let Some(sec) = s.section() else { continue };
+            let bytes = p.obj.section(sec).bytes();
+            for r in p.relocations_in(sec, s.value, s.value.saturating_add(s.size)) {
+                let Target::Symbol { sym, .. } = r.target else {
+                    continue;
+                };
+                let callee = p.obj.symbol(sym);
+                if p.sym(sym).kind != SymKind::Function
+                    || callee.section().is_none()
+                    || roots.contains(&sym)
+                    || twins.of_patched(sym).is_none()
+                    || found.contains(&sym)
+                    || !p.is_branch(sec, r)
+                    || p.arch
+                        .call_can_leave_module(bytes, r.offset as usize, r.r_type)
+                {
+                    continue;
+                }
+                found.insert(sym);
+                work.push(sym);
+            }
+        }
+    }
+    found
 }

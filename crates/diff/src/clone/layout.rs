@@ -283,7 +283,10 @@ impl Cloner<'_, '_, '_> {
         }
         let mut with_nul = bytes.clone();
         with_nul.push(0);
-        let at = self.append(out, Some(&with_nul), with_nul.len() as u64, 1);
+        // Each string keeps its section's alignment: s390x code reaches strings with `larl`,
+        // which can only address even bytes (gcc puts them in `.rodata.str1.2`).
+        let align = self.p.obj.section(psec).sh_addralign.max(1);
+        let at = self.append(out, Some(&with_nul), with_nul.len() as u64, align);
         self.strings.insert((out, bytes), at);
         (out, at)
     }

@@ -102,6 +102,9 @@ pub struct Cloner<'a, 'o, 'p> {
     changed: BTreeSet<SymbolId>,
     /// Changed read-only data the module gets its own copy of.
     fresh: BTreeSet<SymbolId>,
+    /// Unchanged functions the module carries because carried code calls them as functions
+    /// of the same unit ([`decide::unit_local_callees`]).
+    unit_local: BTreeSet<SymbolId>,
     out: ElfObject<'static>,
     /// Contents and relocations of the output sections being filled.
     out_secs: BTreeMap<SectionId, OutSection>,
@@ -156,6 +159,12 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
         if let Some(file) = first.and_then(|f| p.sym(f).file) {
             out.add_symbol(Symbol::file(p.obj.symbol(file).name.to_vec()));
         }
+        let roots: Vec<SymbolId> = sel
+            .changed
+            .iter()
+            .map(|c| c.0)
+            .chain(sel.new_functions.iter().copied())
+            .collect();
         Cloner {
             o,
             p,
@@ -163,6 +172,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             opts,
             changed: sel.changed.iter().map(|c| c.0).collect(),
             fresh: sel.fresh_data.iter().copied().collect(),
+            unit_local: decide::unit_local_callees(p, twins, &roots),
             out,
             out_secs: BTreeMap::new(),
             sec_by_key: HashMap::new(),
