@@ -13,8 +13,12 @@
 # Case headers (before the diff):
 #   E2E-EXPECT: patched | no-change | refused
 #   E2E-CMDLINE: <substring /proc/cmdline must show while patched>      (patched)
-#   E2E-READ: <file>            look for the E2E-CMDLINE substring in this file instead (gone
-#                               once disabled; /proc/cmdline must read exactly as before)
+#   E2E-READ: <file>|dmesg      look for the E2E-CMDLINE substring in this file instead (gone
+#                               once disabled; /proc/cmdline must read exactly as before), or
+#                               in kernel log lines appearing within 2.5 s (none once disabled)
+#   E2E-TARGET: <module.ko>     (path in the kernel build) a module the patch targets: loaded
+#                               before the livepatch, unloaded at the end
+#   E2E-TARGET-LATE: yes        load the target after the livepatch (late module patching)
 #   E2E-DMESG: <extended regex some dmesg line must match>              (patched; repeatable)
 #   E2E-TOOL-ERROR: <extended regex the refusal must match>              (refused)
 #   E2E-ARCH: <arch> ...        only for these architectures (default: all)
@@ -92,7 +96,7 @@ ensure_xarch_kernel() {
 
 # Reads a case's headers into the X_* variables.
 xarch_headers() { # file
-    X_EXPECT='' X_CMDLINE='' X_READ='' X_DMESG=() X_TOOLERR='' X_ARCHES=''
+    X_EXPECT='' X_CMDLINE='' X_READ='' X_TARGET='' X_LATE='' X_DMESG=() X_TOOLERR='' X_ARCHES=''
     local line key val
     while IFS= read -r line || [ -n "$line" ]; do
         [[ $line =~ ^(diff\ |---\ |\+\+\+\ ) ]] && break
@@ -102,6 +106,8 @@ xarch_headers() { # file
         EXPECT) X_EXPECT=$val ;;
         CMDLINE) X_CMDLINE=$val ;;
         READ) X_READ=$val ;;
+        TARGET) X_TARGET=$val ;;
+        TARGET-LATE) X_LATE=$val ;;
         DMESG) X_DMESG+=("$val") ;;
         TOOL-ERROR) X_TOOLERR=$val ;;
         ARCH) X_ARCHES=$val ;;
@@ -118,7 +124,7 @@ xarch_headers() { # file
 # Builds every case, boots once, checks; sets the case results like the main run.
 # shellcheck disable=SC2034 # VM_OK is read by run
 run_xarch() {
-    local f label dir ko rc t0 vm=() conf=$RUN/vm/e2e.conf
+    local f label dir ko rc t0 vm=() targets=() conf=$RUN/vm/e2e.conf
     mkdir -p "$RUN/vm"
     : >"$conf"
     declare -gA X_WANT_DMESG=()
@@ -152,8 +158,13 @@ run_xarch() {
             if [ $rc != 0 ] || [ ! -s "$ko" ]; then
                 case_fail "$label" "klpforge build failed (exit $rc): $(grep -E 'error|refused' "$dir/build.log" | head -n2 | tr '\n' ' ')"
             else
-                printf '%s %s ok %s%s\n' "$(basename "$ko")" "klp_${label//-/_}" \
-                    "${X_READ:+@$X_READ }" "$X_CMDLINE" >>"$conf"
+                if [ -n "$X_TARGET" ]; then
+                    [ -e "$KBUILD/$X_TARGET" ] || die "$f: E2E-TARGET $X_TARGET is not in $KBUILD"
+                    targets+=("$KBUILD/$X_TARGET")
+                fi
+                printf '%s %s ok %s%s%s%s\n' "$(basename "$ko")" "klp_${label//-/_}" \
+                    "${X_READ:+@$X_READ }" "${X_TARGET:++$(basename "$X_TARGET") }" \
+                    "${X_LATE:++late }" "$X_CMDLINE" >>"$conf"
                 vm+=("$ko")
                 C_STATUS[$label]=vm
                 X_WANT_DMESG[$label]=$(printf '%s\n' "${X_DMESG[@]}")
@@ -175,6 +186,9 @@ run_xarch() {
         echo "file /init $RUN/vm/init 0755 0 0"
         echo "file /e2e.conf $conf 0644 0 0"
         for ko in "${vm[@]}"; do echo "file /$(basename "$ko") $ko 0644 0 0"; done
+        printf '%s\n' "${targets[@]}" | sort -u | while read -r ko; do
+            [ -n "$ko" ] && echo "file /$(basename "$ko") $ko 0644 0 0"
+        done
     } >"$list"
     "$KBUILD/usr/gen_init_cpio" "$list" | gzip -6 >"$RUN/initramfs.cpio.gz" || die "gen_init_cpio failed"
     local qemu
