@@ -109,16 +109,62 @@ pub struct BranchField {
     pub disp_size: u8,
 }
 
-/// One decoded instruction with, for a relative branch, where it goes.
+/// One decoded instruction with, for a relative branch, where it goes. Stored compactly
+/// (12 bytes: a kernel has millions of instructions, all kept while a diff runs): offsets
+/// within a section below 4 GiB, branch targets within 2 GiB of their instruction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodedInsn {
-    /// Offset of the first byte (the `base` given to [`Arch::decode_with_branches`] plus its
-    /// position in the decoded run).
-    pub offset: u64,
+    offset: u32,
+    /// Branch target minus `offset` (meaningful when `disp_size` is not 0).
+    target_delta: i32,
+    len: u8,
+    disp_offset: u8,
+    /// 0: no branch.
+    disp_size: u8,
+}
+
+impl DecodedInsn {
+    /// An instruction of `len` bytes at `offset` (the `base` given to
+    /// [`Arch::decode_with_branches`] plus its position in the decoded run), with the relative
+    /// branch `branch` whose target the decoder computed. `None` when `offset` does not fit
+    /// the compact form; a branch whose target does not is dropped.
+    pub fn new(offset: u64, len: u8, branch: Option<BranchField>) -> Option<DecodedInsn> {
+        let at = u32::try_from(offset).ok()?;
+        let field = branch
+            .filter(|b| b.disp_size > 0)
+            .and_then(|b| Some((i32::try_from(b.target - offset as i64).ok()?, b)));
+        Some(DecodedInsn {
+            offset: at,
+            target_delta: field.map_or(0, |(d, _)| d),
+            len,
+            disp_offset: field.map_or(0, |(_, b)| b.disp_offset),
+            disp_size: field.map_or(0, |(_, b)| b.disp_size),
+        })
+    }
+
+    /// Offset of the first byte.
+    pub fn offset(&self) -> u64 {
+        u64::from(self.offset)
+    }
+
     /// Length in bytes.
-    pub len: u8,
+    pub fn length(&self) -> u8 {
+        self.len
+    }
+
+    /// Offset just past the last byte.
+    pub fn end(&self) -> u64 {
+        self.offset() + u64::from(self.len)
+    }
+
     /// For a relative branch whose target the decoder computes: the target and the field.
-    pub branch: Option<BranchField>,
+    pub fn branch(&self) -> Option<BranchField> {
+        (self.disp_size > 0).then(|| BranchField {
+            target: self.offset as i64 + i64::from(self.target_delta),
+            disp_offset: self.disp_offset,
+            disp_size: self.disp_size,
+        })
+    }
 }
 
 /// Code that could not be split into instructions.
@@ -167,11 +213,7 @@ pub trait Arch: Send + Sync + std::fmt::Debug {
     fn decode_with_branches(&self, code: &[u8], base: u64) -> (Vec<DecodedInsn>, bool) {
         let to_decoded = |list: Vec<Insn>| -> Vec<DecodedInsn> {
             list.into_iter()
-                .map(|i| DecodedInsn {
-                    offset: base + i.offset as u64,
-                    len: i.len as u8,
-                    branch: None,
-                })
+                .map_while(|i| DecodedInsn::new(base + i.offset as u64, i.len as u8, None))
                 .collect()
         };
         match self.decode_lengths(code) {
@@ -197,7 +239,7 @@ pub trait Arch: Send + Sync + std::fmt::Debug {
     /// default the decoder's branch target ([`Arch::decode_with_branches`]).
     fn relative_branch_target(&self, insn: &[u8], at: u64) -> Option<i64> {
         let (decoded, _) = self.decode_with_branches(insn, at);
-        decoded.first().and_then(|d| d.branch).map(|b| b.target)
+        decoded.first().and_then(|d| d.branch()).map(|b| b.target)
     }
 
     /// Clear the field a relocation of type `r_type` writes at the start of `bytes`, leaving

@@ -119,7 +119,7 @@ impl Arch for X86_64 {
         };
         let decoded = list
             .into_iter()
-            .map(|c| {
+            .map_while(|c| {
                 // iced reports a branch displacement as the (first) immediate.
                 let o = &c.offsets;
                 let branch =
@@ -130,11 +130,7 @@ impl Arch for X86_64 {
                             disp_offset: o.immediate_offset() as u8,
                             disp_size: o.immediate_size() as u8,
                         });
-                DecodedInsn {
-                    offset: base + c.insn.offset as u64,
-                    len: c.insn.len as u8,
-                    branch,
-                }
+                DecodedInsn::new(base + c.insn.offset as u64, c.insn.len as u8, branch)
             })
             .collect();
         (decoded, complete)

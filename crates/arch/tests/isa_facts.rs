@@ -96,20 +96,20 @@ fn branch_targets_where_the_decoder_computes_them() {
     let (insns, complete) = X86_64.decode_with_branches(&[0xe8, 0, 0, 0, 0, 0xc3], 0x100);
     assert!(complete);
     assert_eq!(insns.len(), 2);
-    let branch = insns[0].branch.expect("a relative call");
+    let branch = insns[0].branch().expect("a relative call");
     assert_eq!(
         (branch.target, branch.disp_offset, branch.disp_size),
         (0x105, 1, 4)
     );
-    assert_eq!(insns[1].offset, 0x105);
+    assert_eq!(insns[1].offset(), 0x105);
     // Fixed-width architectures: boundaries, no targets; a partial word stops decoding.
     let (insns, complete) = Aarch64.decode_with_branches(&[0; 10], 0x40);
     assert!(!complete);
     assert_eq!(
-        insns.iter().map(|i| i.offset).collect::<Vec<_>>(),
+        insns.iter().map(|i| i.offset()).collect::<Vec<_>>(),
         [0x40, 0x44]
     );
-    assert!(insns.iter().all(|i| i.branch.is_none()));
+    assert!(insns.iter().all(|i| i.branch().is_none()));
 }
 
 #[test]
@@ -307,4 +307,29 @@ fn calls_that_can_leave_the_module() {
         2,
         object::elf::R_390_PLT32DBL.0
     ));
+}
+
+/// Decoded instructions are kept for a whole diff (millions in a kernel): 12 bytes each, and
+/// a branch target round-trips through the compact form.
+#[test]
+fn decoded_instructions_are_compact() {
+    use klpforge_arch::{BranchField, DecodedInsn};
+    assert_eq!(std::mem::size_of::<DecodedInsn>(), 12);
+    let field = BranchField {
+        target: -0x40,
+        disp_offset: 1,
+        disp_size: 4,
+    };
+    let i = DecodedInsn::new(0x1000, 5, Some(field)).expect("fits");
+    assert_eq!((i.offset(), i.length(), i.end()), (0x1000, 5, 0x1005));
+    assert_eq!(i.branch(), Some(field));
+    assert_eq!(DecodedInsn::new(0x1_0000_0000, 4, None), None);
+    let far = BranchField {
+        target: 0x1_0000_1000,
+        ..field
+    };
+    assert_eq!(
+        DecodedInsn::new(0x10, 5, Some(far)).and_then(|i| i.branch()),
+        None
+    );
 }

@@ -97,8 +97,8 @@ pub fn run(args: DiffArgs) -> Result<ExitCode> {
     };
     let orig_file = ElfFile::open(&args.orig)?;
     let patched_file = ElfFile::open(&args.patched)?;
-    let orig = orig_file.parse()?;
-    let patched = patched_file.parse()?;
+    let (orig, patched) = rayon::join(|| orig_file.parse(), || patched_file.parse());
+    let (orig, patched) = (orig?, patched?);
     let outcome = diff(&orig, &patched, &opts).map_err(|e| {
         anyhow::anyhow!("{} vs {}: {e}", args.orig.display(), args.patched.display())
     })?;

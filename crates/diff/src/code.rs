@@ -25,15 +25,15 @@ pub struct CodeMap {
 impl CodeMap {
     /// The instruction containing byte `offset`.
     pub fn insn_at(&self, offset: u64) -> Option<&CodeInsn> {
-        let i = self.insns.partition_point(|x| x.offset <= offset);
+        let i = self.insns.partition_point(|x| x.offset() <= offset);
         let insn = self.insns.get(i.checked_sub(1)?)?;
-        (offset < insn.offset + u64::from(insn.len)).then_some(insn)
+        (offset < insn.end()).then_some(insn)
     }
 
     /// Instructions within `[start, end)`.
     pub fn range(&self, start: u64, end: u64) -> &[CodeInsn] {
-        let a = self.insns.partition_point(|x| x.offset < start);
-        let b = self.insns.partition_point(|x| x.offset < end);
+        let a = self.insns.partition_point(|x| x.offset() < start);
+        let b = self.insns.partition_point(|x| x.offset() < end);
         &self.insns[a..b]
     }
 }
@@ -49,9 +49,8 @@ pub fn decode_section(arch: &dyn Arch, data: &[u8], starts: &[u64]) -> CodeMap {
     while (pos as usize) < data.len() {
         // Decode up to the next function start, so one bad stretch cannot swallow the rest.
         let next = starts
-            .iter()
+            .get(starts.partition_point(|&s| s <= pos))
             .copied()
-            .find(|&s| s > pos)
             .unwrap_or(data.len() as u64)
             .min(data.len() as u64);
         let (decoded, _complete) =
@@ -59,5 +58,7 @@ pub fn decode_section(arch: &dyn Arch, data: &[u8], starts: &[u64]) -> CodeMap {
         insns.extend(decoded);
         pos = next;
     }
+    // Kept for the whole diff: no spare capacity (a kernel has millions of instructions).
+    insns.shrink_to_fit();
     CodeMap { insns }
 }

@@ -274,6 +274,10 @@ struct Users {
 fn users(info: &ObjInfo<'_, '_>) -> Users {
     let mut of: HashMap<SymbolId, Vec<SymbolId>> = HashMap::new();
     let mut sites: HashMap<SymbolId, Vec<Option<(SymbolId, i64)>>> = HashMap::new();
+    // (target, user) pairs already listed: a popular target (`__fentry__`, `_printk`) has
+    // tens of thousands of users, too many to search its list for each reference.
+    let mut listed: std::collections::HashSet<(SymbolId, SymbolId)> =
+        std::collections::HashSet::new();
     for (sec, _) in info.obj.sections() {
         if info.sec(sec).ranges.is_empty() {
             continue;
@@ -292,9 +296,8 @@ fn users(info: &ObjInfo<'_, '_>) -> Users {
             if user == sym {
                 continue;
             }
-            let list = of.entry(sym).or_default();
-            if !list.contains(&user) {
-                list.push(user);
+            if listed.insert((sym, user)) {
+                of.entry(sym).or_default().push(user);
             }
         }
     }
@@ -515,8 +518,7 @@ pub fn correlate(
             ps,
         ));
     }
-    let ou = users(orig);
-    let pu = users(patched);
+    let (ou, pu) = rayon::join(|| users(orig), || users(patched));
     let mut left = pair_by_evidence(&mut twins, (orig_sums, &ou), (patched_sums, &pu), pending);
     // `.cold` parts pair through their parents.
     for (o, _) in orig.obj.symbols() {

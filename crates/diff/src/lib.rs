@@ -173,12 +173,12 @@ fn first_difference(
     // An instruction as bytes (relocated fields as `__`) and what its references mean.
     let operands = |info: &analyze::ObjInfo<'_, '_>, sec, insn: &code::CodeInsn| {
         let data = info.obj.section(sec).bytes();
-        let end = insn.offset + u64::from(insn.len);
-        let bytes = &data[insn.offset as usize..end as usize];
+        let end = insn.end();
+        let bytes = &data[insn.offset() as usize..end as usize];
         let mut hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let mut refs = Vec::new();
-        for r in info.relocations_in(sec, insn.offset, end) {
-            let off = (r.offset - insn.offset) as usize;
+        for r in info.relocations_in(sec, insn.offset(), end) {
+            let off = (r.offset - insn.offset()) as usize;
             let size = info
                 .arch
                 .reloc_info(r.r_type)
@@ -218,9 +218,9 @@ fn first_difference(
     let describe = |info: &analyze::ObjInfo<'_, '_>, sec, insn: &code::CodeInsn| {
         let (hex, refs) = operands(info, sec, insn);
         let data = info.obj.section(sec).bytes();
-        let bytes = &data[insn.offset as usize..(insn.offset + u64::from(insn.len)) as usize];
+        let bytes = &data[insn.offset() as usize..(insn.end()) as usize];
         // Disassembly where available (relocated fields read as zero), else the bytes.
-        let mut text = match info.arch.disassemble(bytes, insn.offset) {
+        let mut text = match info.arch.disassemble(bytes, insn.offset()) {
             Some(asm) => format!("{asm}  [{}]", hex.join(" ")),
             None => hex.join(" "),
         };
@@ -232,7 +232,7 @@ fn first_difference(
     for (i, (a, b)) in orig_insns.iter().zip(patched_insns.iter()).enumerate() {
         // Equal bytes and references at the same offset disassemble alike: only a
         // difference is worth the disassembler.
-        if a.offset == b.offset && operands(o, osec, a) == operands(p, psec, b) {
+        if a.offset() == b.offset() && operands(o, osec, a) == operands(p, psec, b) {
             continue;
         }
         let da = describe(o, osec, a);
@@ -240,7 +240,7 @@ fn first_difference(
         if da != db {
             return format!(
                 "instruction {i} at +{:#x}: {da}  =>  {db}",
-                b.offset - ps.value
+                b.offset() - ps.value
             );
         }
     }
@@ -336,31 +336,38 @@ pub fn diff(
     let big_endian = oh.endian == klpforge_elf::Endian::Big;
     let arch = klpforge_arch::for_machine(oh.e_machine, big_endian)
         .ok_or_else(|| DiffError::Incompatible(format!("unsupported machine {}", oh.e_machine)))?;
-    let o = analyze::ObjInfo::new(orig, arch);
-    let p = analyze::ObjInfo::new(patched, arch);
+    // The two objects are analysed and hashed side by side (each phase reads one object).
+    let (o, p) = rayon::join(
+        || analyze::ObjInfo::new(orig, arch),
+        || analyze::ObjInfo::new(patched, arch),
+    );
     // Checksums by name pair the candidates; checksums by twin identity then decide what
     // changed (a renumbered reference hashes equal, a retargeted one differs).
-    let (orig_sums, patched_sums) = (
-        checksum::compute(&o, checksum::Identity::Names),
-        checksum::compute(&p, checksum::Identity::Names),
+    let (orig_sums, patched_sums) = rayon::join(
+        || checksum::compute(&o, checksum::Identity::Names),
+        || checksum::compute(&p, checksum::Identity::Names),
     );
     let twins =
         correlate::correlate(&o, &p, &orig_sums, &patched_sums).map_err(DiffError::Ambiguous)?;
-    let (orig_sums, patched_sums) = (
-        checksum::compute(
-            &o,
-            checksum::Identity::Twins {
-                twins: &twins,
-                patched: false,
-            },
-        ),
-        checksum::compute(
-            &p,
-            checksum::Identity::Twins {
-                twins: &twins,
-                patched: true,
-            },
-        ),
+    let (orig_sums, patched_sums) = rayon::join(
+        || {
+            checksum::compute(
+                &o,
+                checksum::Identity::Twins {
+                    twins: &twins,
+                    patched: false,
+                },
+            )
+        },
+        || {
+            checksum::compute(
+                &p,
+                checksum::Identity::Twins {
+                    twins: &twins,
+                    patched: true,
+                },
+            )
+        },
     );
     if opts.debug {
         for (id, _) in orig.symbols() {

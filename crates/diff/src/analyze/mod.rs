@@ -173,17 +173,17 @@ pub struct Anchor {
 /// A relocation and what it refers to, resolved once in [`ObjInfo::new`]. Dereferences to
 /// the relocation itself.
 #[derive(Debug, Clone, Copy)]
-pub struct Reloc {
-    /// The relocation as stored.
-    pub rel: Relocation,
+pub struct Reloc<'a> {
+    /// The relocation as stored (in the object's model: not copied, a kernel has millions).
+    pub rel: &'a Relocation,
     /// What it refers to, independent of layout.
     pub target: crate::refs::Target,
 }
 
-impl std::ops::Deref for Reloc {
+impl std::ops::Deref for Reloc<'_> {
     type Target = Relocation;
     fn deref(&self) -> &Relocation {
-        &self.rel
+        self.rel
     }
 }
 
@@ -204,7 +204,7 @@ pub struct ObjInfo<'a, 'data> {
     /// Every relocation applying to each section (index = section arena slot), sorted by
     /// offset, with what it refers to resolved once ([`crate::refs::resolve`]): the one table
     /// checksum, correlate, select and clone read.
-    pub relocs: Vec<Vec<Reloc>>,
+    pub relocs: Vec<Vec<Reloc<'a>>>,
     /// Boundaries of the anonymous pieces of each section (index = section arena slot):
     /// every offset something refers to without a symbol, every symbol start and end, and
     /// the section's ends, sorted. Empty for sections nothing refers into anonymously.
@@ -561,12 +561,12 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     }
 
     /// The relocations applying to `section`, sorted by offset, with their targets.
-    pub fn relocations(&self, section: SectionId) -> &[Reloc] {
+    pub fn relocations(&self, section: SectionId) -> &[Reloc<'a>] {
         self.relocs.get(section.index()).map_or(&[], Vec::as_slice)
     }
 
     /// The relocations applying to `[start, end)` of `section`.
-    pub fn relocations_in(&self, section: SectionId, start: u64, end: u64) -> &[Reloc] {
+    pub fn relocations_in(&self, section: SectionId, start: u64, end: u64) -> &[Reloc<'a>] {
         relocs_in(self.relocations(section), start, end)
     }
 
@@ -575,8 +575,8 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     pub fn insn_holding(&self, sec: SectionId, offset: u64) -> Option<(&[u8], usize)> {
         let data = self.obj.section(sec).bytes();
         let i = self.code(sec)?.insn_at(offset)?;
-        let bytes = data.get(i.offset as usize..(i.offset + u64::from(i.len)) as usize)?;
-        Some((bytes, (offset - i.offset) as usize))
+        let bytes = data.get(i.offset() as usize..(i.end()) as usize)?;
+        Some((bytes, (offset - i.offset()) as usize))
     }
 
     /// Whether relocation `r` of code section `sec` is the target of a call or jump (rather
@@ -701,21 +701,28 @@ fn ftrace_sites(info: &ObjInfo<'_, '_>) -> Vec<Vec<i64>> {
 }
 
 /// The relocations of a table sorted by offset whose offsets lie in `[start, end)`.
-pub fn relocs_in(relocs: &[Reloc], start: u64, end: u64) -> &[Reloc] {
+pub fn relocs_in<'r, 'a>(relocs: &'r [Reloc<'a>], start: u64, end: u64) -> &'r [Reloc<'a>] {
     let lo = relocs.partition_point(|r| r.offset < start);
     let hi = lo + relocs[lo..].partition_point(|r| r.offset < end);
     &relocs[lo..hi]
 }
 
 /// The relocation table of every section (see [`ObjInfo::relocs`]).
-fn resolve_all(info: &ObjInfo<'_, '_>) -> Vec<Vec<Reloc>> {
+fn resolve_all<'a>(info: &ObjInfo<'a, '_>) -> Vec<Vec<Reloc<'a>>> {
     let mut out: Vec<Vec<Reloc>> = vec![Vec::new(); info.obj.section_arena_len()];
     for (sec, _) in info.obj.sections() {
         let list = &mut out[sec.index()];
+        let count = info
+            .sec(sec)
+            .relocs
+            .iter()
+            .map(|&rs| info.obj.section(rs).relocations().map_or(0, <[_]>::len))
+            .sum();
+        list.reserve_exact(count);
         for &rs in &info.sec(sec).relocs {
             for r in info.obj.section(rs).relocations().unwrap_or(&[]) {
                 list.push(Reloc {
-                    rel: *r,
+                    rel: r,
                     target: crate::refs::resolve(info, sec, r),
                 });
             }

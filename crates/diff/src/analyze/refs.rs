@@ -62,7 +62,7 @@ pub fn pc_bias(info: &ObjInfo<'_, '_>, from: SectionId, r: &Relocation) -> i64 {
     let insn_end = info
         .code(from)
         .and_then(|c| c.insn_at(r.offset))
-        .map(|insn| insn.offset + u64::from(insn.len));
+        .map(|insn| insn.end());
     info.arch.pc_bias(
         r.r_type,
         r.offset,

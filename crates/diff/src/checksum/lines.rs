@@ -55,11 +55,11 @@ pub(super) fn line_arguments(
     // architecture can tell, else 0 (somewhere).
     let mut file_arg: Option<u8> = None;
     for (i, insn) in insns.iter().enumerate() {
-        let end = insn.offset + u64::from(insn.len);
-        let Some(bytes) = data.get(insn.offset as usize..end as usize) else {
+        let end = insn.end();
+        let Some(bytes) = data.get(insn.offset() as usize..end as usize) else {
             break;
         };
-        let here = relocs_in(relocs, insn.offset, end);
+        let here = relocs_in(relocs, insn.offset(), end);
         for r in here {
             if let Target::String {
                 sec: ssec, start, ..

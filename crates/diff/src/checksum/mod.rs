@@ -378,7 +378,7 @@ pub(crate) fn hash_code(
     let mut covered = start;
     let mut buf = Vec::with_capacity(16);
     for (i, insn) in insns.iter().enumerate() {
-        let (a, b) = (insn.offset, insn.offset + u64::from(insn.len));
+        let (a, b) = (insn.offset(), insn.end());
         if b > end || a < covered {
             break;
         }
@@ -392,7 +392,7 @@ pub(crate) fn hash_code(
         }
         let mut branch_target = None;
         let outside = |t: i64| !(t >= start as i64 && t < end as i64);
-        if let Some(br) = insn.branch {
+        if let Some(br) = insn.branch() {
             if here.is_empty() && outside(br.target) {
                 let off = usize::from(br.disp_offset);
                 let size = usize::from(br.disp_size).min(buf.len().saturating_sub(off));
@@ -412,9 +412,9 @@ pub(crate) fn hash_code(
                 branch_target = Some(t);
             }
         }
-        h.full.update(&[insn.len]);
+        h.full.update(&[insn.length()]);
         h.full.update(&buf);
-        h.noline.update(&[insn.len]);
+        h.noline.update(&[insn.length()]);
         match line_args[i] {
             Some(arg) => h.noline.update(&[b'L', arg]),
             None => h.noline.update(&buf),
@@ -640,22 +640,14 @@ fn trim_padding(info: &ObjInfo<'_, '_>, sec: SectionId, a: u64, b: u64) -> Optio
     let data = info.obj.section(sec).bytes();
     let bytes = |x: u64, y: u64| data.get(x as usize..y as usize).unwrap_or(&[]);
     let insns = info.code(sec).map(|c| c.range(a, b)).unwrap_or(&[]);
-    let decoded_end = insns.last().map_or(a, |i| i.offset + u64::from(i.len));
-    let decoded_start = insns.first().map_or(b, |i| i.offset);
+    let decoded_end = insns.last().map_or(a, |i| i.end());
+    let decoded_start = insns.first().map_or(b, |i| i.offset());
     // Undecoded stretches before or after the decoded instructions.
     let odd_before = decoded_start > a && bytes(a, decoded_start).iter().any(|&x| x != 0);
     let odd_after = decoded_end < b && bytes(decoded_end, b).iter().any(|&x| x != 0);
-    let real = |i: &&CodeInsn| {
-        !info
-            .arch
-            .is_padding(bytes(i.offset, i.offset + u64::from(i.len)))
-    };
-    let first = insns.iter().find(real).map(|i| i.offset);
-    let last = insns
-        .iter()
-        .rev()
-        .find(real)
-        .map(|i| i.offset + u64::from(i.len));
+    let real = |i: &&CodeInsn| !info.arch.is_padding(bytes(i.offset(), i.end()));
+    let first = insns.iter().find(real).map(|i| i.offset());
+    let last = insns.iter().rev().find(real).map(|i| i.end());
     let start = if odd_before {
         Some(a)
     } else {

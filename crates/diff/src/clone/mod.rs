@@ -439,11 +439,11 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
         let data = p.obj.section(psec).bytes();
         let relocs = p.relocations(psec);
         for insn in code.range(start, end) {
-            let (a, b) = (insn.offset, insn.offset + u64::from(insn.len));
+            let (a, b) = (insn.offset(), insn.end());
             if !crate::analyze::relocs_in(relocs, a, b).is_empty() {
                 continue;
             }
-            let target = insn.branch.map(|br| br.target).or_else(|| {
+            let target = insn.branch().map(|br| br.target).or_else(|| {
                 if p.arch.decoder_gives_branches() {
                     return None;
                 }
@@ -480,7 +480,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
         }
         let data = p.obj.section(psec).bytes();
         let insn = match p.code(psec).and_then(|c| c.insn_at(r.offset)) {
-            Some(i) => data.get(i.offset as usize..(i.offset + u64::from(i.len)) as usize),
+            Some(i) => data.get(i.offset() as usize..(i.end()) as usize),
             None => data.get(r.offset as usize..),
         };
         insn.is_some_and(|bytes| p.arch.sibling_call_breaks_toc(bytes, r.r_type))

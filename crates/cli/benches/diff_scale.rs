@@ -1,0 +1,287 @@
+//! Diff at kernel scale (issue 10's goals), every figure a ratio against a baseline measured
+//! in the same run:
+//!
+//! * real `vmlinux.o` pairs (one changed function, as `klpforge build --mode vmlinux --keep`
+//!   leaves them), when cached: throughput (MB/s of the larger input) and peak RSS as a
+//!   multiple of the larger input (goals: at least 100 MB/s, at most 3x);
+//! * linearity: a generated pair at 1x, 2x, 4x and 8x the functions; time and memory per
+//!   size against 1x, and the log-log slope (1.0 = linear);
+//! * the peer: kpatch's `create-diff-object` against `klpforge diff` on every pair of the
+//!   shared corpus, run in turn pair by pair (goal: 10 times faster), when the peer's binary
+//!   is given.
+//!
+//! Run with `cargo bench -p klpforge --bench diff_scale` (`make bench`). Inputs:
+//!
+//! * `KLPFORGE_BENCH_VMLINUX=NAME:ORIG:PATCHED[,...]`, default every
+//!   `~/.cache/klpforge-bench/*/vmlinux-pair/{orig,patched}.o` (and
+//!   `~/.cache/klpforge-bench/e2e-vmlinux/`);
+//! * `KLPFORGE_PEER_CDO=/path/to/create-diff-object`, default
+//!   `~/.cache/klpforge-bench/kpatch-src/kpatch-build/create-diff-object`;
+//! * `KLPFORGE_BENCH_SCALE_BASE=N` functions at 1x (default 5,000).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use klpforge_testkit::{
+    big_pair_sources, compile_c_source_with_flags, corpus_dir, load_expectations, toolchain,
+    ScratchDir,
+};
+
+/// One finished run: wall seconds, peak RSS in KiB, exit status.
+struct Run {
+    wall: f64,
+    rss_kib: u64,
+    code: i32,
+}
+
+/// Run `cmd` under `/usr/bin/time -v` for its peak RSS.
+fn timed(cmd: &mut Command) -> Run {
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let started = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(&program)
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .output()
+        .expect("run /usr/bin/time");
+    let wall = started.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&out.stderr);
+    let rss_kib = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    Run {
+        wall,
+        rss_kib,
+        code: out.status.code().unwrap_or(-1),
+    }
+}
+
+fn klpforge_diff(orig: &Path, patched: &Path, out: &Path) -> Run {
+    timed(
+        Command::new(env!("CARGO_BIN_EXE_klpforge"))
+            .arg("diff")
+            .arg(orig)
+            .arg(patched)
+            .arg(out),
+    )
+}
+
+/// The fastest of `n` runs (the least disturbed by the machine).
+fn best_of(n: usize, mut f: impl FnMut() -> Run) -> Run {
+    let mut best: Option<Run> = None;
+    for _ in 0..n {
+        let r = f();
+        if best.as_ref().is_none_or(|b| r.wall < b.wall) {
+            best = Some(r);
+        }
+    }
+    best.expect("at least one run")
+}
+
+fn size(p: &Path) -> u64 {
+    std::fs::metadata(p).map_or(0, |m| m.len())
+}
+
+fn bench_home() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+        .join(".cache/klpforge-bench")
+}
+
+/// The real `vmlinux.o` pairs to measure: `(name, orig, patched)`.
+fn vmlinux_pairs() -> Vec<(String, PathBuf, PathBuf)> {
+    if let Ok(list) = std::env::var("KLPFORGE_BENCH_VMLINUX") {
+        return list
+            .split(',')
+            .filter_map(|item| {
+                let mut parts = item.splitn(3, ':');
+                Some((
+                    parts.next()?.to_string(),
+                    PathBuf::from(parts.next()?),
+                    PathBuf::from(parts.next()?),
+                ))
+            })
+            .collect();
+    }
+    let home = bench_home();
+    let mut pairs = Vec::new();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&home)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        for sub in [dir.join("vmlinux-pair"), dir.clone()] {
+            let (o, p) = (sub.join("orig.o"), sub.join("patched.o"));
+            if o.is_file() && p.is_file() {
+                let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+                pairs.push((name, o, p));
+                break;
+            }
+        }
+    }
+    pairs
+}
+
+fn real_kernels(scratch: &Path) {
+    let pairs = vmlinux_pairs();
+    if pairs.is_empty() {
+        println!(
+            "vmlinux.o: no pair cached (put orig.o and patched.o in {}/<name>/vmlinux-pair/)",
+            bench_home().display()
+        );
+        return;
+    }
+    for (name, orig, patched) in pairs {
+        let larger = size(&orig).max(size(&patched));
+        let r = best_of(3, || klpforge_diff(&orig, &patched, &scratch.join("v.o")));
+        let mb = larger as f64 / 1e6;
+        let rss = r.rss_kib as f64 * 1024.0;
+        println!(
+            "vmlinux.o {name}: {mb:.1} MB (larger input), exit {}: {:.3} s = {:.0} MB/s (goal >= 100), peak RSS {:.0} MiB = {:.1}x the input (goal <= 3)",
+            r.code,
+            r.wall,
+            mb / r.wall,
+            rss / 1048576.0,
+            rss / larger as f64
+        );
+    }
+}
+
+fn linearity(scratch: &Path) {
+    let Some(tc) = toolchain("x86_64") else {
+        println!("linearity: no x86_64 gcc");
+        return;
+    };
+    let base: usize = std::env::var("KLPFORGE_BENCH_SCALE_BASE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
+    let mut flags = tc.kernel_cflags();
+    flags.retain(|f| *f != "-O2");
+    flags.push("-O0");
+    let mut points: Vec<(f64, f64, f64)> = Vec::new(); // (bytes, seconds, rss)
+    for factor in [1usize, 2, 4, 8] {
+        let n = base * factor;
+        let (o_src, p_src) = big_pair_sources(n, 1);
+        let orig = compile_c_source_with_flags(
+            &tc,
+            &o_src,
+            &format!("scale{factor}.orig"),
+            scratch,
+            &flags,
+        )
+        .expect("compile the generated original");
+        let patched = compile_c_source_with_flags(
+            &tc,
+            &p_src,
+            &format!("scale{factor}.patched"),
+            scratch,
+            &flags,
+        )
+        .expect("compile the generated patched object");
+        let r = best_of(3, || klpforge_diff(&orig, &patched, &scratch.join("s.o")));
+        assert_eq!(r.code, 0, "the generated pair has one change");
+        let bytes = size(&orig).max(size(&patched)) as f64;
+        points.push((bytes, r.wall, r.rss_kib as f64 * 1024.0));
+        let (b0, t0, m0) = points[0];
+        println!(
+            "linearity {factor}x ({n} functions, {:.1} MB): {:.3} s ({:.2}x of 1x), peak RSS {:.0} MiB ({:.2}x of 1x), input {:.2}x",
+            bytes / 1e6,
+            r.wall,
+            r.wall / t0,
+            r.rss_kib as f64 / 1024.0,
+            r.rss_kib as f64 * 1024.0 / m0,
+            bytes / b0
+        );
+    }
+    let slope = |pick: fn(&(f64, f64, f64)) -> f64| {
+        // least squares of log(value) on log(size)
+        let xs: Vec<f64> = points.iter().map(|p| p.0.ln()).collect();
+        let ys: Vec<f64> = points.iter().map(|p| pick(p).ln()).collect();
+        let n = xs.len() as f64;
+        let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+        let cov: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+        let var: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+        cov / var
+    };
+    println!(
+        "linearity: log-log slope of time {:.2}, of peak RSS {:.2} (1.00 = linear)",
+        slope(|p| p.1),
+        slope(|p| p.2)
+    );
+}
+
+fn peer(scratch: &Path) {
+    let cdo = std::env::var("KLPFORGE_PEER_CDO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| bench_home().join("kpatch-src/kpatch-build/create-diff-object"));
+    let Some(corpus) = corpus_dir() else {
+        println!("peer: no shared corpus");
+        return;
+    };
+    if !cdo.is_file() {
+        println!(
+            "peer: {} not built (see KLPFORGE_PEER_CDO); skipped",
+            cdo.display()
+        );
+        return;
+    }
+    let exps = load_expectations(&corpus).expect("corpus expectations");
+    let symvers = scratch.join("Module.symvers");
+    std::fs::write(&symvers, "").expect("write an empty Module.symvers");
+    let (mut ours, mut theirs) = (0.0, 0.0);
+    let mut pairs = 0;
+    for e in &exps {
+        let Ok(pair) = e.find_pair(&corpus) else {
+            continue;
+        };
+        // The peer reads the running kernel's symbol table as `readelf -s --wide` prints it;
+        // the original object's stands in for it.
+        let symtab = scratch.join("symtab");
+        let table = Command::new("readelf")
+            .args(["-s", "--wide"])
+            .arg(&pair.orig)
+            .output()
+            .expect("run readelf");
+        std::fs::write(&symtab, &table.stdout).expect("write the symtab");
+        for _ in 0..3 {
+            ours += klpforge_diff(&pair.orig, &pair.patched, &scratch.join("k.o")).wall;
+            theirs += timed(
+                Command::new(&cdo)
+                    .arg(&pair.orig)
+                    .arg(&pair.patched)
+                    .arg("vmlinux")
+                    .arg(&symtab)
+                    .arg(&symvers)
+                    .arg("bench_patch")
+                    .arg(scratch.join("p.o")),
+            )
+            .wall;
+        }
+        pairs += 1;
+    }
+    println!(
+        "peer: {pairs} corpus pairs, 3 runs each, in turn: klpforge {:.1} ms per pair, create-diff-object {:.1} ms: {:.1}x faster (goal >= 10)",
+        1000.0 * ours / (3 * pairs) as f64,
+        1000.0 * theirs / (3 * pairs) as f64,
+        theirs / ours
+    );
+}
+
+fn main() {
+    let scratch = ScratchDir::new("bench-scale").unwrap();
+    println!(
+        "klpforge diff at scale (release build, {} cores)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    real_kernels(scratch.path());
+    linearity(scratch.path());
+    peer(scratch.path());
+}
