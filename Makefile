@@ -11,5 +11,5 @@ test:
 	scripts/test
 
 bench:
-	cargo bench -p klpforge
+	cargo bench -p klpforge --bench diff_scale --bench diff_engine --bench elf_engine
 	scripts/bench-build

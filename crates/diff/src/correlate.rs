@@ -9,12 +9,12 @@
 //! use them, so two statics named `count` in different functions never cross. Symbols that
 //! must never be correlated (see [`crate::analyze`]) stay unpaired and are cloned fresh.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use klpforge_elf::{SymbolId, SymbolPlace};
 
 use crate::analyze::{ObjInfo, SecKind, SymKind};
-use crate::checksum::Checksums;
+use crate::checksum::FullSums;
 use crate::refs::Target;
 use crate::stable_name::static_local_base;
 pub use crate::twins::Twins;
@@ -223,7 +223,7 @@ struct Pending {
 /// What is left on both sides is returned for the evidence of their users.
 fn pair_group(
     twins: &mut Twins,
-    (orig_sums, patched_sums): (&Checksums, &Checksums),
+    (orig_sums, patched_sums): (&dyn FullSums, &dyn FullSums),
     name: &str,
     mut os: Vec<SymbolId>,
     mut ps: Vec<SymbolId>,
@@ -235,10 +235,10 @@ fn pair_group(
     // Identical checksums, unique on both sides.
     let mut i = 0;
     while i < os.len() {
-        let c = orig_sums.full[os[i].index()];
-        let on = os.iter().filter(|x| orig_sums.full[x.index()] == c).count();
+        let c = orig_sums.full(os[i]);
+        let on = os.iter().filter(|x| orig_sums.full(**x) == c).count();
         let matches: Vec<usize> = (0..ps.len())
-            .filter(|&j| patched_sums.full[ps[j].index()] == c)
+            .filter(|&j| patched_sums.full(ps[j]) == c)
             .collect();
         if c != 0 && on == 1 && matches.len() == 1 {
             twins.pair(os[i], ps[matches[0]]);
@@ -263,44 +263,56 @@ fn pair_group(
     })
 }
 
-/// The named symbols (functions or objects) that reference each symbol of `wanted`, with
-/// `.cold` parts counted as their parent, and for each user the targets of its references in
-/// order (the reference sites, for aligning unchanged users).
+/// The named symbols (functions or objects) that reference each symbol of `wanted` (the
+/// candidates names did not pair: nothing else is asked about), with `.cold` parts counted
+/// as their parent, and for each such user the targets of all its references in order (the
+/// reference sites, for aligning unchanged users).
 struct Users {
     of: HashMap<SymbolId, Vec<SymbolId>>,
     sites: HashMap<SymbolId, Vec<Option<(SymbolId, i64)>>>,
 }
 
-fn users(info: &ObjInfo<'_, '_>) -> Users {
+fn users(info: &ObjInfo<'_, '_>, wanted: &HashSet<SymbolId>) -> Users {
     let mut of: HashMap<SymbolId, Vec<SymbolId>> = HashMap::new();
     let mut sites: HashMap<SymbolId, Vec<Option<(SymbolId, i64)>>> = HashMap::new();
-    // (target, user) pairs already listed: a popular target (`__fentry__`, `_printk`) has
-    // tens of thousands of users, too many to search its list for each reference.
-    let mut listed: std::collections::HashSet<(SymbolId, SymbolId)> =
-        std::collections::HashSet::new();
-    for (sec, _) in info.obj.sections() {
-        if info.sec(sec).ranges.is_empty() {
-            continue;
-        }
-        for r in info.relocations(sec) {
-            let Some(user) = info.symbol_at(sec, r.offset as i64) else {
-                continue;
-            };
-            let user = info.sym(user).parent.unwrap_or(user);
-            let target = match r.target {
-                Target::Symbol { sym, offset } => Some((sym, offset)),
-                _ => None,
-            };
-            sites.entry(user).or_default().push(target);
-            let Some((sym, _)) = target else { continue };
-            if user == sym {
-                continue;
-            }
-            if listed.insert((sym, user)) {
-                of.entry(sym).or_default().push(user);
-            }
-        }
+    if wanted.is_empty() {
+        return Users { of, sites };
     }
+    // The user of each reference (a `.cold` part counts as its parent), in section order.
+    let each_reference = |f: &mut dyn FnMut(SymbolId, Option<(SymbolId, i64)>)| {
+        for (sec, _) in info.obj.sections() {
+            if info.sec(sec).ranges.is_empty() {
+                continue;
+            }
+            for r in info.relocations(sec) {
+                let Some(user) = info.symbol_at(sec, r.offset as i64) else {
+                    continue;
+                };
+                let user = info.sym(user).parent.unwrap_or(user);
+                let target = match r.target {
+                    Target::Symbol { sym, offset } => Some((sym, offset)),
+                    _ => None,
+                };
+                f(user, target);
+            }
+        }
+    };
+    // (target, user) pairs already listed: a popular target has tens of thousands of users.
+    let mut listed: HashSet<(SymbolId, SymbolId)> = HashSet::new();
+    let mut needed: HashSet<SymbolId> = HashSet::new();
+    each_reference(&mut |user, target| {
+        let Some((sym, _)) = target else { return };
+        if user != sym && wanted.contains(&sym) && listed.insert((sym, user)) {
+            of.entry(sym).or_default().push(user);
+            needed.insert(user);
+        }
+    });
+    // The reference sites of the users found (only they are ever compared).
+    each_reference(&mut |user, target| {
+        if needed.contains(&user) {
+            sites.entry(user).or_default().push(target);
+        }
+    });
     Users { of, sites }
 }
 
@@ -310,8 +322,8 @@ fn users(info: &ObjInfo<'_, '_>) -> Users {
 /// by Jaccard index, strictly). Repeats while anything pairs; returns what is left.
 fn pair_by_evidence(
     twins: &mut Twins,
-    (orig_sums, ou): (&Checksums, &Users),
-    (patched_sums, pu): (&Checksums, &Users),
+    (orig_sums, ou): (&dyn FullSums, &Users),
+    (patched_sums, pu): (&dyn FullSums, &Users),
     mut pending: Vec<Pending>,
 ) -> Vec<Pending> {
     loop {
@@ -323,7 +335,7 @@ fn pair_by_evidence(
             for &o in &g.orig {
                 for &u in ou.of.get(&o).into_iter().flatten() {
                     let Some(up) = twins.of_orig(u) else { continue };
-                    if orig_sums.full[u.index()] != patched_sums.full[up.index()] {
+                    if orig_sums.full(u) != patched_sums.full(up) {
                         continue;
                     }
                     let (Some(a), Some(b)) = (ou.sites.get(&u), pu.sites.get(&up)) else {
@@ -424,8 +436,8 @@ fn pair_by_evidence(
 pub fn correlate(
     orig: &ObjInfo<'_, '_>,
     patched: &ObjInfo<'_, '_>,
-    orig_sums: &Checksums,
-    patched_sums: &Checksums,
+    orig_sums: &dyn FullSums,
+    patched_sums: &dyn FullSums,
 ) -> Result<Twins, Vec<Ambiguity>> {
     let mut twins = Twins {
         orig_to_patched: vec![None; orig.obj.symbol_arena_len()],
@@ -518,7 +530,15 @@ pub fn correlate(
             ps,
         ));
     }
-    let (ou, pu) = rayon::join(|| users(orig), || users(patched));
+    let wanted_o: HashSet<SymbolId> = pending
+        .iter()
+        .flat_map(|g| g.orig.iter().copied())
+        .collect();
+    let wanted_p: HashSet<SymbolId> = pending
+        .iter()
+        .flat_map(|g| g.patched.iter().copied())
+        .collect();
+    let (ou, pu) = rayon::join(|| users(orig, &wanted_o), || users(patched, &wanted_p));
     let mut left = pair_by_evidence(&mut twins, (orig_sums, &ou), (patched_sums, &pu), pending);
     // `.cold` parts pair through their parents.
     for (o, _) in orig.obj.symbols() {
@@ -631,8 +651,8 @@ fn pair_moved_statics(
 /// order binds equal things, so they pair in name order, class by class of equal checksums.
 fn pair_indistinguishable(
     twins: &mut Twins,
-    (orig_sums, ou): (&Checksums, &Users),
-    (patched_sums, pu): (&Checksums, &Users),
+    (orig_sums, ou): (&dyn FullSums, &Users),
+    (patched_sums, pu): (&dyn FullSums, &Users),
     left: &mut Vec<Pending>,
 ) {
     for g in left.iter_mut() {
@@ -641,19 +661,19 @@ fn pair_indistinguishable(
         {
             continue;
         }
-        let classes: BTreeSet<u64> = g.orig.iter().map(|o| orig_sums.full[o.index()]).collect();
+        let classes: BTreeSet<u64> = g.orig.iter().map(|o| orig_sums.full(*o)).collect();
         for c in classes {
             let os: Vec<SymbolId> = g
                 .orig
                 .iter()
                 .copied()
-                .filter(|o| orig_sums.full[o.index()] == c)
+                .filter(|o| orig_sums.full(*o) == c)
                 .collect();
             let ps: Vec<SymbolId> = g
                 .patched
                 .iter()
                 .copied()
-                .filter(|p| patched_sums.full[p.index()] == c)
+                .filter(|p| patched_sums.full(*p) == c)
                 .collect();
             if os.len() == ps.len() {
                 for (o, p) in os.into_iter().zip(ps) {

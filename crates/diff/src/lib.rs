@@ -341,14 +341,16 @@ pub fn diff(
         || analyze::ObjInfo::new(orig, arch),
         || analyze::ObjInfo::new(patched, arch),
     );
-    // Checksums by name pair the candidates; checksums by twin identity then decide what
-    // changed (a renumbered reference hashes equal, a retargeted one differs).
-    let (orig_sums, patched_sums) = rayon::join(
-        || checksum::compute(&o, checksum::Identity::Names),
-        || checksum::compute(&p, checksum::Identity::Names),
+    // Checksums by name pair the candidates names alone do not (computed only for those and
+    // their users); checksums by twin identity then decide what changed (a renumbered
+    // reference hashes equal, a retargeted one differs).
+    let (orig_names, patched_names) = rayon::join(
+        || checksum::LazySums::new(&o),
+        || checksum::LazySums::new(&p),
     );
     let twins =
-        correlate::correlate(&o, &p, &orig_sums, &patched_sums).map_err(DiffError::Ambiguous)?;
+        correlate::correlate(&o, &p, &orig_names, &patched_names).map_err(DiffError::Ambiguous)?;
+    drop((orig_names, patched_names));
     let (orig_sums, patched_sums) = rayon::join(
         || {
             checksum::compute(

@@ -50,6 +50,18 @@ pub(super) fn line_arguments(
     let data = info.obj.section(sec).bytes();
     let arch = info.arch;
     let mut out = vec![None; insns.len()];
+    // Most code calls none of the callees that take a line: nothing to look at.
+    let takes_line = |name: &str| {
+        LINE_IN_ARG2.contains(&name)
+            || LINE_IN_ARG3.contains(&name)
+            || LINE_IN_VARARGS.contains(&name)
+    };
+    if !relocs
+        .iter()
+        .any(|r| r.symbol.is_some_and(|s| takes_line(&info.sym(s).name)))
+    {
+        return out;
+    }
     let mut pending: Vec<(usize, u8)> = Vec::new();
     // Where a file-name string is passed in this call's setup: the argument register when the
     // architecture can tell, else 0 (somewhere).

@@ -150,6 +150,19 @@ pub(crate) struct Ctx<'i, 'a, 'd, 't> {
     anchors: HashMap<Anchor, (u64, u64)>,
 }
 
+impl<'i, 'a, 'd, 't> Ctx<'i, 'a, 'd, 't> {
+    fn new(info: &'i ObjInfo<'a, 'd>, identity: Identity<'t>) -> Self {
+        Ctx {
+            info,
+            identity,
+            memo: HashMap::new(),
+            stack: Vec::new(),
+            backref: None,
+            anchors: HashMap::new(),
+        }
+    }
+}
+
 impl Ctx<'_, '_, '_, '_> {
     /// Hash the identity of a correlatable symbol.
     fn identity(&self, h: &mut Hashers, sym: SymbolId) {
@@ -494,62 +507,106 @@ pub fn compute(info: &ObjInfo<'_, '_>, identity: Identity<'_>) -> Checksums {
         noline: vec![0; n],
         gaps: Vec::new(),
     };
-    let mut ctx = Ctx {
-        info,
-        identity,
-        memo: HashMap::new(),
-        stack: Vec::new(),
-        backref: None,
-        anchors: HashMap::new(),
-    };
+    let mut ctx = Ctx::new(info, identity);
     let annotations = code_annotations(&mut ctx);
-    for (id, s) in info.obj.symbols() {
-        if s.section().is_none() {
-            continue;
+    for (id, _) in info.obj.symbols() {
+        if let Some((full, noline)) = symbol_sums(&mut ctx, &annotations, id) {
+            out.full[id.index()] = full;
+            out.noline[id.index()] = noline;
         }
-        let si = info.sym(id);
-        let mut h = Hashers::new();
-        match si.kind {
-            SymKind::Function => {
-                h.both(b"F");
-                hash_code(
-                    &mut h,
-                    &mut ctx,
-                    s.section().expect("defined"),
-                    s.value,
-                    s.value.saturating_add(s.size),
-                );
-                let mut children = si.children.clone();
-                children.sort_by(|a, b| info.sym(*a).stable_name.cmp(&info.sym(*b).stable_name));
-                for c in children {
-                    let cs = info.obj.symbol(c);
-                    if let Some(csec) = cs.section() {
-                        h.both(b"K");
-                        h.both(info.sym(c).stable_name.as_bytes());
-                        hash_code(
-                            &mut h,
-                            &mut ctx,
-                            csec,
-                            cs.value,
-                            cs.value.saturating_add(cs.size),
-                        );
-                    }
-                }
-                if let Some(list) = annotations.get(&id) {
-                    for a in list {
-                        h.full.update(&a.full.to_le_bytes());
-                        h.noline.update(&a.noline.to_le_bytes());
-                    }
-                }
-            }
-            SymKind::Object => hash_object(&mut h, &mut ctx, id),
-            _ => continue,
-        }
-        out.full[id.index()] = h.full.digest();
-        out.noline[id.index()] = h.noline.digest();
     }
     out.gaps = code_gaps(&mut ctx);
     out
+}
+
+/// The full and line-insensitive checksums of one defined function or data object (`None`
+/// for anything else).
+fn symbol_sums(
+    ctx: &mut Ctx<'_, '_, '_, '_>,
+    annotations: &HashMap<SymbolId, Vec<annotations::Annotation>>,
+    id: SymbolId,
+) -> Option<(u64, u64)> {
+    let info = ctx.info;
+    let s = info.obj.symbol(id);
+    let sec = s.section()?;
+    let si = info.sym(id);
+    let mut h = Hashers::new();
+    match si.kind {
+        SymKind::Function => {
+            h.both(b"F");
+            hash_code(&mut h, ctx, sec, s.value, s.value.saturating_add(s.size));
+            let mut children = si.children.clone();
+            children.sort_by(|a, b| info.sym(*a).stable_name.cmp(&info.sym(*b).stable_name));
+            for c in children {
+                let cs = info.obj.symbol(c);
+                if let Some(csec) = cs.section() {
+                    h.both(b"K");
+                    h.both(info.sym(c).stable_name.as_bytes());
+                    hash_code(
+                        &mut h,
+                        ctx,
+                        csec,
+                        cs.value,
+                        cs.value.saturating_add(cs.size),
+                    );
+                }
+            }
+            if let Some(list) = annotations.get(&id) {
+                for a in list {
+                    h.full.update(&a.full.to_le_bytes());
+                    h.noline.update(&a.noline.to_le_bytes());
+                }
+            }
+        }
+        SymKind::Object => hash_object(&mut h, ctx, id),
+        _ => return None,
+    }
+    Some((h.full.digest(), h.noline.digest()))
+}
+
+/// Full checksums of symbols, by arena slot (0: none).
+pub trait FullSums {
+    /// The full checksum of `id` (0 for symbols that have none).
+    fn full(&self, id: SymbolId) -> u64;
+}
+
+impl FullSums for Checksums {
+    fn full(&self, id: SymbolId) -> u64 {
+        self.full[id.index()]
+    }
+}
+
+/// Checksums by [`Identity::Names`] computed when first asked for: correlation needs them only
+/// for the candidates of groups that names alone do not pair, and for their users, a small
+/// part of a kernel.
+pub struct LazySums<'i, 'a, 'd> {
+    ctx: std::cell::RefCell<Ctx<'i, 'a, 'd, 'static>>,
+    annotations: HashMap<SymbolId, Vec<annotations::Annotation>>,
+    done: std::cell::RefCell<Vec<Option<u64>>>,
+}
+
+impl<'i, 'a, 'd> LazySums<'i, 'a, 'd> {
+    /// Ready to hash the symbols of `info` by name.
+    pub fn new(info: &'i ObjInfo<'a, 'd>) -> LazySums<'i, 'a, 'd> {
+        let mut ctx = Ctx::new(info, Identity::Names);
+        let annotations = code_annotations(&mut ctx);
+        LazySums {
+            ctx: std::cell::RefCell::new(ctx),
+            annotations,
+            done: std::cell::RefCell::new(vec![None; info.obj.symbol_arena_len()]),
+        }
+    }
+}
+
+impl FullSums for LazySums<'_, '_, '_> {
+    fn full(&self, id: SymbolId) -> u64 {
+        if let Some(v) = self.done.borrow()[id.index()] {
+            return v;
+        }
+        let v = symbol_sums(&mut self.ctx.borrow_mut(), &self.annotations, id).map_or(0, |s| s.0);
+        self.done.borrow_mut()[id.index()] = Some(v);
+        v
+    }
 }
 
 /// The runs of run-time code (not `__init`/`__exit`) that no function or object symbol
