@@ -4,110 +4,213 @@
 //! entries qualify, which must be dropped, and how sections split into entries is decided in
 //! [`crate::special`].
 
-use klpforge_elf::SectionId;
+use std::collections::{BTreeSet, HashMap};
+
+use klpforge_elf::{SectionId, SymbolId};
 use object::elf;
 
 use super::decide::Decision;
 use super::{Cloner, SpecialStat};
-use crate::analyze::{relocs_in, Reloc, SecKind};
+use crate::analyze::{relocs_in, ObjInfo, Reloc, SecKind, SymKind};
 use crate::refs::Target;
 use crate::refusal::refusal;
 use crate::special::{self, OrcPartner};
+
+/// The special sections of the patched object read once: their entries, and which entries
+/// refer to each function (an entry is carried only when a function it refers to is kept).
+pub(super) struct SpecialIndex {
+    sections: Vec<IndexedSection>,
+    /// Function → the positions (section number, entry number) of the entries referring to it.
+    by_function: HashMap<SymbolId, Vec<(usize, usize)>>,
+}
+
+struct IndexedSection {
+    psec: SectionId,
+    name: String,
+    entries: Result<Vec<special::Entry>, String>,
+    orc: Result<Option<OrcPartner>, String>,
+}
+
+impl SpecialIndex {
+    fn new(p: &ObjInfo<'_, '_>) -> SpecialIndex {
+        let mut sections = Vec::new();
+        let mut by_function: HashMap<SymbolId, Vec<(usize, usize)>> = HashMap::new();
+        for (psec, s) in p.obj.sections() {
+            if p.sec(psec).kind != SecKind::Special {
+                continue;
+            }
+            let name = s.name_lossy().into_owned();
+            let entries = special::entries(p, psec);
+            let orc = if name == ".orc_unwind_ip" && entries.is_ok() {
+                special::orc_partner(p, psec)
+            } else {
+                Ok(None)
+            };
+            let n = sections.len();
+            if let Ok(list) = &entries {
+                let relocs = p.relocations(psec);
+                for (e, &(start, end)) in list.iter().enumerate() {
+                    for r in relocs_in(relocs, start, end) {
+                        if let Target::Symbol { sym, .. } = r.target {
+                            if p.sym(sym).kind == SymKind::Function {
+                                let at = by_function.entry(sym).or_default();
+                                if at.last() != Some(&(n, e)) {
+                                    at.push((n, e));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            sections.push(IndexedSection {
+                psec,
+                name,
+                entries,
+                orc,
+            });
+        }
+        SpecialIndex {
+            sections,
+            by_function,
+        }
+    }
+}
 
 /// The remedy for a special section klpforge cannot read.
 const REPORT_IT: &str = "report this object to the klpforge developers";
 
 impl Cloner<'_, '_, '_> {
     /// Carry the special-section entries that describe kept code and have not been carried
-    /// yet; whether any were.
+    /// yet; whether any were. Entries are visited in section and offset order, as a scan of
+    /// every entry would, but only those the index says may describe kept code: an entry that
+    /// becomes relevant during the visit (its function was just included) is taken in this
+    /// visit when it lies ahead, in the next one otherwise.
     pub(super) fn carry_special_entries(&mut self) -> bool {
+        if self.special_index.is_none() {
+            self.special_index = Some(SpecialIndex::new(self.p));
+        }
+        let index = self.special_index.take().expect("built above");
+        let progressed = self.carry_indexed(&index);
+        self.special_index = Some(index);
+        progressed
+    }
+
+    fn carry_indexed(&mut self, index: &SpecialIndex) -> bool {
         let p = self.p;
         let mut progressed = false;
-        let specials: Vec<SectionId> = p
-            .obj
-            .sections()
-            .filter(|(id, _)| p.sec(*id).kind == SecKind::Special)
-            .map(|(id, _)| id)
-            .collect();
-        for psec in specials {
-            let name = p.obj.section(psec).name_lossy().into_owned();
-            let entries = match special::entries(p, psec) {
-                Ok(e) => e,
-                Err(e) => {
+        // Positions: (section number, entry number); a section's error is its entry 0.
+        let mut ahead: BTreeSet<(usize, usize)> = BTreeSet::new();
+        for (n, sec) in index.sections.iter().enumerate() {
+            match &sec.entries {
+                Err(_) => {
+                    ahead.insert((n, 0));
+                }
+                Ok(_) if sec.orc.is_err() || sec.name == ".printk_index" => {
+                    let count = sec.entries.as_ref().map_or(0, Vec::len);
+                    ahead.extend((0..count.max(1)).map(|e| (n, e)));
+                }
+                Ok(_) => {}
+            }
+        }
+        for f in &self.included {
+            ahead.extend(index.by_function.get(f).into_iter().flatten().copied());
+        }
+        let mut seen = self.included.len();
+        while let Some((n, e)) = ahead.pop_first() {
+            let sec = &index.sections[n];
+            let (psec, name) = (sec.psec, sec.name.as_str());
+            let entries = match &sec.entries {
+                Ok(entries) => entries,
+                Err(err) => {
                     // Only an error if the section describes kept code.
                     let relevant = p
                         .relocations(psec)
                         .iter()
                         .any(|r| special::targets_kept_code(p, r, &self.clone_of));
                     if relevant && !self.refusals.iter().any(|r| r.symbol == name) {
-                        self.refusals.push(refusal(&name, e, REPORT_IT));
+                        self.refusals.push(refusal(name, err.clone(), REPORT_IT));
                     }
                     continue;
                 }
             };
-            let relocs = p.relocations(psec);
             // `.orc_unwind` entries have no relocations: entry i belongs to the i-th
             // `.orc_unwind_ip` entry, so they travel together.
-            let orc = if name == ".orc_unwind_ip" {
-                match special::orc_partner(p, psec) {
-                    Ok(orc) => orc,
-                    Err(e) => {
-                        self.refusals.push(refusal(&name, e, REPORT_IT));
-                        continue;
-                    }
+            let orc = match &sec.orc {
+                Ok(orc) => *orc,
+                Err(err) => {
+                    self.refusals.push(refusal(name, err.clone(), REPORT_IT));
+                    ahead.retain(|&(m, _)| m != n);
+                    continue;
                 }
-            } else {
-                None
             };
-            for (start, end) in entries {
-                if self.carried.contains(&(psec, start)) {
-                    continue;
-                }
-                let here = relocs_in(relocs, start, end);
-                if !special::entry_relevant(p, &name, here, &self.clone_of) {
-                    continue;
-                }
-                self.carried.insert((psec, start));
-                progressed = true;
-                let dropped =
-                    special::must_drop(p, &name, here, |r, sym| match self.decide(psec, r, sym) {
-                        Decision::Klp(target) => Some(target.objname),
-                        _ => None,
-                    });
-                let stat = self
-                    .special_stats
-                    .entry(name.clone())
-                    .or_insert_with(|| SpecialStat {
-                        section: name.clone(),
-                        kept: 0,
-                        dropped: 0,
-                    });
-                if let Some(dropped) = dropped {
-                    stat.dropped += 1;
-                    self.refusals.extend(dropped.refusal);
-                    self.warnings.push(dropped.warning);
-                    continue;
-                }
-                stat.kept += 1;
-                let link = self.entry_link(psec, here);
-                let out = self.out_section_for(psec, link);
-                let align = p
-                    .obj
-                    .section(psec)
-                    .sh_addralign
-                    .max(1)
-                    .min(end - start)
-                    .max(1);
-                let at = self.copy_chunk(psec, start, end, out, align);
-                for r in here {
-                    self.translate(psec, r, out, at + (r.offset - start));
-                }
-                if let Some(partner) = orc {
-                    self.carry_orc_entry(partner, start / (end - start));
-                }
+            let Some(&(start, end)) = entries.get(e) else {
+                continue;
+            };
+            if self.carried.contains(&(psec, start)) {
+                continue;
             }
+            let here = relocs_in(p.relocations(psec), start, end);
+            if !special::entry_relevant(p, name, here, &self.clone_of) {
+                continue;
+            }
+            self.carried.insert((psec, start));
+            progressed = true;
+            self.carry_entry(psec, name, (start, end), orc);
+            // What the entry pulled in may make entries ahead relevant in this visit.
+            for f in &self.included[seen..] {
+                let later = index.by_function.get(f).into_iter().flatten();
+                ahead.extend(later.copied().filter(|&q| q > (n, e)));
+            }
+            seen = self.included.len();
         }
         progressed
+    }
+
+    /// Carry one entry `[start, end)` of special section `psec` (named `name`), or drop it.
+    fn carry_entry(
+        &mut self,
+        psec: SectionId,
+        name: &str,
+        (start, end): (u64, u64),
+        orc: Option<OrcPartner>,
+    ) {
+        let p = self.p;
+        let here = relocs_in(p.relocations(psec), start, end);
+        let dropped = special::must_drop(p, name, here, |r, sym| match self.decide(psec, r, sym) {
+            Decision::Klp(target) => Some(target.objname),
+            _ => None,
+        });
+        let stat = self
+            .special_stats
+            .entry(name.to_string())
+            .or_insert_with(|| SpecialStat {
+                section: name.to_string(),
+                kept: 0,
+                dropped: 0,
+            });
+        if let Some(dropped) = dropped {
+            stat.dropped += 1;
+            self.refusals.extend(dropped.refusal);
+            self.warnings.push(dropped.warning);
+            return;
+        }
+        stat.kept += 1;
+        let link = self.entry_link(psec, here);
+        let out = self.out_section_for(psec, link);
+        let align = p
+            .obj
+            .section(psec)
+            .sh_addralign
+            .max(1)
+            .min(end - start)
+            .max(1);
+        let at = self.copy_chunk(psec, start, end, out, align);
+        for r in here {
+            self.translate(psec, r, out, at + (r.offset - start));
+        }
+        if let Some(partner) = orc {
+            self.carry_orc_entry(partner, start / (end - start));
+        }
     }
 
     /// Copy entry `i` of `.orc_unwind` (check_object made sure every `.orc_unwind_ip` entry

@@ -105,6 +105,10 @@ pub struct Cloner<'a, 'o, 'p> {
     /// Unchanged functions the module carries because carried code calls them as functions
     /// of the same unit ([`decide::unit_local_callees`]).
     unit_local: BTreeSet<SymbolId>,
+    /// Every included symbol, in the order included (what the special entries follow).
+    included: Vec<SymbolId>,
+    /// The special sections' entries, indexed on first use.
+    special_index: Option<entries::SpecialIndex>,
     out: ElfObject<'static>,
     /// Contents and relocations of the output sections being filled.
     out_secs: BTreeMap<SectionId, OutSection>,
@@ -173,6 +177,8 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             changed: sel.changed.iter().map(|c| c.0).collect(),
             fresh: sel.fresh_data.iter().copied().collect(),
             unit_local: decide::unit_local_callees(p, twins, &roots),
+            included: Vec::new(),
+            special_index: None,
             out,
             out_secs: BTreeMap::new(),
             sec_by_key: HashMap::new(),
@@ -220,6 +226,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
         }
         let c = self.out.add_symbol(clone);
         self.clone_of.insert(psym, c);
+        self.included.push(psym);
         self.queue.push_back(psym);
         // A function's `.cold` parts and prefix padding come with it.
         let si = self.p.sym(psym);
