@@ -143,6 +143,8 @@ pub struct SecInfo {
     pub relocs: Vec<SectionId>,
     /// Named FUNC/OBJECT symbols in it, sorted by value: `(start, end, symbol)`.
     pub ranges: Vec<(u64, u64, SymbolId)>,
+    /// The largest size among `ranges` (how far back a symbol containing an offset can start).
+    pub max_len: u64,
     /// Its `STT_SECTION` symbol.
     pub section_symbol: Option<SymbolId>,
 }
@@ -307,6 +309,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 init: false,
                 relocs: Vec::new(),
                 ranges: Vec::new(),
+                max_len: 0,
                 section_symbol: None,
             })
             .collect();
@@ -366,6 +369,12 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         }
         for sec in &mut secs {
             sec.ranges.sort_by_key(|&(start, end, id)| (start, end, id));
+            sec.max_len = sec
+                .ranges
+                .iter()
+                .map(|&(a, b, _)| b.saturating_sub(a))
+                .max()
+                .unwrap_or(0);
         }
 
         // Classes, parents and prefixes.
@@ -534,27 +543,31 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             return None;
         }
         let offset = offset as u64;
-        let ranges = &self.secs[section.index()].ranges;
+        let info = &self.secs[section.index()];
+        let ranges = &info.ranges;
+        // Only symbols starting at most `max_len` before `offset` can contain it or end there
+        // (binary search: sections of plain objects hold thousands of symbols).
+        let upto = ranges.partition_point(|&(start, _, _)| start <= offset);
+        let from =
+            ranges.partition_point(|&(start, _, _)| start.saturating_add(info.max_len) < offset);
+        let near = &ranges[from.min(upto)..upto];
+        // The smallest containing symbol; of equal sizes, the first in order.
         let mut best: Option<(u64, SymbolId)> = None;
-        for &(start, end, id) in ranges {
-            if start > offset {
-                break;
-            }
-            if offset < end && best.is_none_or(|(size, _)| end - start < size) {
+        for &(start, end, id) in near.iter().rev() {
+            if offset < end && best.is_none_or(|(size, _)| end - start <= size) {
                 best = Some((end - start, id));
             }
         }
         if let Some((_, id)) = best {
             return Some(id);
         }
-        if let Some(&(_, _, id)) = ranges
+        if let Some(&(_, _, id)) = near
             .iter()
             .find(|&&(start, end, _)| start == end && start == offset)
         {
             return Some(id);
         }
-        ranges
-            .iter()
+        near.iter()
             .rev()
             .find(|&&(start, end, _)| end == offset && end > start)
             .map(|&(_, _, id)| id)
