@@ -100,7 +100,7 @@ fn scope_keys(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> (ScopeKeys, 
         }
         out
     }
-    let (ou, pu) = (units(orig), units(patched));
+    let (ou, pu) = crate::both(large(orig, patched), || units(orig), || units(patched));
     let mut of = HashMap::new();
     let mut pf = HashMap::new();
     for (name, list) in &ou {
@@ -164,7 +164,10 @@ fn scope_keys(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> (ScopeKeys, 
 /// A FILE scope: the FILE symbol's name and occurrence, `None` for globals.
 type Scope = Option<(String, usize)>;
 
-type Key = (Scope, u8, String);
+/// Whether the pair is large enough to run a phase on both objects side by side.
+fn large(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> bool {
+    orig.obj.symbol_arena_len() + patched.obj.symbol_arena_len() > crate::LARGE_SYMBOLS
+}
 
 fn kind_code(kind: SymKind) -> u8 {
     match kind {
@@ -176,11 +179,14 @@ fn kind_code(kind: SymKind) -> u8 {
     }
 }
 
-fn group(
-    info: &ObjInfo<'_, '_>,
-    files: &HashMap<SymbolId, (String, usize)>,
-) -> BTreeMap<Key, Vec<SymbolId>> {
-    let mut out: BTreeMap<Key, Vec<SymbolId>> = BTreeMap::new();
+/// A correlation group's key, borrowed from the object's names and its FILE scope keys.
+type GroupKey<'k> = (Option<(&'k str, usize)>, u8, &'k str);
+
+fn group<'k>(
+    info: &'k ObjInfo<'_, '_>,
+    files: &'k HashMap<SymbolId, (String, usize)>,
+) -> HashMap<GroupKey<'k>, Vec<SymbolId>> {
+    let mut out: HashMap<GroupKey<'k>, Vec<SymbolId>> = HashMap::new();
     for (id, s) in info.obj.symbols() {
         let si = info.sym(id);
         if si.never_correlate || si.static_local || si.parent.is_some() {
@@ -190,15 +196,17 @@ fn group(
             continue;
         }
         let scope = if s.is_local() {
-            si.file.and_then(|f| files.get(&f).cloned())
+            si.file
+                .and_then(|f| files.get(&f))
+                .map(|(name, n)| (name.as_str(), *n))
         } else {
             None
         };
         // Undefined symbols have no counters: match them by full name.
         let name = if s.place == SymbolPlace::Undefined {
-            si.name.clone()
+            si.name.as_str()
         } else {
-            si.stable_name.clone()
+            si.stable_name.as_str()
         };
         let kind = if s.place == SymbolPlace::Undefined {
             9
@@ -453,15 +461,21 @@ pub fn correlate(
             twins.pair(*id, p);
         }
     }
-    let og = group(orig, &of);
-    let mut pg = group(patched, &pf);
+    let (og, mut pg) = crate::both(
+        large(orig, patched),
+        || group(orig, &of),
+        || group(patched, &pf),
+    );
+    // Groups in key order (what pairing and its messages follow), as a sorted map gave them.
+    let mut og: Vec<(GroupKey<'_>, Vec<SymbolId>)> = og.into_iter().collect();
+    og.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut pending = Vec::new();
     for (key, os) in og {
         let Some(ps) = pg.remove(&key) else { continue };
         pending.extend(pair_group(
             &mut twins,
             (orig_sums, patched_sums),
-            &key.2,
+            key.2,
             os,
             ps,
         ));
@@ -484,10 +498,8 @@ pub fn correlate(
     for o in unpaired_o {
         let name = &orig.sym(o).name;
         let cands: Vec<SymbolId> = patched
-            .by_name
-            .get(name)
-            .into_iter()
-            .flatten()
+            .named(name)
+            .iter()
             .copied()
             .filter(|&p| {
                 twins.of_patched(p).is_none()
@@ -497,7 +509,7 @@ pub fn correlate(
                     && !pending.iter().any(|g| g.patched.contains(&p))
             })
             .collect();
-        if cands.len() == 1 && orig.by_name.get(name).map_or(0, Vec::len) == 1 {
+        if cands.len() == 1 && orig.named(name).len() == 1 {
             twins.pair(o, cands[0]);
         }
     }
@@ -538,7 +550,11 @@ pub fn correlate(
         .iter()
         .flat_map(|g| g.patched.iter().copied())
         .collect();
-    let (ou, pu) = rayon::join(|| users(orig, &wanted_o), || users(patched, &wanted_p));
+    let (ou, pu) = crate::both(
+        large(orig, patched),
+        || users(orig, &wanted_o),
+        || users(patched, &wanted_p),
+    );
     let mut left = pair_by_evidence(&mut twins, (orig_sums, &ou), (patched_sums, &pu), pending);
     // `.cold` parts pair through their parents.
     for (o, _) in orig.obj.symbols() {

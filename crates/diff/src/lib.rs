@@ -312,6 +312,25 @@ fn check_object(obj: &ElfObject<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// Run `a` and `b` side by side for objects large enough to gain from it (a kernel's
+/// `vmlinux.o`), one after the other for small ones (starting threads costs more than
+/// they save on a single translation unit's objects).
+pub(crate) fn both<A: Send, B: Send>(
+    large: bool,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if large {
+        rayon::join(a, b)
+    } else {
+        (a(), b())
+    }
+}
+
+/// Whether a pair of objects is large enough for [`both`] to run phases side by side:
+/// together more than this many symbols.
+pub(crate) const LARGE_SYMBOLS: usize = 20_000;
+
 /// Compare the original and patched builds of one object.
 pub fn diff(
     orig: &ElfObject<'_>,
@@ -336,22 +355,27 @@ pub fn diff(
     let big_endian = oh.endian == klpforge_elf::Endian::Big;
     let arch = klpforge_arch::for_machine(oh.e_machine, big_endian)
         .ok_or_else(|| DiffError::Incompatible(format!("unsupported machine {}", oh.e_machine)))?;
+    let t0 = std::time::Instant::now();
     // The two objects are analysed and hashed side by side (each phase reads one object).
-    let (o, p) = rayon::join(
+    let large = orig.symbol_arena_len() + patched.symbol_arena_len() > LARGE_SYMBOLS;
+    let (o, p) = both(
+        large,
         || analyze::ObjInfo::new(orig, arch),
         || analyze::ObjInfo::new(patched, arch),
     );
+    eprintln!("PROF analyze {:?}", t0.elapsed());
+    let t0 = std::time::Instant::now();
     // Checksums by name pair the candidates names alone do not (computed only for those and
     // their users); checksums by twin identity then decide what changed (a renumbered
     // reference hashes equal, a retargeted one differs).
-    let (orig_names, patched_names) = rayon::join(
-        || checksum::LazySums::new(&o),
-        || checksum::LazySums::new(&p),
-    );
+    let (orig_names, patched_names) = (checksum::LazySums::new(&o), checksum::LazySums::new(&p));
     let twins =
         correlate::correlate(&o, &p, &orig_names, &patched_names).map_err(DiffError::Ambiguous)?;
     drop((orig_names, patched_names));
-    let (orig_sums, patched_sums) = rayon::join(
+    eprintln!("PROF correlate {:?}", t0.elapsed());
+    let t0 = std::time::Instant::now();
+    let (orig_sums, patched_sums) = both(
+        large,
         || {
             checksum::compute(
                 &o,
@@ -371,6 +395,7 @@ pub fn diff(
             )
         },
     );
+    eprintln!("PROF twins-sums {:?}", t0.elapsed());
     if opts.debug {
         for (id, _) in orig.symbols() {
             let name = &o.sym(id).name;
@@ -432,7 +457,9 @@ pub fn diff(
         report.result = DiffResult::NoChange;
         return Ok(Outcome::NoChange(report));
     }
+    let t0 = std::time::Instant::now();
     let result = clone::clone(&o, &p, &twins, &sel, opts).map_err(DiffError::Output)?;
+    eprintln!("PROF clone {:?}", t0.elapsed());
     report.output_functions = result.output_functions;
     report.klp_relocations = result.klp_relocs;
     report.special_sections = result.special;

@@ -33,10 +33,8 @@ pub fn image_scope(o: &ObjInfo<'_, '_>, osym: SymbolId) -> ImageScope {
 /// The symbols `sympos` is counted among in an object without an image: the defined ones
 /// named `name` other than section and file symbols, in table order.
 pub fn sympos_candidates(o: &ObjInfo<'_, '_>, name: &str) -> Vec<SymbolId> {
-    o.by_name
-        .get(name)
-        .into_iter()
-        .flatten()
+    o.named(name)
+        .iter()
         .copied()
         .filter(|&x| {
             o.obj.symbol(x).section().is_some()

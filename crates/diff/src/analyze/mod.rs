@@ -5,8 +5,6 @@
 
 pub mod refs;
 
-use std::collections::HashMap;
-
 use klpforge_arch::Arch;
 use klpforge_elf::{ElfObject, Relocation, SectionData, SectionId, SymbolId, SymbolPlace};
 
@@ -199,8 +197,9 @@ pub struct ObjInfo<'a, 'data> {
     pub syms: Vec<SymInfo>,
     /// Facts per section, indexed by `SectionId::index()`.
     pub secs: Vec<SecInfo>,
-    /// Symbols by full name.
-    pub by_name: HashMap<String, Vec<SymbolId>>,
+    /// Every symbol but FILE symbols, sorted by full name (table order among equal names):
+    /// what [`ObjInfo::named`] searches.
+    by_name: Vec<SymbolId>,
     /// Decoded instructions of each code section (index = section arena slot).
     pub code: Vec<Option<crate::code::CodeMap>>,
     /// Every relocation applying to each section (index = section arena slot), sorted by
@@ -273,6 +272,13 @@ fn classify_section(obj: &ElfObject<'_>, id: SectionId) -> (SecKind, bool) {
     (kind, init)
 }
 
+/// The ids of `sorted` (sorted by name) whose symbol is named `name`.
+fn named_in<'s>(syms: &[SymInfo], sorted: &'s [SymbolId], name: &str) -> &'s [SymbolId] {
+    let lo = sorted.partition_point(|&i| syms[i.index()].name.as_str() < name);
+    let len = sorted[lo..].partition_point(|&i| syms[i.index()].name == name);
+    &sorted[lo..lo + len]
+}
+
 fn sym_kind(st_type: u8) -> SymKind {
     match st_type {
         2 | 10 => SymKind::Function,
@@ -325,7 +331,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         }
 
         let mut syms: Vec<SymInfo> = Vec::with_capacity(obj.symbol_arena_len());
-        let mut by_name: HashMap<String, Vec<SymbolId>> = HashMap::new();
+        let mut by_name: Vec<SymbolId> = Vec::with_capacity(obj.symbol_arena_len());
         let mut current_file: Option<SymbolId> = None;
         for i in 0..obj.symbol_arena_len() {
             let id = SymbolId::from_index(i);
@@ -354,7 +360,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             if s.is_local() {
                 info.file = current_file;
             }
-            by_name.entry(info.name.clone()).or_default().push(id);
+            by_name.push(id);
             if let SymbolPlace::Section(sec) = s.place {
                 if info.kind == SymKind::Section {
                     secs[sec.index()].section_symbol.get_or_insert(id);
@@ -367,6 +373,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 }
             }
         }
+        by_name.sort_by(|a, b| syms[a.index()].name.cmp(&syms[b.index()].name));
         for sec in &mut secs {
             sec.ranges.sort_by_key(|&(start, end, id)| (start, end, id));
             sec.max_len = sec
@@ -443,7 +450,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             }
             if let Some(parent_name) = cold_parent(&info.name) {
                 let file = info.file;
-                let parent = by_name.get(parent_name).and_then(|cands| {
+                let parent = Some(named_in(&syms, &by_name, parent_name)).and_then(|cands| {
                     cands
                         .iter()
                         .copied()
@@ -474,7 +481,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 continue;
             };
             let place = obj.symbol(p).place;
-            let target = by_name.get(func).and_then(|cands| {
+            let target = Some(named_in(&syms, &by_name, func)).and_then(|cands| {
                 cands.iter().copied().find(|&c| {
                     syms[c.index()].kind == SymKind::Function && obj.symbol(c).place == place
                 })
@@ -518,6 +525,11 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         let start = if i == 0 { 0 } else { bounds[i - 1] };
         let end = bounds.get(i).copied().unwrap_or(size.max(start));
         (start, end)
+    }
+
+    /// The symbols named `name` (FILE symbols excluded), in table order.
+    pub fn named(&self, name: &str) -> &[SymbolId] {
+        named_in(&self.syms, &self.by_name, name)
     }
 
     /// The decoded instructions of a code section.
@@ -672,7 +684,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         // Objects compiled with -mfentry have ftrace entries exactly where `__fentry__` is
         // called: their `__patchable_function_entries` records are call padding (x86
         // CALL_PADDING) and gcc lists that padding in `__mcount_loc` even for notrace code.
-        if self.by_name.contains_key("__fentry__") {
+        if !self.named("__fentry__").is_empty() {
             return false;
         }
         let bytes = self.symbol_bytes(id);

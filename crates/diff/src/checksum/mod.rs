@@ -581,18 +581,17 @@ impl FullSums for Checksums {
 /// part of a kernel.
 pub struct LazySums<'i, 'a, 'd> {
     ctx: std::cell::RefCell<Ctx<'i, 'a, 'd, 'static>>,
-    annotations: HashMap<SymbolId, Vec<annotations::Annotation>>,
+    /// The special-section entries hashed into their functions, on the first request.
+    annotations: std::cell::OnceCell<HashMap<SymbolId, Vec<annotations::Annotation>>>,
     done: std::cell::RefCell<Vec<Option<u64>>>,
 }
 
 impl<'i, 'a, 'd> LazySums<'i, 'a, 'd> {
     /// Ready to hash the symbols of `info` by name.
     pub fn new(info: &'i ObjInfo<'a, 'd>) -> LazySums<'i, 'a, 'd> {
-        let mut ctx = Ctx::new(info, Identity::Names);
-        let annotations = code_annotations(&mut ctx);
         LazySums {
-            ctx: std::cell::RefCell::new(ctx),
-            annotations,
+            ctx: std::cell::RefCell::new(Ctx::new(info, Identity::Names)),
+            annotations: std::cell::OnceCell::new(),
             done: std::cell::RefCell::new(vec![None; info.obj.symbol_arena_len()]),
         }
     }
@@ -603,7 +602,9 @@ impl FullSums for LazySums<'_, '_, '_> {
         if let Some(v) = self.done.borrow()[id.index()] {
             return v;
         }
-        let v = symbol_sums(&mut self.ctx.borrow_mut(), &self.annotations, id).map_or(0, |s| s.0);
+        let mut ctx = self.ctx.borrow_mut();
+        let annotations = self.annotations.get_or_init(|| code_annotations(&mut ctx));
+        let v = symbol_sums(&mut ctx, annotations, id).map_or(0, |s| s.0);
         self.done.borrow_mut()[id.index()] = Some(v);
         v
     }

@@ -91,10 +91,11 @@ impl Cloner<'_, '_, '_> {
                     sym_type: sym_type(si.kind),
                 }),
                 None => {
-                    let existed = self.o.by_name.get(&name).is_some_and(|v| {
-                        v.iter()
-                            .any(|&x| self.o.obj.symbol(x).place == SymbolPlace::Undefined)
-                    });
+                    let existed = self
+                        .o
+                        .named(&name)
+                        .iter()
+                        .any(|&x| self.o.obj.symbol(x).place == SymbolPlace::Undefined);
                     let in_image = self
                         .opts
                         .sympos
@@ -124,11 +125,9 @@ impl Cloner<'_, '_, '_> {
         // copied into the module.
         if si.kind == SymKind::Other && !s.is_local() && s.section().is_some() {
             let name = si.name.clone();
-            let in_orig = self.o.by_name.get(&name).is_some_and(|v| {
-                v.iter().any(|&x| {
-                    let xs = self.o.obj.symbol(x);
-                    !xs.is_local() && xs.section().is_some()
-                })
+            let in_orig = self.o.named(&name).iter().any(|&x| {
+                let xs = self.o.obj.symbol(x);
+                !xs.is_local() && xs.section().is_some()
             });
             if in_orig {
                 // Exported (known from a real Module.symvers): the module loader resolves it;
