@@ -85,6 +85,7 @@ pub fn run_module(args: ModuleArgs) -> Result<ExitCode> {
         work: args.work,
         jobs: args.jobs,
         sign: args.sign.key_and_cert()?,
+        init_cache: Some(klpforge_driver::prepare::default_cache().with_file_name("init")),
     };
     let report = build_module(&args.diffs, &opts).map_err(|e| anyhow!(e))?;
     for w in &report.warnings {

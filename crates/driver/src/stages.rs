@@ -158,6 +158,7 @@ pub(crate) fn finish(
         work: Some(opts.work.join("module")),
         jobs: opts.jobs,
         sign: opts.sign.clone(),
+        init_cache: Some(crate::prepare::default_cache().with_file_name("init")),
     };
     let m = klpforge_module::assemble::build_module(&diffs, &mopts)?;
     report
