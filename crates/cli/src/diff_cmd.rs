@@ -97,7 +97,6 @@ pub fn run(args: DiffArgs) -> Result<ExitCode> {
     };
     let orig_file = ElfFile::open(&args.orig)?;
     let patched_file = ElfFile::open(&args.patched)?;
-    let t0 = std::time::Instant::now();
     // Side by side only for large inputs (a vmlinux.o): threads cost more than a small pair.
     let large = std::fs::metadata(&args.orig).map_or(0, |m| m.len()) > 4 << 20;
     let (orig, patched) = if large {
@@ -105,7 +104,6 @@ pub fn run(args: DiffArgs) -> Result<ExitCode> {
     } else {
         (orig_file.parse(), patched_file.parse())
     };
-    eprintln!("PROF parse {:?}", t0.elapsed());
     let (orig, patched) = (orig?, patched?);
     let outcome = diff(&orig, &patched, &opts).map_err(|e| {
         anyhow::anyhow!("{} vs {}: {e}", args.orig.display(), args.patched.display())

@@ -355,7 +355,6 @@ pub fn diff(
     let big_endian = oh.endian == klpforge_elf::Endian::Big;
     let arch = klpforge_arch::for_machine(oh.e_machine, big_endian)
         .ok_or_else(|| DiffError::Incompatible(format!("unsupported machine {}", oh.e_machine)))?;
-    let t0 = std::time::Instant::now();
     // The two objects are analysed and hashed side by side (each phase reads one object).
     let large = orig.symbol_arena_len() + patched.symbol_arena_len() > LARGE_SYMBOLS;
     let (o, p) = both(
@@ -363,17 +362,21 @@ pub fn diff(
         || analyze::ObjInfo::new(orig, arch),
         || analyze::ObjInfo::new(patched, arch),
     );
-    eprintln!("PROF analyze {:?}", t0.elapsed());
-    let t0 = std::time::Instant::now();
     // Checksums by name pair the candidates names alone do not (computed only for those and
     // their users); checksums by twin identity then decide what changed (a renumbered
     // reference hashes equal, a retargeted one differs).
-    let (orig_names, patched_names) = (checksum::LazySums::new(&o), checksum::LazySums::new(&p));
-    let twins =
-        correlate::correlate(&o, &p, &orig_names, &patched_names).map_err(DiffError::Ambiguous)?;
-    drop((orig_names, patched_names));
-    eprintln!("PROF correlate {:?}", t0.elapsed());
-    let t0 = std::time::Instant::now();
+    // The patched object's special sections are indexed for cloning meanwhile (correlation
+    // mostly runs on one thread).
+    let (twins, index) = both(
+        large,
+        || {
+            let (orig_names, patched_names) =
+                (checksum::LazySums::new(&o), checksum::LazySums::new(&p));
+            correlate::correlate(&o, &p, &orig_names, &patched_names)
+        },
+        || clone::SpecialIndex::new(&p),
+    );
+    let twins = twins.map_err(DiffError::Ambiguous)?;
     let (orig_sums, patched_sums) = both(
         large,
         || {
@@ -395,7 +398,6 @@ pub fn diff(
             )
         },
     );
-    eprintln!("PROF twins-sums {:?}", t0.elapsed());
     if opts.debug {
         for (id, _) in orig.symbols() {
             let name = &o.sym(id).name;
@@ -457,9 +459,7 @@ pub fn diff(
         report.result = DiffResult::NoChange;
         return Ok(Outcome::NoChange(report));
     }
-    let t0 = std::time::Instant::now();
-    let result = clone::clone(&o, &p, &twins, &sel, opts).map_err(DiffError::Output)?;
-    eprintln!("PROF clone {:?}", t0.elapsed());
+    let result = clone::clone(&o, &p, &twins, &sel, opts, &index).map_err(DiffError::Output)?;
     report.output_functions = result.output_functions;
     report.klp_relocations = result.klp_relocs;
     report.special_sections = result.special;

@@ -18,7 +18,8 @@ use crate::special::{self, OrcPartner};
 
 /// The special sections of the patched object read once: their entries, and which entries
 /// refer to each function (an entry is carried only when a function it refers to is kept).
-pub(super) struct SpecialIndex {
+/// Built before cloning ([`SpecialIndex::new`]), while correlation runs.
+pub struct SpecialIndex {
     sections: Vec<IndexedSection>,
     /// Function → the positions (section number, entry number) of the entries referring to it.
     by_function: HashMap<SymbolId, Vec<(usize, usize)>>,
@@ -32,7 +33,8 @@ struct IndexedSection {
 }
 
 impl SpecialIndex {
-    fn new(p: &ObjInfo<'_, '_>) -> SpecialIndex {
+    /// Read and index the special sections of `p` (the patched object).
+    pub fn new(p: &ObjInfo<'_, '_>) -> SpecialIndex {
         let mut sections = Vec::new();
         let mut by_function: HashMap<SymbolId, Vec<(usize, usize)>> = HashMap::new();
         for (psec, s) in p.obj.sections() {
@@ -85,14 +87,8 @@ impl Cloner<'_, '_, '_> {
     /// every entry would, but only those the index says may describe kept code: an entry that
     /// becomes relevant during the visit (its function was just included) is taken in this
     /// visit when it lies ahead, in the next one otherwise.
-    pub(super) fn carry_special_entries(&mut self) -> bool {
-        if self.special_index.is_none() {
-            self.special_index = Some(SpecialIndex::new(self.p));
-        }
-        let index = self.special_index.take().expect("built above");
-        let progressed = self.carry_indexed(&index);
-        self.special_index = Some(index);
-        progressed
+    pub(super) fn carry_special_entries(&mut self, index: &SpecialIndex) -> bool {
+        self.carry_indexed(index)
     }
 
     fn carry_indexed(&mut self, index: &SpecialIndex) -> bool {

@@ -29,6 +29,8 @@
 mod anchors;
 mod decide;
 mod entries;
+
+pub use entries::SpecialIndex;
 mod layout;
 mod metadata;
 
@@ -107,8 +109,7 @@ pub struct Cloner<'a, 'o, 'p> {
     unit_local: BTreeSet<SymbolId>,
     /// Every included symbol, in the order included (what the special entries follow).
     included: Vec<SymbolId>,
-    /// The special sections' entries, indexed on first use.
-    special_index: Option<entries::SpecialIndex>,
+
     out: ElfObject<'static>,
     /// Contents and relocations of the output sections being filled.
     out_secs: BTreeMap<SectionId, OutSection>,
@@ -178,7 +179,6 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             fresh: sel.fresh_data.iter().copied().collect(),
             unit_local: decide::unit_local_callees(p, twins, &roots),
             included: Vec::new(),
-            special_index: None,
             out,
             out_secs: BTreeMap::new(),
             sec_by_key: HashMap::new(),
@@ -541,6 +541,7 @@ pub fn clone(
     twins: &Twins,
     sel: &Selection,
     opts: &DiffOptions,
+    index: &SpecialIndex,
 ) -> Result<CloneResult, String> {
     let mut c = Cloner::new(o, p, twins, sel, opts);
     for &(f, _) in &sel.changed {
@@ -561,7 +562,7 @@ pub fn clone(
     // Carried entries reference more code and data, which may make more entries relevant.
     loop {
         c.drain();
-        if !c.carry_special_entries() {
+        if !c.carry_special_entries(index) {
             break;
         }
     }
