@@ -386,13 +386,28 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
 
         // Classes, parents and prefixes.
         let ids: Vec<SymbolId> = obj.symbol_ids().to_vec();
+        // Per section, once: whether nothing in it has an identity to keep (anonymous data),
+        // or nothing of it exists at run time (not allocated, or discarded).
+        let section_facts: Vec<(bool, bool)> = (0..obj.section_arena_len())
+            .map(|i| {
+                let sec = SectionId::from_index(i);
+                if !obj.is_section_live(sec) {
+                    return (false, false);
+                }
+                let s = obj.section(sec);
+                let name = s.name_lossy();
+                (
+                    anonymous_data_section(&name),
+                    !s.is_alloc() || name.starts_with(".discard"),
+                )
+            })
+            .collect();
         for &id in &ids {
             let s = obj.symbol(id);
             let sec_kind = s.section().map(|sec| secs[sec.index()].kind);
-            let sec_name = s
+            let (anonymous_section, gone) = s
                 .section()
-                .map(|sec| obj.section(sec).name_lossy())
-                .unwrap_or_default();
+                .map_or((false, false), |sec| section_facts[sec.index()]);
             let info = &syms[id.index()];
             let name = info.name.as_str();
             let base = static_local_base(name);
@@ -411,15 +426,10 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                     true
                 }
                 _ if name.contains("__UNIQUE_ID_ddebug") => true,
-                _ if anonymous_data_section(&sec_name) => true,
+                _ if anonymous_section => true,
                 // Nothing of a non-allocated or discarded section exists at run time
                 // (`.discard.addressable` references, notes): nothing to bind to.
-                _ if s.section().is_some_and(|sec| {
-                    !obj.section(sec).is_alloc() || sec_name.starts_with(".discard")
-                }) && info.kind != SymKind::Function =>
-                {
-                    true
-                }
+                _ if gone && info.kind != SymKind::Function => true,
                 _ if matches!(
                     sec_kind,
                     Some(
@@ -438,7 +448,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 _ => false,
             };
             let static_local =
-                !never && local_object && name.contains('.') && name != stable_name(name).as_str();
+                !never && local_object && name.contains('.') && name != info.stable_name;
             let info = &mut syms[id.index()];
             info.never_correlate = never;
             info.static_local = static_local;
