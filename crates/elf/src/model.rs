@@ -573,6 +573,17 @@ impl<'data> ElfObject<'data> {
         map
     }
 
+    /// Make room for `sections` more sections and `symbols` more symbols (a parsed kernel
+    /// has hundreds of thousands: no spare capacity).
+    pub(crate) fn reserve_parsed(&mut self, sections: usize, symbols: usize) {
+        self.sections.reserve_exact(sections);
+        self.section_live.reserve_exact(sections);
+        self.section_order.reserve_exact(sections);
+        self.symbols.reserve_exact(symbols);
+        self.symbol_live.reserve_exact(symbols);
+        self.symbol_order.reserve_exact(symbols);
+    }
+
     pub(crate) fn push_parsed_section(&mut self, section: Section<'data>) -> SectionId {
         self.add_section(section)
     }

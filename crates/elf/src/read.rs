@@ -215,6 +215,7 @@ pub fn parse(data: &[u8]) -> Result<ElfObject<'_>> {
         i => Some(i),
     };
     let nsyms = symbols.len();
+    model.reserve_parsed(shnum, nsyms);
 
     // Pass 1: every section, with raw link/info resolved to identities (identity = index - 1).
     for (index, shdr) in headers.iter().enumerate().skip(1) {
