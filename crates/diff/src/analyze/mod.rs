@@ -197,9 +197,9 @@ pub struct ObjInfo<'a, 'data> {
     pub syms: Vec<SymInfo>,
     /// Facts per section, indexed by `SectionId::index()`.
     pub secs: Vec<SecInfo>,
-    /// Every symbol but FILE symbols, sorted by full name (table order among equal names):
-    /// what [`ObjInfo::named`] searches.
-    by_name: Vec<SymbolId>,
+    /// Every symbol but FILE symbols, sorted by the hash of its full name and the name
+    /// (table order among equal names): what [`ObjInfo::named`] searches.
+    by_name: NameIndex,
     /// Decoded instructions of each code section (index = section arena slot).
     pub code: Vec<Option<crate::code::CodeMap>>,
     /// Every relocation applying to each section (index = section arena slot), sorted by
@@ -272,11 +272,41 @@ fn classify_section(obj: &ElfObject<'_>, id: SectionId) -> (SecKind, bool) {
     (kind, init)
 }
 
-/// The ids of `sorted` (sorted by name) whose symbol is named `name`.
-fn named_in<'s>(syms: &[SymInfo], sorted: &'s [SymbolId], name: &str) -> &'s [SymbolId] {
-    let lo = sorted.partition_point(|&i| syms[i.index()].name.as_str() < name);
-    let len = sorted[lo..].partition_point(|&i| syms[i.index()].name == name);
-    &sorted[lo..lo + len]
+/// Symbol ids sorted by the hash of their name, then the name (see [`ObjInfo::named`]).
+#[derive(Default)]
+struct NameIndex {
+    hashes: Vec<u64>,
+    ids: Vec<SymbolId>,
+}
+
+impl NameIndex {
+    /// Sort `entries` (name hash, id; in table order) by hash and name: by the hash first, so
+    /// names are compared only where hashes are equal (sorting hundreds of thousands of names
+    /// by their text is slow).
+    fn new(mut entries: Vec<(u64, SymbolId)>, syms: &[SymInfo]) -> NameIndex {
+        entries.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| syms[a.1.index()].name.cmp(&syms[b.1.index()].name))
+        });
+        let (hashes, ids) = entries.into_iter().unzip();
+        NameIndex { hashes, ids }
+    }
+
+    /// The ids named `name`, in table order.
+    fn named<'s>(&'s self, syms: &[SymInfo], name: &str) -> &'s [SymbolId] {
+        let h = name_hash(name);
+        let a = self.hashes.partition_point(|&k| k < h);
+        let b = a + self.hashes[a..].partition_point(|&k| k == h);
+        let same = &self.ids[a..b];
+        let lo = same.partition_point(|&i| syms[i.index()].name.as_str() < name);
+        let len = same[lo..].partition_point(|&i| syms[i.index()].name == name);
+        &same[lo..lo + len]
+    }
+}
+
+/// The hash [`NameIndex`] sorts names by.
+fn name_hash(name: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(name.as_bytes())
 }
 
 fn sym_kind(st_type: u8) -> SymKind {
@@ -331,7 +361,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         }
 
         let mut syms: Vec<SymInfo> = Vec::with_capacity(obj.symbol_arena_len());
-        let mut by_name: Vec<SymbolId> = Vec::with_capacity(obj.symbol_arena_len());
+        let mut by_name: Vec<(u64, SymbolId)> = Vec::with_capacity(obj.symbol_arena_len());
         let mut current_file: Option<SymbolId> = None;
         for i in 0..obj.symbol_arena_len() {
             let id = SymbolId::from_index(i);
@@ -360,7 +390,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             if s.is_local() {
                 info.file = current_file;
             }
-            by_name.push(id);
+            by_name.push((name_hash(&info.name), id));
             if let SymbolPlace::Section(sec) = s.place {
                 if info.kind == SymKind::Section {
                     secs[sec.index()].section_symbol.get_or_insert(id);
@@ -373,7 +403,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 }
             }
         }
-        by_name.sort_by(|a, b| syms[a.index()].name.cmp(&syms[b.index()].name));
+        let by_name = NameIndex::new(by_name, &syms);
         for sec in &mut secs {
             sec.ranges.sort_by_key(|&(start, end, id)| (start, end, id));
             sec.max_len = sec
@@ -460,7 +490,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             }
             if let Some(parent_name) = cold_parent(&info.name) {
                 let file = info.file;
-                let parent = Some(named_in(&syms, &by_name, parent_name)).and_then(|cands| {
+                let parent = Some(by_name.named(&syms, parent_name)).and_then(|cands| {
                     cands
                         .iter()
                         .copied()
@@ -491,7 +521,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 continue;
             };
             let place = obj.symbol(p).place;
-            let target = Some(named_in(&syms, &by_name, func)).and_then(|cands| {
+            let target = Some(by_name.named(&syms, func)).and_then(|cands| {
                 cands.iter().copied().find(|&c| {
                     syms[c.index()].kind == SymKind::Function && obj.symbol(c).place == place
                 })
@@ -539,7 +569,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
 
     /// The symbols named `name` (FILE symbols excluded), in table order.
     pub fn named(&self, name: &str) -> &[SymbolId] {
-        named_in(&self.syms, &self.by_name, name)
+        self.by_name.named(&self.syms, name)
     }
 
     /// The decoded instructions of a code section.
