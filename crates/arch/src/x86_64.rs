@@ -110,30 +110,29 @@ fn decode_each(
 
 impl Arch for X86_64 {
     fn decode_with_branches(&self, code: &[u8], base: u64) -> (Vec<DecodedInsn>, bool) {
-        let (list, complete) = match self.constant_offsets(code, base) {
-            Ok(list) => (list, true),
-            Err(e) => match self.constant_offsets(&code[..e.offset], base) {
-                Ok(list) => (list, false),
-                Err(_) => (Vec::new(), false),
-            },
-        };
-        let decoded = list
-            .into_iter()
-            .map_while(|c| {
-                // iced reports a branch displacement as the (first) immediate.
-                let o = &c.offsets;
-                let branch =
-                    c.branch_target
-                        .filter(|_| o.has_immediate())
-                        .map(|target| BranchField {
-                            target: target as i64,
-                            disp_offset: o.immediate_offset() as u8,
-                            disp_size: o.immediate_size() as u8,
-                        });
-                DecodedInsn::new(base + c.insn.offset as u64, c.insn.len as u8, branch)
-            })
-            .collect();
-        (decoded, complete)
+        // One pass; the field offsets (a costly query) only for relative branches.
+        let mut out = Vec::with_capacity(code.len() / 4);
+        let mut fits = true;
+        let complete = decode_each(code, base, |decoder, insn, instr| {
+            let branch = match instr.op0_kind() {
+                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64 => {
+                    // iced reports a branch displacement as the (first) immediate.
+                    let o = decoder.get_constant_offsets(instr);
+                    o.has_immediate().then(|| BranchField {
+                        target: instr.near_branch_target() as i64,
+                        disp_offset: o.immediate_offset() as u8,
+                        disp_size: o.immediate_size() as u8,
+                    })
+                }
+                _ => None,
+            };
+            match DecodedInsn::new(base + insn.offset as u64, insn.len as u8, branch) {
+                Some(d) if fits => out.push(d),
+                _ => fits = false,
+            }
+        })
+        .is_ok();
+        (out, complete)
     }
 
     fn decoder_gives_branches(&self) -> bool {
