@@ -10,30 +10,15 @@ use std::process::Command;
 use std::time::Instant;
 
 use klpforge_testkit::{
-    big_pair_sources, compile_c_source_with_flags, corpus_dir, load_expectations, toolchain,
-    ScratchDir,
+    big_pair_sources, compile_c_source_with_flags, corpus_dir, load_expectations, measure,
+    toolchain, ScratchDir,
 };
 
 fn diff_once(orig: &Path, patched: &Path, out: &Path) -> (f64, u64, i32) {
-    let started = Instant::now();
-    let o = Command::new("/usr/bin/time")
-        .arg("-v")
-        .arg(env!("CARGO_BIN_EXE_klpforge"))
-        .arg("diff")
-        .arg(orig)
-        .arg(patched)
-        .arg(out)
-        .stdout(std::process::Stdio::null())
-        .output()
-        .expect("run klpforge diff");
-    let wall = started.elapsed().as_secs_f64();
-    let text = String::from_utf8_lossy(&o.stderr);
-    let rss = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    (wall, rss, o.status.code().unwrap_or(-1))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_klpforge"));
+    cmd.arg("diff").arg(orig).arg(patched).arg(out);
+    let m = measure(&cmd);
+    (m.wall, m.rss_kib, m.code)
 }
 
 fn main() {

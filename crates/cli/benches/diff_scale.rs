@@ -21,44 +21,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use klpforge_testkit::{
-    big_pair_sources, compile_c_source_with_flags, corpus_dir, load_expectations, toolchain,
-    ScratchDir,
+    big_pair_sources, compile_c_source_with_flags, corpus_dir, load_expectations, measure,
+    toolchain, Measured, ScratchDir,
 };
 
 /// One finished run: wall seconds, peak RSS in KiB, exit status.
-struct Run {
-    wall: f64,
-    rss_kib: u64,
-    code: i32,
-}
+type Run = Measured;
 
-/// Run `cmd` under `/usr/bin/time -v` for its peak RSS.
 fn timed(cmd: &mut Command) -> Run {
-    let program = cmd.get_program().to_owned();
-    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
-    let started = Instant::now();
-    let out = Command::new("/usr/bin/time")
-        .arg("-v")
-        .arg(&program)
-        .args(&args)
-        .stdout(std::process::Stdio::null())
-        .output()
-        .expect("run /usr/bin/time");
-    let wall = started.elapsed().as_secs_f64();
-    let text = String::from_utf8_lossy(&out.stderr);
-    let rss_kib = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    Run {
-        wall,
-        rss_kib,
-        code: out.status.code().unwrap_or(-1),
-    }
+    measure(cmd)
 }
 
 fn klpforge_diff(orig: &Path, patched: &Path, out: &Path) -> Run {

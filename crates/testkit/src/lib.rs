@@ -26,6 +26,7 @@ use std::sync::{Mutex, OnceLock};
 pub mod corpus;
 pub mod fixture;
 pub mod generate;
+pub mod measure;
 pub mod scratch;
 pub mod toolchain;
 
@@ -41,6 +42,7 @@ pub use generate::{
     big_pair_sources, changed_function_names, compile_many_functions, many_functions_cflags,
     many_functions_source, section_header_count,
 };
+pub use measure::{measure, Measured};
 pub use scratch::ScratchDir;
 pub use toolchain::{available_toolchains, toolchain, Toolchain, ARCHES};
 
