@@ -662,7 +662,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         let (target, offset) = match r.target {
             crate::refs::Target::Symbol { sym, offset } => {
                 let s = self.obj.symbol(sym);
-                (s.section()?, s.value as i64 + offset)
+                (s.section()?, (s.value as i64).saturating_add(offset))
             }
             crate::refs::Target::Section { sec, offset } => (sec, offset),
             _ => return None,

@@ -290,15 +290,15 @@ impl Ctx<'_, '_, '_, '_> {
         let mut inner = Hashers::new();
         inner.both(b"@");
         for &b in &info.piece_bounds[a.sec.index()] {
-            inner.both(&(b as i64 - a.offset).to_le_bytes());
+            inner.both(&(b as i64).wrapping_sub(a.offset).to_le_bytes());
         }
         for &(start, end, sym) in &info.sec(a.sec).ranges {
-            inner.both(&(start as i64 - a.offset).to_le_bytes());
+            inner.both(&(start as i64).wrapping_sub(a.offset).to_le_bytes());
             inner.both(&(end - start).to_le_bytes());
             self.identity(&mut inner, sym);
         }
         let size = info.obj.section(a.sec).size();
-        inner.both(&(size as i64 - a.offset).to_le_bytes());
+        inner.both(&(size as i64).wrapping_sub(a.offset).to_le_bytes());
         if info.sec(a.sec).kind == SecKind::Rodata {
             self.content(&mut inner, a.sec, 0, size);
         }

@@ -79,7 +79,8 @@ impl Cloner<'_, '_, '_> {
                 p.sym(base).name
             ));
         };
-        let oanchor = osym.value as i64 + (a.offset - p.obj.symbol(base).value as i64);
+        let oanchor = (osym.value as i64)
+            .wrapping_add(a.offset.wrapping_sub(p.obj.symbol(base).value as i64));
         for &(start, end, sym) in &p.sec(a.sec).ranges {
             let name = &p.sym(sym).name;
             if self.fresh.contains(&sym) {
@@ -91,8 +92,8 @@ impl Cloner<'_, '_, '_> {
                 return Some(format!("{name} is new"));
             };
             let t = o.obj.symbol(twin);
-            let at = start as i64 - a.offset;
-            let was = t.value as i64 - oanchor;
+            let at = (start as i64).wrapping_sub(a.offset);
+            let was = (t.value as i64).wrapping_sub(oanchor);
             if t.section() != Some(osec) || was != at {
                 return Some(format!(
                     "{name} moved (anchor{} in the original, anchor{} patched)",
@@ -113,7 +114,7 @@ impl Cloner<'_, '_, '_> {
 }
 
 /// `+0x10` / `-0x8`.
-fn signed_hex(v: i64) -> String {
+pub(super) fn signed_hex(v: i64) -> String {
     if v < 0 {
         format!("-{:#x}", v.unsigned_abs())
     } else {

@@ -339,7 +339,13 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
         {
             let (osec, at) = self.clone_whole(a.sec);
             let sym = self.section_symbol(osec);
-            self.push_reloc(out, new(Some(sym), at as i64 + a.offset - bias));
+            self.push_reloc(
+                out,
+                new(
+                    Some(sym),
+                    (at as i64).wrapping_add(a.offset).wrapping_sub(bias),
+                ),
+            );
             return;
         }
         match r.target {
@@ -347,7 +353,9 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             Target::String { sec, start, delta } => {
                 let (osec, at) = self.copy_string(sec, start);
                 let sym = self.section_symbol(osec);
-                self.push_reloc(out, new(Some(sym), at as i64 + delta - bias));
+                // Addends are modular (a corrupt one must not overflow).
+                let addend = (at as i64).wrapping_add(delta).wrapping_sub(bias);
+                self.push_reloc(out, new(Some(sym), addend));
             }
             Target::Constant { sec, offset } => {
                 let (osec, at) = self.copy_constant(sec, offset);
@@ -468,8 +476,8 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             self.refusals.push(refusal(
                 name,
                 format!(
-                    "branch at {name}+{:#x} to {callee} without a relocation: the assembler resolved it within {} (the object was built without function sections), and the code cannot move into the module",
-                    a - p.obj.symbol(psym).value,
+                    "branch at {name}{} to {callee} without a relocation: the assembler resolved it within {} (the object was built without function sections), and the code cannot move into the module",
+                    anchors::signed_hex((a as i64).wrapping_sub(p.obj.symbol(psym).value as i64)),
                     p.obj.section(psec).name_lossy()
                 ),
                 "build the object with -ffunction-sections (the kernel's command for it ends in -fno-function-sections)",
