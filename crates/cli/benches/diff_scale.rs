@@ -27,15 +27,8 @@ use klpforge_testkit::{
     toolchain, Measured, ScratchDir,
 };
 
-/// One finished run: wall seconds, peak RSS in KiB, exit status.
-type Run = Measured;
-
-fn timed(cmd: &mut Command) -> Run {
-    measure(cmd)
-}
-
-fn klpforge_diff(orig: &Path, patched: &Path, out: &Path) -> Run {
-    timed(
+fn klpforge_diff(orig: &Path, patched: &Path, out: &Path) -> Measured {
+    measure(
         Command::new(env!("CARGO_BIN_EXE_klpforge"))
             .arg("diff")
             .arg(orig)
@@ -45,8 +38,8 @@ fn klpforge_diff(orig: &Path, patched: &Path, out: &Path) -> Run {
 }
 
 /// The fastest of `n` runs (the least disturbed by the machine).
-fn best_of(n: usize, mut f: impl FnMut() -> Run) -> Run {
-    let mut best: Option<Run> = None;
+fn best_of(n: usize, mut f: impl FnMut() -> Measured) -> Measured {
+    let mut best: Option<Measured> = None;
     for _ in 0..n {
         let r = f();
         if best.as_ref().is_none_or(|b| r.wall < b.wall) {
@@ -230,7 +223,7 @@ fn peer(scratch: &Path) {
         std::fs::write(&symtab, text).expect("write the symtab");
         for _ in 0..3 {
             ours += klpforge_diff(&pair.orig, &pair.patched, &scratch.join("k.o")).wall;
-            theirs += timed(
+            theirs += measure(
                 Command::new(&cdo)
                     .envs(PEER_X86_64_SIZES)
                     .arg(&pair.orig)

@@ -143,6 +143,9 @@ pub struct SecInfo {
     pub ranges: Vec<(u64, u64, SymbolId)>,
     /// The largest size among `ranges` (how far back a symbol containing an offset can start).
     pub max_len: u64,
+    /// A default data section several pieces share: code may reach it through a section
+    /// anchor ([`ObjInfo::anchor`]).
+    pub anchored: bool,
     /// Its `STT_SECTION` symbol.
     pub section_symbol: Option<SymbolId>,
 }
@@ -346,6 +349,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 relocs: Vec::new(),
                 ranges: Vec::new(),
                 max_len: 0,
+                anchored: false,
                 section_symbol: None,
             })
             .collect();
@@ -547,6 +551,14 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         info.code = decode_code(&info);
         info.relocs = resolve_all(&info);
         info.piece_bounds = anonymous_piece_bounds(&info);
+        for (id, s) in obj.sections() {
+            let anchored = matches!(
+                info.secs[id.index()].kind,
+                SecKind::Data | SecKind::Rodata | SecKind::Bss
+            ) && ANCHORED_SECTIONS.contains(&s.name.as_ref())
+                && info.is_shared(id);
+            info.secs[id.index()].anchored = anchored;
+        }
         info.ftrace_sites = ftrace_sites(&info);
         info
     }
@@ -667,12 +679,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             crate::refs::Target::Section { sec, offset } => (sec, offset),
             _ => return None,
         };
-        if !matches!(
-            self.sec(target).kind,
-            SecKind::Data | SecKind::Rodata | SecKind::Bss
-        ) || !ANCHORED_SECTIONS.contains(&self.obj.section(target).name.as_ref())
-            || !self.is_shared(target)
-        {
+        if !self.sec(target).anchored {
             return None;
         }
         let (insn, _) = self.insn_holding(sec, r.offset)?;
@@ -686,7 +693,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
 
     /// Whether data section `sec` holds more than one piece (named symbols or anonymous
     /// pieces something refers to): what code may reach through a section anchor.
-    pub fn is_shared(&self, sec: SectionId) -> bool {
+    fn is_shared(&self, sec: SectionId) -> bool {
         let size = self.obj.section(sec).size();
         match self.sec(sec).ranges.as_slice() {
             [] => self.piece_bounds[sec.index()]

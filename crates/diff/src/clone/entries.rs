@@ -88,10 +88,6 @@ impl Cloner<'_, '_, '_> {
     /// becomes relevant during the visit (its function was just included) is taken in this
     /// visit when it lies ahead, in the next one otherwise.
     pub(super) fn carry_special_entries(&mut self, index: &SpecialIndex) -> bool {
-        self.carry_indexed(index)
-    }
-
-    fn carry_indexed(&mut self, index: &SpecialIndex) -> bool {
         let p = self.p;
         let mut progressed = false;
         // Positions: (section number, entry number); a section's error is its entry 0.

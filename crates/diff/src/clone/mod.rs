@@ -493,10 +493,9 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
         if !p.obj.section(psec).is_exec() {
             return false;
         }
-        let data = p.obj.section(psec).bytes();
-        let insn = match p.code(psec).and_then(|c| c.insn_at(r.offset)) {
-            Some(i) => data.get(i.offset() as usize..(i.end()) as usize),
-            None => data.get(r.offset as usize..),
+        let insn = match p.insn_holding(psec, r.offset) {
+            Some((bytes, _)) => Some(bytes),
+            None => p.obj.section(psec).bytes().get(r.offset as usize..),
         };
         insn.is_some_and(|bytes| p.arch.sibling_call_breaks_toc(bytes, r.r_type))
     }
