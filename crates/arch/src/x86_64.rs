@@ -6,6 +6,80 @@ use iced_x86::{
 };
 use object::elf;
 
+/// One instruction in AT&T order (`mnemonic source, destination`), written from the decoded
+/// operands: a message needs the mnemonic and operands, not a full formatter (whose tables
+/// cost a small diff more than its whole comparison).
+fn att_text(instr: &Instruction) -> String {
+    use std::fmt::Write;
+    let reg = |r: iced_x86::Register| format!("%{}", format!("{r:?}").to_ascii_lowercase());
+    let operand = |i: u32| -> String {
+        match instr.op_kind(i) {
+            OpKind::Register => reg(instr.op_register(i)),
+            OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64 => {
+                format!("{:#x}", instr.near_branch_target())
+            }
+            OpKind::Memory => {
+                let mut m = String::new();
+                if instr.segment_prefix() != iced_x86::Register::None {
+                    let _ = write!(m, "{}:", reg(instr.segment_prefix()));
+                }
+                let (base, index) = (instr.memory_base(), instr.memory_index());
+                if instr.is_ip_rel_memory_operand() {
+                    let _ = write!(m, "{:#x}(%rip)", instr.ip_rel_memory_address());
+                    return m;
+                }
+                let disp = instr.memory_displacement64() as i64;
+                if disp != 0 || (base == iced_x86::Register::None && index == base) {
+                    let _ = write!(
+                        m,
+                        "{}{:#x}",
+                        if disp < 0 { "-" } else { "" },
+                        disp.unsigned_abs()
+                    );
+                }
+                if base != iced_x86::Register::None || index != iced_x86::Register::None {
+                    m.push('(');
+                    if base != iced_x86::Register::None {
+                        m.push_str(&reg(base));
+                    }
+                    if index != iced_x86::Register::None {
+                        let _ = write!(m, ",{},{}", reg(index), instr.memory_index_scale());
+                    }
+                    m.push(')');
+                }
+                m
+            }
+            OpKind::FarBranch16 | OpKind::FarBranch32 => format!(
+                "${:#x},${:#x}",
+                instr.far_branch_selector(),
+                instr.far_branch32()
+            ),
+            OpKind::Immediate8
+            | OpKind::Immediate8_2nd
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64 => format!("${:#x}", instr.immediate(i)),
+            // String operands ((%rsi), (%rdi)) are implied by the mnemonic.
+            _ => String::new(),
+        }
+    };
+    let mut text = format!("{:?}", instr.mnemonic()).to_ascii_lowercase();
+    let ops: Vec<String> = (0..instr.op_count())
+        .rev()
+        .map(operand)
+        .filter(|o| !o.is_empty())
+        .collect();
+    if !ops.is_empty() {
+        text.push(' ');
+        text.push_str(&ops.join(","));
+    }
+    text
+}
+
 /// The x86-64 architecture.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct X86_64;
@@ -199,15 +273,12 @@ impl Arch for X86_64 {
     }
 
     fn disassemble(&self, bytes: &[u8], ip: u64) -> Option<String> {
-        use iced_x86::{Formatter, GasFormatter};
         let mut decoder = Decoder::with_ip(64, bytes, ip, OPTIONS);
         let instr = decoder.decode();
         if instr.is_invalid() {
             return None;
         }
-        let mut text = String::new();
-        GasFormatter::new().format(&instr, &mut text);
-        Some(text)
+        Some(att_text(&instr))
     }
 
     fn name(&self) -> &'static str {
@@ -328,6 +399,28 @@ fn reloc_info(r_type: u32) -> Option<RelocInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disassembles_in_att_order() {
+        let text = |code: &[u8], ip| X86_64.disassemble(code, ip).unwrap();
+        assert_eq!(text(&[0x48, 0x89, 0xe5], 0), "mov %rsp,%rbp");
+        assert_eq!(
+            text(&[0x48, 0x8b, 0x05, 0x20, 0, 0, 0], 0x10),
+            "mov 0x37(%rip),%rax"
+        );
+        assert_eq!(
+            text(&[0x48, 0x8b, 0x44, 0xfd, 0xf8], 0),
+            "mov -0x8(%rbp,%rdi,8),%rax"
+        );
+        assert_eq!(text(&[0x48, 0x83, 0xec, 0x18], 0), "sub $0x18,%rsp");
+        assert_eq!(text(&[0xe8, 0x10, 0, 0, 0], 0x100), "call 0x115");
+        assert_eq!(
+            text(&[0x65, 0x48, 0x8b, 0x04, 0x25, 0x28, 0, 0, 0], 0),
+            "mov %gs:0x28,%rax"
+        );
+        assert_eq!(text(&[0xc3], 0), "ret");
+        assert_eq!(X86_64.disassemble(&[0x06], 0), None);
+    }
 
     fn lens(code: &[u8]) -> Vec<(usize, usize)> {
         X86_64

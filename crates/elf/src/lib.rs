@@ -39,6 +39,38 @@ pub struct ElfFile {
     map: Option<memmap2::Mmap>,
 }
 
+/// Drop the resident pages of the whole pages inside `ranges` (file offsets and sizes) of a
+/// read-only mapping. Nothing is lost: a page read again is read from the file.
+fn release(map: &memmap2::Mmap, mut ranges: Vec<(u64, u64)>) {
+    /// A multiple of every page size Linux uses (4 KiB to 64 KiB).
+    const PAGE: u64 = 64 << 10;
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (off, size) in ranges {
+        let end = off.saturating_add(size).min(map.len() as u64);
+        match merged.last_mut() {
+            Some(last) if off <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((off, end)),
+        }
+    }
+    for (start, end) in merged {
+        let (start, end) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
+        if end > start {
+            // SAFETY: the mapping is private, read-only and never written, so every page
+            // still holds the file's bytes: MADV_DONTNEED only makes the next read of one
+            // fetch it from the file again (the data any borrower sees does not change).
+            // Failure only leaves the pages resident.
+            let _ = unsafe {
+                map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start as usize,
+                    (end - start) as usize,
+                )
+            };
+        }
+    }
+}
+
 /// An error tied to a file: displays as `path: problem`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileError {
@@ -93,9 +125,16 @@ impl ElfFile {
         self.map.as_deref().unwrap_or(&[])
     }
 
-    /// Parse the file into a model borrowing from the mapping.
+    /// Parse the file into a model borrowing from the mapping. The mapped pages of the tables
+    /// the model copies (symbols, relocations: half of a large object) are given back to the
+    /// system: they would otherwise count in the process's memory until it ends.
     pub fn parse(&self) -> std::result::Result<ElfObject<'_>, FileError> {
-        read::parse(self.data()).map_err(|error| self.error(error))
+        let mut copied = Vec::new();
+        let obj = read::parse_tracking(self.data(), &mut copied).map_err(|e| self.error(e))?;
+        if let Some(map) = &self.map {
+            release(map, copied);
+        }
+        Ok(obj)
     }
 
     /// Attach this file's path to `error`.

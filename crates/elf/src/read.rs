@@ -77,6 +77,16 @@ fn check_ident(data: &[u8]) -> Result<Endian> {
 
 /// Parse `data` (the whole file) into a model that borrows section bytes and names from it.
 pub fn parse(data: &[u8]) -> Result<ElfObject<'_>> {
+    parse_tracking(data, &mut Vec::new())
+}
+
+/// [`parse`], also listing the file ranges `(offset, size)` the model copied rather than
+/// borrowed (the symbol table, its extended indices and the relocation tables): the model
+/// never reads them from `data` again.
+pub(crate) fn parse_tracking<'data>(
+    data: &'data [u8],
+    copied: &mut Vec<(u64, u64)>,
+) -> Result<ElfObject<'data>> {
     let endian_kind = check_ident(data)?;
     let header = Header::parse(data).map_err(|e| from_object("ELF header", e))?;
     let endian = header.endian().map_err(|e| from_object("ELF header", e))?;
@@ -272,7 +282,9 @@ pub fn parse(data: &[u8]) -> Result<ElfObject<'_>> {
                 )))
             }
         };
+        let file_range = (shdr.sh_offset(endian), shdr.sh_size(endian));
         let section_data = if Some(index) == symtab_index {
+            copied.push(file_range);
             want_entsize(24, "a symbol table")?;
             info = Info::None;
             SectionData::SymbolTable
@@ -283,6 +295,7 @@ pub fn parse(data: &[u8]) -> Result<ElfObject<'_>> {
             })
         } else if Some(index) == shndx_index {
             want_entsize(4, "SHT_SYMTAB_SHNDX")?;
+            copied.push(file_range);
             SectionData::ExtendedIndices
         } else if sh_type == elf::SHT_NOBITS {
             SectionData::NoBits {
@@ -305,6 +318,7 @@ pub fn parse(data: &[u8]) -> Result<ElfObject<'_>> {
                 )?);
             }
             let entries = read_relocations(shdr, endian, data, rela, nsyms, &label)?;
+            copied.push(file_range);
             SectionData::Relocations { rela, entries }
         } else if sh_type == elf::SHT_GROUP && linked_to_symtab {
             want_entsize(4, "a section group")?;

@@ -310,3 +310,60 @@ fn rel_sections_round_trip_without_addends() {
         b".text"
     );
 }
+
+/// `ElfFile::parse` gives back the mapped pages of the tables it copies: a model read from a
+/// file with a large relocation table and symbol table is the model read from its bytes, and
+/// everything it borrows (code, names) still reads the same afterwards.
+#[test]
+fn file_parse_releases_copied_tables_without_changing_the_model() {
+    let mut obj = sample(Endian::Little, 62);
+    let text = obj.sections().next().expect("a section").0;
+    obj.section_mut(text).data =
+        SectionData::Bytes(Cow::Owned((0..1u32 << 20).map(|i| (i * 7) as u8).collect()));
+    let func = obj.symbols().next().expect("a symbol").0;
+    let rela = obj
+        .sections()
+        .find(|(_, s)| s.name.as_ref() == b".rela.text.foo")
+        .expect("the relocation section")
+        .0;
+    let entries: Vec<Relocation> = (0..300_000u64)
+        .map(|i| Relocation {
+            offset: i * 3,
+            symbol: Some(func),
+            r_type: 2,
+            addend: i as i64,
+        })
+        .collect();
+    obj.section_mut(rela).data = SectionData::Relocations {
+        rela: true,
+        entries,
+    };
+    let names: Vec<String> = (0..20_000).map(|i| format!("local_{i}")).collect();
+    for name in &names {
+        obj.add_symbol(sym(name, STB_LOCAL, STT_FUNC, SymbolPlace::Section(text)));
+    }
+    let bytes = write(&obj).expect("write");
+    let dir = std::env::temp_dir().join(format!("klpforge-elf-release-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("big.o");
+    std::fs::write(&path, &bytes).unwrap();
+    let file = ElfFile::open(&path).expect("open");
+    let from_file = file.parse().expect("parse the file");
+    let from_bytes = parse(&bytes).expect("parse the bytes");
+    assert!(
+        write(&from_file).unwrap() == write(&from_bytes).unwrap(),
+        "the models differ"
+    );
+    let rela_entries = from_file
+        .sections()
+        .find_map(|(_, s)| s.relocations().filter(|r| r.len() > 1000))
+        .expect("the large relocation table");
+    assert_eq!(rela_entries.len(), 300_000);
+    assert_eq!(rela_entries[299_999].addend, 299_999);
+    assert_eq!(
+        file.data(),
+        &bytes[..],
+        "the mapping still reads as the file"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

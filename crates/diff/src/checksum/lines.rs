@@ -2,9 +2,9 @@
 //! and printing calls that only say where the source is, masked so that a patch moving lines
 //! does not change every function below it.
 
-use klpforge_elf::SectionId;
+use klpforge_elf::{SectionId, SymbolId};
 
-use crate::analyze::{relocs_in, ObjInfo, Reloc};
+use crate::analyze::{ObjInfo, Reloc, RelocCursor};
 use crate::code::CodeInsn;
 use crate::refs::{string_at, Target};
 
@@ -35,6 +35,17 @@ fn is_file_name(name: &[u8]) -> bool {
     !name.contains(&b' ') && (name.ends_with(b".c") || name.ends_with(b".h"))
 }
 
+/// The symbols of `info` named like a callee that takes `__LINE__` (few: one per name and
+/// object), looked up once per object rather than compared by name per reference.
+pub(super) fn line_callees(info: &ObjInfo<'_, '_>) -> Vec<SymbolId> {
+    LINE_IN_ARG2
+        .iter()
+        .chain(LINE_IN_ARG3)
+        .chain(LINE_IN_VARARGS)
+        .flat_map(|name| info.named(name).iter().copied())
+        .collect()
+}
+
 /// For each instruction: whether it only passes `__LINE__` to a known callee (the argument
 /// register it loads is a line-number parameter of the next call). For a variadic printing
 /// callee, an immediate counts as a line only when a source file name (`__FILE__`) is passed
@@ -43,6 +54,7 @@ fn is_file_name(name: &[u8]) -> bool {
 /// Any other immediate argument of a printing call is a change.
 pub(super) fn line_arguments(
     info: &ObjInfo<'_, '_>,
+    callees: &[SymbolId],
     sec: SectionId,
     insns: &[CodeInsn],
     relocs: &[Reloc],
@@ -51,14 +63,9 @@ pub(super) fn line_arguments(
     let arch = info.arch;
     let mut out = vec![None; insns.len()];
     // Most code calls none of the callees that take a line: nothing to look at.
-    let takes_line = |name: &str| {
-        LINE_IN_ARG2.contains(&name)
-            || LINE_IN_ARG3.contains(&name)
-            || LINE_IN_VARARGS.contains(&name)
-    };
     if !relocs
         .iter()
-        .any(|r| r.symbol.is_some_and(|s| takes_line(&info.sym(s).name)))
+        .any(|r| r.symbol.is_some_and(|s| callees.contains(&s)))
     {
         return out;
     }
@@ -66,12 +73,13 @@ pub(super) fn line_arguments(
     // Where a file-name string is passed in this call's setup: the argument register when the
     // architecture can tell, else 0 (somewhere).
     let mut file_arg: Option<u8> = None;
+    let mut cursor = RelocCursor::new(relocs);
     for (i, insn) in insns.iter().enumerate() {
         let end = insn.end();
         let Some(bytes) = data.get(insn.offset() as usize..end as usize) else {
             break;
         };
-        let here = relocs_in(relocs, insn.offset(), end);
+        let here = cursor.take(insn.offset(), end);
         for r in here {
             if let Target::String {
                 sec: ssec, start, ..

@@ -24,7 +24,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use std::collections::HashMap;
 
-use crate::analyze::{relocs_in, Anchor, ObjInfo, Reloc, SecKind, SymKind};
+use crate::analyze::{relocs_in, Anchor, ObjInfo, Reloc, RelocCursor, SecKind, SymKind};
 use crate::code::CodeInsn;
 use crate::refs::{string_at, Target};
 use crate::twins::Twins;
@@ -148,6 +148,8 @@ pub(crate) struct Ctx<'i, 'a, 'd, 't> {
     backref: Option<usize>,
     /// Layout hashes of the section anchors hashed so far ([`Ctx::anchor_layout`]).
     anchors: HashMap<Anchor, (u64, u64)>,
+    /// The symbols of callees that take `__LINE__` ([`lines::line_callees`]).
+    line_callees: Vec<SymbolId>,
 }
 
 impl<'i, 'a, 'd, 't> Ctx<'i, 'a, 'd, 't> {
@@ -159,6 +161,7 @@ impl<'i, 'a, 'd, 't> Ctx<'i, 'a, 'd, 't> {
             stack: Vec::new(),
             backref: None,
             anchors: HashMap::new(),
+            line_callees: lines::line_callees(info),
         }
     }
 }
@@ -387,9 +390,10 @@ pub(crate) fn hash_code(
     let insns = info.code(sec).map(|c| c.range(start, end)).unwrap_or(&[]);
     // Each instruction adds its length byte; each reference a few words.
     h.reserve((end - start) as usize + insns.len() + relocs.len() * 24);
-    let line_args = line_arguments(info, sec, insns, relocs);
+    let line_args = line_arguments(info, &ctx.line_callees, sec, insns, relocs);
     let mut covered = start;
     let mut buf = Vec::with_capacity(16);
+    let mut cursor = RelocCursor::new(relocs);
     for (i, insn) in insns.iter().enumerate() {
         let (a, b) = (insn.offset(), insn.end());
         if b > end || a < covered {
@@ -397,7 +401,7 @@ pub(crate) fn hash_code(
         }
         buf.clear();
         buf.extend_from_slice(&data[a as usize..b as usize]);
-        let here = relocs_in(relocs, a, b);
+        let here = cursor.take(a, b);
         for r in here {
             let off = (r.offset - a) as usize;
             let size = field_size(info, r).min(buf.len().saturating_sub(off));
