@@ -58,16 +58,19 @@ fn scope_keys(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> (ScopeKeys, 
         let mut count: HashMap<&str, usize> = HashMap::new();
         for (id, _) in info.obj.symbols() {
             if info.sym(id).kind == SymKind::File {
-                *count.entry(info.sym(id).name.as_str()).or_default() += 1;
+                *count.entry(info.sym(id).name.as_ref()).or_default() += 1;
             }
         }
-        let shared = |f: SymbolId| count.get(info.sym(f).name.as_str()).is_some_and(|&n| n > 1);
+        let shared = |f: SymbolId| count.get(info.sym(f).name.as_ref()).is_some_and(|&n| n > 1);
         let mut names: HashMap<SymbolId, BTreeSet<String>> = HashMap::new();
         for (id, s) in info.obj.symbols() {
             let si = info.sym(id);
             if let (Some(f), Some(_)) = (si.file, s.section()) {
                 if !si.never_correlate && shared(f) {
-                    names.entry(f).or_default().insert(si.stable_name.clone());
+                    names
+                        .entry(f)
+                        .or_default()
+                        .insert(si.stable_name.to_string());
                 }
             }
         }
@@ -93,7 +96,7 @@ fn scope_keys(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> (ScopeKeys, 
         let mut out: BTreeMap<String, Vec<(SymbolId, BTreeSet<String>)>> = BTreeMap::new();
         for (id, _) in info.obj.symbols() {
             if info.sym(id).kind == SymKind::File {
-                out.entry(info.sym(id).name.clone())
+                out.entry(info.sym(id).name.to_string())
                     .or_default()
                     .push((id, names.remove(&id).unwrap_or_default()));
             }
@@ -204,9 +207,9 @@ fn group<'k>(
         };
         // Undefined symbols have no counters: match them by full name.
         let name = if s.place == SymbolPlace::Undefined {
-            si.name.as_str()
+            si.name.as_ref()
         } else {
-            si.stable_name.as_str()
+            si.stable_name.as_ref()
         };
         let kind = if s.place == SymbolPlace::Undefined {
             9
@@ -520,7 +523,9 @@ pub fn correlate(
             let si = info.sym(id);
             if si.static_local {
                 let scope = si.file.and_then(|f| files.get(&f).cloned());
-                let e = statics.entry((scope, si.stable_name.clone())).or_default();
+                let e = statics
+                    .entry((scope, si.stable_name.to_string()))
+                    .or_default();
                 if side == 0 {
                     e.0.push(id);
                 } else {
@@ -582,11 +587,15 @@ pub fn correlate(
         .into_iter()
         .map(|g| Ambiguity {
             name: g.name,
-            orig: g.orig.iter().map(|&x| orig.sym(x).name.clone()).collect(),
+            orig: g
+                .orig
+                .iter()
+                .map(|&x| orig.sym(x).name.to_string())
+                .collect(),
             patched: g
                 .patched
                 .iter()
-                .map(|&x| patched.sym(x).name.clone())
+                .map(|&x| patched.sym(x).name.to_string())
                 .collect(),
         })
         .collect();

@@ -357,6 +357,7 @@ pub fn diff(
         .ok_or_else(|| DiffError::Incompatible(format!("unsupported machine {}", oh.e_machine)))?;
     // The two objects are analysed and hashed side by side (each phase reads one object).
     let large = orig.symbol_arena_len() + patched.symbol_arena_len() > LARGE_SYMBOLS;
+    let started = std::time::Instant::now();
     let (o, p) = both(
         large,
         || analyze::ObjInfo::new(orig, arch),
@@ -367,6 +368,10 @@ pub fn diff(
     // reference hashes equal, a retargeted one differs).
     // The patched object's special sections are indexed for cloning meanwhile (correlation
     // mostly runs on one thread).
+    log::debug!(
+        "time: analysis done at {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
     let (twins, index) = both(
         large,
         || {
@@ -377,6 +382,10 @@ pub fn diff(
         || clone::SpecialIndex::new(&p),
     );
     let twins = twins.map_err(DiffError::Ambiguous)?;
+    log::debug!(
+        "time: correlation and special-section index done at {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
     let (orig_sums, patched_sums) = both(
         large,
         || {
@@ -412,6 +421,10 @@ pub fn diff(
             }
         }
     }
+    log::debug!(
+        "time: checksums done at {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
     let sel = select::select(&o, &p, &orig_sums, &patched_sums, &twins, opts);
     let mut report = Report {
         objname: opts.objname.clone(),
@@ -419,20 +432,20 @@ pub fn diff(
             .changed
             .iter()
             .map(|&(ps, os)| ChangedFunction {
-                name: p.sym(ps).name.clone(),
-                old_name: o.sym(os).name.clone(),
+                name: p.sym(ps).name.to_string(),
+                old_name: o.sym(os).name.to_string(),
                 reason: first_difference(&o, &p, &twins, os, ps),
             })
             .collect(),
         new_functions: sel
             .new_functions
             .iter()
-            .map(|&f| p.sym(f).name.clone())
+            .map(|&f| p.sym(f).name.to_string())
             .collect(),
         new_data: sel
             .new_data
             .iter()
-            .map(|&d| p.sym(d).name.clone())
+            .map(|&d| p.sym(d).name.to_string())
             .collect(),
         line_only_functions: sel.line_only.clone(),
         callbacks: sel
@@ -459,7 +472,15 @@ pub fn diff(
         report.result = DiffResult::NoChange;
         return Ok(Outcome::NoChange(report));
     }
+    log::debug!(
+        "time: selection and report done at {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
     let result = clone::clone(&o, &p, &twins, &sel, opts, &index).map_err(DiffError::Output)?;
+    log::debug!(
+        "time: cloning done at {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
     report.output_functions = result.output_functions;
     report.klp_relocations = result.klp_relocs;
     report.special_sections = result.special;

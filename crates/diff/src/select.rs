@@ -105,7 +105,7 @@ pub fn select(
                     continue;
                 }
                 if orig_sums.noline[o.index()] == patched_sums.noline[p.index()] && !forced {
-                    sel.line_only.push(si.name.clone());
+                    sel.line_only.push(si.name.to_string());
                     continue;
                 }
                 let osec = orig.obj.symbol(o).section();
@@ -306,7 +306,7 @@ fn through_callers(
             if csec.is_some_and(|s| patched.sec(s).init) {
                 continue; // init code has already run
             }
-            callers.push(patched.sym(caller).name.clone());
+            callers.push(patched.sym(caller).name.to_string());
             if sel.changed.iter().any(|c| c.0 == caller) || done.contains(&caller) {
                 continue;
             }
@@ -354,7 +354,7 @@ fn data_escape(info: &ObjInfo<'_, '_>, sym: SymbolId) -> Option<String> {
             }
             let name = holder.map_or_else(
                 || info.obj.section(sec).name_lossy().into_owned(),
-                |h| info.sym(h).name.clone(),
+                |h| info.sym(h).name.to_string(),
             );
             match kind {
                 SecKind::Text if info.sec(sec).init => {
@@ -526,7 +526,7 @@ fn referrers(info: &ObjInfo<'_, '_>) -> HashMap<SymbolId, Vec<Referrer>> {
                 SecKind::Text => match from {
                     Some(f) if info.is_branch(sec, r) => Referrer::Caller(f),
                     f => Referrer::Address(
-                        f.map_or_else(|| "code".to_string(), |f| info.sym(f).name.clone()),
+                        f.map_or_else(|| "code".to_string(), |f| info.sym(f).name.to_string()),
                     ),
                 },
                 _ => Referrer::Data,

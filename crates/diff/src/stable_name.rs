@@ -7,15 +7,21 @@
 //! and keeps the rest, so `foo.constprop.0` and `foo.constprop.1` compare equal but
 //! `foo.constprop.0` and `foo` do not.
 
+use std::borrow::Cow;
+
 /// The stable form of `name`.
-pub fn stable_name(name: &str) -> String {
+pub fn stable_name(name: &str) -> Cow<'_, str> {
     let name = match name.find(".llvm.") {
         Some(pos) => &name[..pos],
         None => name,
     };
+    let numbered = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if !name.split('.').skip(1).any(numbered) && !name.contains("__UNIQUE_ID_") {
+        return Cow::Borrowed(name);
+    }
     let mut out = String::with_capacity(name.len());
     for (i, part) in name.split('.').enumerate() {
-        if i > 0 && !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+        if i > 0 && numbered(part) {
             continue;
         }
         if i > 0 {
@@ -23,11 +29,11 @@ pub fn stable_name(name: &str) -> String {
         }
         out.push_str(part);
     }
-    if out.starts_with("__UNIQUE_ID_") || out.contains("__UNIQUE_ID_") {
+    if out.contains("__UNIQUE_ID_") {
         let trimmed = out.trim_end_matches(|c: char| c.is_ascii_digit() || c == '_');
         out.truncate(trimmed.len());
     }
-    out
+    Cow::Owned(out)
 }
 
 /// The part of a name before a `.cold` suffix, if `name` is a cold split-off

@@ -22,10 +22,10 @@ pub fn image_scope(o: &ObjInfo<'_, '_>, osym: SymbolId) -> ImageScope {
                     o.obj.section(sec).is_alloc() && !n.starts_with(".discard")
                 })
         })
-        .map(|(id, _)| o.sym(id).name.clone())
+        .map(|(id, _)| o.sym(id).name.to_string())
         .collect();
     ImageScope {
-        file: Some(o.sym(file).name.clone()),
+        file: Some(o.sym(file).name.to_string()),
         functions,
     }
 }

@@ -130,7 +130,7 @@ fn correlation_pairs_renumbered_statics_by_their_users() {
     let new: Vec<&str> = sel
         .new_functions
         .iter()
-        .map(|&f| p.sym(f).name.as_str())
+        .map(|&f| p.sym(f).name.as_ref())
         .collect();
     assert_eq!(new, ["count_new"]);
 }
@@ -157,13 +157,13 @@ fn selection_finds_changed_and_new_and_refuses_changed_data() {
     let changed: Vec<&str> = sel
         .changed
         .iter()
-        .map(|&(f, _)| p.sym(f).name.as_str())
+        .map(|&(f, _)| p.sym(f).name.as_ref())
         .collect();
     assert_eq!(changed, ["check"]);
     let new: Vec<&str> = sel
         .new_functions
         .iter()
-        .map(|&f| p.sym(f).name.as_str())
+        .map(|&f| p.sym(f).name.as_ref())
         .collect();
     assert!(new.iter().any(|n| n.starts_with("clamp")), "{new:?}");
     assert!(

@@ -5,6 +5,8 @@
 
 pub mod refs;
 
+use std::borrow::Cow;
+
 use klpforge_arch::Arch;
 use klpforge_elf::{ElfObject, Relocation, SectionData, SectionId, SymbolId, SymbolPlace};
 
@@ -109,11 +111,11 @@ pub enum SymKind {
 
 /// Per-symbol facts.
 #[derive(Debug, Clone)]
-pub struct SymInfo {
-    /// Name as UTF-8 (lossy).
-    pub name: String,
-    /// Demangled name (see [`crate::stable_name`]).
-    pub stable_name: String,
+pub struct SymInfo<'a> {
+    /// Name as UTF-8 (lossy; borrowed from the object when valid, as names almost always are).
+    pub name: Cow<'a, str>,
+    /// Demangled name (see [`crate::stable_name`]; borrowed when it is the name).
+    pub stable_name: Cow<'a, str>,
     /// Kind.
     pub kind: SymKind,
     /// The FILE symbol whose scope a local symbol is in.
@@ -197,7 +199,7 @@ pub struct ObjInfo<'a, 'data> {
     /// Its architecture.
     pub arch: &'static dyn Arch,
     /// Facts per symbol, indexed by `SymbolId::index()`.
-    pub syms: Vec<SymInfo>,
+    pub syms: Vec<SymInfo<'a>>,
     /// Facts per section, indexed by `SectionId::index()`.
     pub secs: Vec<SecInfo>,
     /// Every symbol but FILE symbols, sorted by the hash of its full name and the name
@@ -301,7 +303,7 @@ impl NameIndex {
         let a = self.hashes.partition_point(|&k| k < h);
         let b = a + self.hashes[a..].partition_point(|&k| k == h);
         let same = &self.ids[a..b];
-        let lo = same.partition_point(|&i| syms[i.index()].name.as_str() < name);
+        let lo = same.partition_point(|&i| syms[i.index()].name.as_ref() < name);
         let len = same[lo..].partition_point(|&i| syms[i.index()].name == name);
         &same[lo..lo + len]
     }
@@ -364,16 +366,19 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             }
         }
 
-        let mut syms: Vec<SymInfo> = Vec::with_capacity(obj.symbol_arena_len());
+        let mut syms: Vec<SymInfo<'a>> = Vec::with_capacity(obj.symbol_arena_len());
         let mut by_name: Vec<(u64, SymbolId)> = Vec::with_capacity(obj.symbol_arena_len());
         let mut current_file: Option<SymbolId> = None;
         for i in 0..obj.symbol_arena_len() {
             let id = SymbolId::from_index(i);
             let s = obj.symbol(id);
-            let name = s.name_lossy().into_owned();
+            let name = s.name_lossy();
             let kind = sym_kind(s.kind());
             syms.push(SymInfo {
-                stable_name: stable_name(&name),
+                stable_name: match &name {
+                    Cow::Borrowed(n) => stable_name(n),
+                    Cow::Owned(n) => Cow::Owned(stable_name(n).into_owned()),
+                },
                 name,
                 kind,
                 file: None,
@@ -443,7 +448,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 .section()
                 .map_or((false, false), |sec| section_facts[sec.index()]);
             let info = &syms[id.index()];
-            let name = info.name.as_str();
+            let name = info.name.as_ref();
             let base = static_local_base(name);
             let local_object = s.is_local() && info.kind == SymKind::Object;
             let never = match info.kind {
@@ -590,7 +595,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     }
 
     /// Facts about a symbol.
-    pub fn sym(&self, id: SymbolId) -> &SymInfo {
+    pub fn sym(&self, id: SymbolId) -> &SymInfo<'a> {
         &self.syms[id.index()]
     }
 
@@ -779,26 +784,33 @@ pub fn relocs_in<'r, 'a>(relocs: &'r [Reloc<'a>], start: u64, end: u64) -> &'r [
     &relocs[lo..hi]
 }
 
-/// [`relocs_in`] for ranges visited in ascending order (each starting at or after the last
-/// one's start, as instructions do): a walk along the table instead of two binary searches
-/// per range.
+/// [`relocs_in`] for ranges visited in ascending order (instructions, table entries): a
+/// walk along the table instead of two binary searches per range. A range starting below
+/// the previous one is looked up afresh, so the answer is always `relocs_in`'s.
 pub struct RelocCursor<'r, 'a> {
     relocs: &'r [Reloc<'a>],
     pos: usize,
+    last_start: u64,
 }
 
 impl<'r, 'a> RelocCursor<'r, 'a> {
     /// A cursor at the start of `relocs` (sorted by offset).
     pub fn new(relocs: &'r [Reloc<'a>]) -> Self {
-        RelocCursor { relocs, pos: 0 }
+        RelocCursor {
+            relocs,
+            pos: 0,
+            last_start: 0,
+        }
     }
 
-    /// The relocations whose offsets lie in `[start, end)`; `start` must not be below the
-    /// previous call's.
+    /// The relocations whose offsets lie in `[start, end)`.
     pub fn take(&mut self, start: u64, end: u64) -> &'r [Reloc<'a>] {
+        if start < self.last_start {
+            self.pos = self.relocs.partition_point(|r| r.offset < start);
+        }
+        self.last_start = start;
         let rest = &self.relocs[self.pos..];
-        let lo = rest.iter().take_while(|r| r.offset < start).count();
-        self.pos += lo;
+        self.pos += rest.iter().take_while(|r| r.offset < start).count();
         let rest = &self.relocs[self.pos..];
         let n = rest.iter().take_while(|r| r.offset < end).count();
         &rest[..n]

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use klpforge_elf::{SectionId, SymbolId};
 
 use super::{field_size, hash_code, masked_bytes, Ctx, Hashers};
-use crate::analyze::{relocs_in, ObjInfo, Reloc, SecKind, SymKind};
+use crate::analyze::{ObjInfo, Reloc, RelocCursor, SecKind, SymKind};
 use crate::refs::Target;
 use crate::special;
 
@@ -75,8 +75,9 @@ pub(super) fn code_annotations(
         let relocs = info.relocations(sec);
         let data = info.obj.section(sec).bytes();
         let len_field = replacement_length_field(info, sec, &entries, relocs, &aux_bounds);
+        let mut cursor = RelocCursor::new(relocs);
         for (start, end) in entries {
-            let here = relocs_in(relocs, start, end);
+            let here = cursor.take(start, end);
             let owner = here.iter().find_map(|r| match r.target {
                 Target::Symbol { sym, offset } if info.sym(sym).kind == SymKind::Function => {
                     let parent = info.sym(sym).parent.unwrap_or(sym);
@@ -163,8 +164,9 @@ fn replacement_length_field(
     let data = info.obj.section(sec).bytes();
     let mut samples: Vec<(u64, u64, u64)> = Vec::new(); // (entry start, entry len, piece len)
     let mut reloc_fields: Vec<(u64, u64)> = Vec::new(); // relocated (offset in entry, size)
+    let mut cursor = RelocCursor::new(relocs);
     for &(start, end) in entries {
-        for r in relocs_in(relocs, start, end) {
+        for r in cursor.take(start, end) {
             reloc_fields.push((r.offset - start, field_size(info, r) as u64));
             if let Target::Section { sec: aux, offset } = r.target {
                 if let Some(bounds) = aux_bounds.get(&aux) {

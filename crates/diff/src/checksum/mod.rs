@@ -674,8 +674,8 @@ fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
                 .rev()
                 .find(|&&(v, _)| v <= a)
                 .map(|&(v, l)| (v, info.sym(l).name.clone()));
-            let (base, label) = label.unwrap_or((0, String::new()));
-            let n = seen.entry((name.clone(), label.clone())).or_default();
+            let (base, label) = label.unwrap_or((0, String::new().into()));
+            let n = seen.entry((name.clone(), label.to_string())).or_default();
             let occurrence = *n;
             *n += 1;
             let mut h = Hashers::new();
@@ -683,7 +683,7 @@ fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
             out.push(CodeGap {
                 key: GapKey {
                     section: name.clone(),
-                    label,
+                    label: label.into_owned(),
                     occurrence,
                 },
                 offset: a - base,

@@ -68,7 +68,7 @@ impl Cloner<'_, '_, '_> {
                 if let Some(o) = self.twins.of_patched(psym) {
                     return Decision::Klp(KlpTarget {
                         objname,
-                        name: self.o.sym(o).name.clone(),
+                        name: self.o.sym(o).name.to_string(),
                         sympos: self.sympos(o),
                         sym_type: elf::STT_FUNC.0,
                     });
@@ -77,7 +77,7 @@ impl Cloner<'_, '_, '_> {
             return Decision::Include;
         }
         if s.place == SymbolPlace::Undefined {
-            let name = si.name.clone();
+            let name = si.name.to_string();
             // The module links its own copy (ppc64's register save/restore helpers).
             if self.p.arch.linked_into_every_module(&name) {
                 return Decision::Undefined(name);
@@ -124,7 +124,7 @@ impl Cloner<'_, '_, '_> {
         // `__x86_return_thunk`) that the running kernel has: referred to by name, never
         // copied into the module.
         if si.kind == SymKind::Other && !s.is_local() && s.section().is_some() {
-            let name = si.name.clone();
+            let name = si.name.to_string();
             let in_orig = self.o.named(&name).iter().any(|&x| {
                 let xs = self.o.obj.symbol(x);
                 !xs.is_local() && xs.section().is_some()
@@ -164,7 +164,7 @@ impl Cloner<'_, '_, '_> {
         if self.unit_local.contains(&psym) {
             return Decision::Include;
         }
-        let oname = self.o.sym(o).name.clone();
+        let oname = self.o.sym(o).name.to_string();
         if !s.is_local() && objname == "vmlinux" {
             if let Some(e) = self.opts.symvers.lookup(&oname) {
                 if e.owner == "vmlinux" && self.opts.symvers.is_real() {
@@ -184,7 +184,7 @@ impl Cloner<'_, '_, '_> {
     /// among same-named defined symbols of the original object, 0 if unique.
     pub(super) fn sympos(&mut self, osym: SymbolId) -> u64 {
         let o = self.o;
-        let name = o.sym(osym).name.clone();
+        let name = o.sym(osym).name.to_string();
         if let Some(source) = self.opts.sympos.as_deref() {
             return self.image_sympos(source, &name, &crate::sympos::image_scope(o, osym));
         }

@@ -11,7 +11,7 @@ use object::elf;
 
 use super::decide::Decision;
 use super::{Cloner, SpecialStat};
-use crate::analyze::{relocs_in, ObjInfo, Reloc, SecKind, SymKind};
+use crate::analyze::{relocs_in, ObjInfo, Reloc, RelocCursor, SecKind, SymKind};
 use crate::refs::Target;
 use crate::refusal::refusal;
 use crate::special::{self, OrcPartner};
@@ -50,9 +50,9 @@ impl SpecialIndex {
             };
             let n = sections.len();
             if let Ok(list) = &entries {
-                let relocs = p.relocations(psec);
+                let mut relocs = RelocCursor::new(p.relocations(psec));
                 for (e, &(start, end)) in list.iter().enumerate() {
-                    for r in relocs_in(relocs, start, end) {
+                    for r in relocs.take(start, end) {
                         if let Target::Symbol { sym, .. } = r.target {
                             if p.sym(sym).kind == SymKind::Function {
                                 let at = by_function.entry(sym).or_default();

@@ -471,7 +471,7 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
             let name = &p.sym(psym).name;
             let callee = p.symbol_at(psec, t).map_or_else(
                 || format!("{}+{t:#x}", p.obj.section(psec).name_lossy()),
-                |s| p.sym(s).name.clone(),
+                |s| p.sym(s).name.to_string(),
             );
             self.refusals.push(refusal(
                 name,
