@@ -71,8 +71,8 @@ pub struct BuildArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Parallel jobs (default: the number of CPUs).
-    #[arg(short = 'j', long, default_value_t = crate::default_jobs())]
-    pub jobs: usize,
+    #[arg(short = 'j', long)]
+    pub jobs: Option<usize>,
     /// Do not replace earlier livepatches.
     #[arg(long)]
     pub no_replace: bool,
@@ -108,9 +108,11 @@ pub struct BuildArgs {
 pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
     use klpforge_driver::driver::{build, cleanup, default_work_dir, BuildOptions, BuildResult};
     let prepared = match &args.kernel {
-        Some(k) if k == "running" || k.contains(':') => {
-            Some(prepare_distro(k, &cache_root(None), args.jobs)?)
-        }
+        Some(k) if k == "running" || k.contains(':') => Some(prepare_distro(
+            k,
+            &cache_root(None),
+            args.jobs.unwrap_or_else(crate::default_jobs),
+        )?),
         Some(k) => Some(find_prepared(k)?),
         None => None,
     };
@@ -153,7 +155,7 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
         patches: args.patches.clone(),
         out: args.out.clone(),
         name: args.name.clone(),
-        jobs: args.jobs,
+        jobs: args.jobs.unwrap_or_else(crate::default_jobs),
         replace: !args.no_replace,
         work: work.clone(),
         skip_compiler_check: args.skip_compiler_check,
@@ -262,8 +264,8 @@ pub struct PrepareArgs {
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
     /// Parallel jobs (default: the number of CPUs).
-    #[arg(short = 'j', long, default_value_t = crate::default_jobs())]
-    pub jobs: usize,
+    #[arg(short = 'j', long)]
+    pub jobs: Option<usize>,
 }
 
 /// The cache root: prepared kernels in `kernels/`, distribution packages by distribution.
@@ -293,7 +295,7 @@ pub fn run_prepare(args: PrepareArgs) -> Result<ExitCode> {
     use klpforge_driver::prepare::{prepare, KernelInputs};
     let cache = cache_root(args.cache);
     let k = match &args.kernel {
-        Some(spec) => prepare_distro(spec, &cache, args.jobs)?,
+        Some(spec) => prepare_distro(spec, &cache, args.jobs.unwrap_or_else(crate::default_jobs))?,
         None => {
             let need = |v: Option<PathBuf>, what: &str| {
                 v.ok_or_else(|| anyhow!("--{what} is required without --kernel"))
@@ -309,9 +311,12 @@ pub fn run_prepare(args: PrepareArgs) -> Result<ExitCode> {
                 modules: args.modules,
                 module_archive: None,
             };
-            prepare(&inputs, &cache.join("kernels"), args.jobs, &|s| {
-                eprintln!("klpforge: {s}")
-            })
+            prepare(
+                &inputs,
+                &cache.join("kernels"),
+                args.jobs.unwrap_or_else(crate::default_jobs),
+                &|s| eprintln!("klpforge: {s}"),
+            )
             .map_err(|e| anyhow!(e))?
         }
     };

@@ -35,8 +35,8 @@ pub struct ModuleArgs {
     #[arg(long, value_name = "DIR")]
     pub work: Option<PathBuf>,
     /// Parallel make jobs (default: the number of CPUs).
-    #[arg(short = 'j', long, default_value_t = crate::default_jobs())]
-    pub jobs: usize,
+    #[arg(short = 'j', long)]
+    pub jobs: Option<usize>,
     #[command(flatten)]
     pub sign: crate::sign::SignArgs,
     /// Variables passed to make (CC=..., LLVM=1).
@@ -83,7 +83,7 @@ pub fn run_module(args: ModuleArgs) -> Result<ExitCode> {
         replace: !args.no_replace,
         make_vars: args.make_vars,
         work: args.work,
-        jobs: args.jobs,
+        jobs: args.jobs.unwrap_or_else(crate::default_jobs),
         sign: args.sign.key_and_cert()?,
         init_cache: Some(klpforge_driver::prepare::default_cache().with_file_name("init")),
     };

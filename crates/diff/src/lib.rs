@@ -199,7 +199,7 @@ fn first_difference(
                         "\"{}\"",
                         String::from_utf8_lossy(refs::string_at(
                             info.obj.section(s).bytes(),
-                            start
+                            start.into()
                         ))
                         .escape_default()
                     )

@@ -113,8 +113,8 @@ pub(crate) fn markers(p: &ObjInfo<'_, '_>) -> Markers {
                         sec: ssec, start, ..
                     } = target
                     {
-                        let wanted = string_at(p.obj.section(ssec).bytes(), start).to_vec();
-                        if let Some(id) = p.obj.section_by_name(&wanted) {
+                        let wanted = string_at(p.obj.section(ssec).bytes(), start.into()).to_vec();
+                        if let Some(id) = p.section_named(&wanted) {
                             m.ignored_sections.insert(id);
                         }
                     }
@@ -142,10 +142,7 @@ pub(crate) fn markers(p: &ObjInfo<'_, '_>) -> Markers {
 /// The `KLPFORGE_STATE` records of `.klp_forge.states` (`u64 id`, `u32 version`, `u32` zero,
 /// in the object's byte order), or the refusal that malformed or contradicting ones deserve.
 pub(crate) fn declared_states(p: &ObjInfo<'_, '_>) -> Result<Vec<KlpState>, Refusal> {
-    let Some(sec) = p
-        .obj
-        .section_by_name(crate::klp::KLP_STATES_SECTION.as_bytes())
-    else {
+    let Some(sec) = p.section_named(crate::klp::KLP_STATES_SECTION.as_bytes()) else {
         return Ok(Vec::new());
     };
     let bytes = p.obj.section(sec).bytes();

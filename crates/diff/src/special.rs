@@ -218,7 +218,7 @@ pub struct OrcPartner {
 /// The `.orc_unwind` partner of `.orc_unwind_ip` section `ip`, if the object has one; an
 /// error if it does not hold one entry per `.orc_unwind_ip` entry.
 pub fn orc_partner(info: &ObjInfo<'_, '_>, ip: SectionId) -> Result<Option<OrcPartner>, String> {
-    let Some(orc) = info.obj.section_by_name(b".orc_unwind") else {
+    let Some(orc) = info.section_named(b".orc_unwind") else {
         return Ok(None);
     };
     let n = info.obj.section(ip).bytes().len() as u64 / 4;
@@ -246,7 +246,7 @@ pub const ANNOTYPE_DATA_SPECIAL: u32 = 1;
 /// `.discard.annotate_data`, a PC-relative pointer to the entry and a 32-bit type. Sorted,
 /// empty when the section has none.
 pub fn annotated_starts(info: &ObjInfo<'_, '_>, sec: SectionId) -> Vec<u64> {
-    let Some(ann) = info.obj.section_by_name(b".discard.annotate_data") else {
+    let Some(ann) = info.section_named(b".discard.annotate_data") else {
         return Vec::new();
     };
     let data = info.obj.section(ann).bytes();

@@ -190,7 +190,7 @@ fn references_resolve_to_strings_and_symbols() {
     let string = targets.iter().find_map(|t| match *t {
         Target::String { sec, start, .. } => Some(klpforge_diff::refs::string_at(
             i.obj.section(sec).bytes(),
-            start,
+            start.into(),
         )),
         _ => None,
     });

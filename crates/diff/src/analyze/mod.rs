@@ -6,6 +6,9 @@
 pub mod refs;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+
+use xxhash_rust::xxh3::xxh3_64;
 
 use klpforge_arch::Arch;
 use klpforge_elf::{ElfObject, Relocation, SectionData, SectionId, SymbolId, SymbolPlace};
@@ -179,11 +182,17 @@ pub struct Anchor {
 /// the relocation itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Reloc<'a> {
+    /// Where it applies (the relocation's `r_offset`, kept here too: offset searches then
+    /// read this table alone instead of following a pointer per step).
+    pub offset: u64,
     /// The relocation as stored (in the object's model: not copied, a kernel has millions).
     pub rel: &'a Relocation,
     /// What it refers to, independent of layout.
     pub target: crate::refs::Target,
 }
+
+// A kernel object has millions: keep each at four words.
+const _: () = assert!(std::mem::size_of::<Reloc<'static>>() == 32);
 
 impl std::ops::Deref for Reloc<'_> {
     type Target = Relocation;
@@ -218,6 +227,9 @@ pub struct ObjInfo<'a, 'data> {
     /// Where ftrace's entry tables (`__patchable_function_entries`, `__mcount_loc`) point,
     /// per code section (index = section arena slot), sorted.
     pub ftrace_sites: Vec<Vec<i64>>,
+    /// The first section of each name hash, built on the first [`ObjInfo::section_named`]
+    /// (keyed by hash, not name, so that it holds no borrow).
+    by_section_name: std::sync::OnceLock<HashMap<u64, SectionId>>,
 }
 
 fn classify_section(obj: &ElfObject<'_>, id: SectionId) -> (SecKind, bool) {
@@ -552,6 +564,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             relocs: Vec::new(),
             piece_bounds: Vec::new(),
             ftrace_sites: Vec::new(),
+            by_section_name: std::sync::OnceLock::new(),
         };
         info.code = decode_code(&info);
         info.relocs = resolve_all(&info);
@@ -592,6 +605,25 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     /// The decoded instructions of a code section.
     pub fn code(&self, sec: SectionId) -> Option<&crate::code::CodeMap> {
         self.code.get(sec.index()).and_then(Option::as_ref)
+    }
+
+    /// The first section named `name` (an index built once: a kernel has 100,000 sections
+    /// and several phases look up the same few names).
+    pub fn section_named(&self, name: &[u8]) -> Option<SectionId> {
+        let obj = self.obj;
+        let first = self.by_section_name.get_or_init(|| {
+            let mut map = HashMap::with_capacity(obj.section_arena_len());
+            for (id, s) in obj.sections() {
+                map.entry(xxh3_64(&s.name)).or_insert(id);
+            }
+            map
+        });
+        match first.get(&xxh3_64(name)) {
+            Some(&id) if obj.section(id).name.as_ref() == name => Some(id),
+            // Another name with the same hash came first: look the slow way.
+            Some(_) => obj.section_by_name(name),
+            None => None,
+        }
     }
 
     /// Facts about a symbol.
@@ -832,6 +864,7 @@ fn resolve_all<'a>(info: &ObjInfo<'a, '_>) -> Vec<Vec<Reloc<'a>>> {
         for &rs in &info.sec(sec).relocs {
             for r in info.obj.section(rs).relocations().unwrap_or(&[]) {
                 list.push(Reloc {
+                    offset: r.offset,
                     rel: r,
                     target: crate::refs::resolve(info, sec, r),
                 });

@@ -23,14 +23,15 @@ pub enum Target {
         /// True target offset from the symbol's start.
         offset: i64,
     },
-    /// A NUL-terminated string in a string section.
+    /// A NUL-terminated string in a string section (32-bit fields keep every target, and a
+    /// kernel's millions of them, at 16 bytes).
     String {
         /// The string section.
         sec: SectionId,
         /// Offset of the first byte of the string.
-        start: u64,
+        start: u32,
         /// True target offset minus `start` (normally 0).
-        delta: i64,
+        delta: i32,
     },
     /// A mergeable constant (`.rodata.cst*`).
     Constant {
@@ -103,10 +104,14 @@ pub fn resolve(info: &ObjInfo<'_, '_>, from: SectionId, r: &Relocation) -> Targe
         SecKind::Strings => {
             let data = info.obj.section(sec).bytes();
             let start = string_start(data, section_offset.max(0) as u64);
-            return Target::String {
-                sec,
-                start,
-                delta: section_offset.saturating_sub(start as i64),
+            let delta = section_offset.saturating_sub(start as i64);
+            return match (u32::try_from(start), i32::try_from(delta)) {
+                (Ok(start), Ok(delta)) => Target::String { sec, start, delta },
+                // Only a corrupt addend (or a 4 GiB string table) gets here: by offset.
+                _ => Target::Section {
+                    sec,
+                    offset: section_offset,
+                },
             };
         }
         SecKind::Constants => {

@@ -85,7 +85,7 @@ pub(super) fn line_arguments(
                 sec: ssec, start, ..
             } = r.target
             {
-                if is_file_name(string_at(info.obj.section(ssec).bytes(), start)) {
+                if is_file_name(string_at(info.obj.section(ssec).bytes(), start.into())) {
                     file_arg = Some(arch.address_argument(bytes).unwrap_or(0));
                 }
             }

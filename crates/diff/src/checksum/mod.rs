@@ -252,9 +252,9 @@ impl Ctx<'_, '_, '_, '_> {
             }
             Target::String { sec, start, delta } => {
                 h.both(b"T");
-                h.both(string_at(info.obj.section(sec).bytes(), start));
+                h.both(string_at(info.obj.section(sec).bytes(), start.into()));
                 h.both(&[0]);
-                h.both(&delta.to_le_bytes());
+                h.both(&i64::from(delta).to_le_bytes());
             }
             Target::Constant { sec, offset } => {
                 let s = info.obj.section(sec);

@@ -103,7 +103,7 @@ impl Cloner<'_, '_, '_> {
         }
         self.import_namespaces();
         // Keep the object's stack marking (ld warns about an executable stack without it).
-        if let Some(note) = self.p.obj.section_by_name(b".note.GNU-stack") {
+        if let Some(note) = self.p.section_named(b".note.GNU-stack") {
             let flags = self.p.obj.section(note).sh_flags;
             self.out.add_section(Section::progbits(
                 &b".note.GNU-stack"[..],
@@ -165,7 +165,7 @@ impl Cloner<'_, '_, '_> {
 
     /// Copy `import_ns=` entries of the patched `.modinfo`.
     fn import_namespaces(&mut self) {
-        let Some(mi) = self.p.obj.section_by_name(b".modinfo") else {
+        let Some(mi) = self.p.section_named(b".modinfo") else {
             return;
         };
         let sec = self.p.obj.section(mi);

@@ -351,10 +351,10 @@ impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
         match r.target {
             Target::Absolute => self.push_reloc(out, new(None, r.addend)),
             Target::String { sec, start, delta } => {
-                let (osec, at) = self.copy_string(sec, start);
+                let (osec, at) = self.copy_string(sec, start.into());
                 let sym = self.section_symbol(osec);
                 // Addends are modular (a corrupt one must not overflow).
-                let addend = (at as i64).wrapping_add(delta).wrapping_sub(bias);
+                let addend = (at as i64).wrapping_add(delta.into()).wrapping_sub(bias);
                 self.push_reloc(out, new(Some(sym), addend));
             }
             Target::Constant { sec, offset } => {
