@@ -469,20 +469,18 @@ pub fn correlate(
         || group(orig, &of),
         || group(patched, &pf),
     );
-    // Groups in key order (what pairing and its messages follow), as a sorted map gave them.
-    let mut og: Vec<(GroupKey<'_>, Vec<SymbolId>)> = og.into_iter().collect();
-    og.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut pending = Vec::new();
+    // Groups pair independently of each other (their symbols are disjoint); what is left
+    // goes on in key order (what pairing by evidence and its messages follow), so only the
+    // few groups left are sorted, not every name of a kernel.
+    let mut left: Vec<(GroupKey<'_>, Pending)> = Vec::new();
     for (key, os) in og {
         let Some(ps) = pg.remove(&key) else { continue };
-        pending.extend(pair_group(
-            &mut twins,
-            (orig_sums, patched_sums),
-            key.2,
-            os,
-            ps,
-        ));
+        if let Some(p) = pair_group(&mut twins, (orig_sums, patched_sums), key.2, os, ps) {
+            left.push((key, p));
+        }
     }
+    left.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut pending: Vec<Pending> = left.into_iter().map(|(_, p)| p).collect();
     // A symbol that changed scope (static ↔ global) pairs by exact name when unique.
     let unpaired_o: Vec<SymbolId> = orig
         .obj

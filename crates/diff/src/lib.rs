@@ -327,6 +327,17 @@ pub(crate) fn both<A: Send, B: Send>(
     }
 }
 
+/// One object's analysis and where its special-section entries apply (the part of their
+/// checksums that does not depend on correlation).
+fn analyzed<'a, 'd>(
+    obj: &'a ElfObject<'d>,
+    arch: &'static dyn klpforge_arch::Arch,
+) -> (analyze::ObjInfo<'a, 'd>, checksum::Sites) {
+    let info = analyze::ObjInfo::new(obj, arch);
+    let sites = checksum::Sites::new(&info);
+    (info, sites)
+}
+
 /// Whether a pair of objects is large enough for [`both`] to run phases side by side:
 /// together more than this many symbols.
 pub(crate) const LARGE_SYMBOLS: usize = 20_000;
@@ -358,11 +369,8 @@ pub fn diff(
     // The two objects are analysed and hashed side by side (each phase reads one object).
     let large = orig.symbol_arena_len() + patched.symbol_arena_len() > LARGE_SYMBOLS;
     let started = std::time::Instant::now();
-    let (o, p) = both(
-        large,
-        || analyze::ObjInfo::new(orig, arch),
-        || analyze::ObjInfo::new(patched, arch),
-    );
+    let (o, p) = both(large, || analyzed(orig, arch), || analyzed(patched, arch));
+    let ((o, osites), (p, psites)) = (o, p);
     // Checksums by name pair the candidates names alone do not (computed only for those and
     // their users); checksums by twin identity then decide what changed (a renumbered
     // reference hashes equal, a retargeted one differs).
@@ -375,8 +383,10 @@ pub fn diff(
     let (twins, index) = both(
         large,
         || {
-            let (orig_names, patched_names) =
-                (checksum::LazySums::new(&o), checksum::LazySums::new(&p));
+            let (orig_names, patched_names) = (
+                checksum::LazySums::new(&o, &osites),
+                checksum::LazySums::new(&p, &psites),
+            );
             correlate::correlate(&o, &p, &orig_names, &patched_names)
         },
         || clone::SpecialIndex::new(&p),
@@ -391,6 +401,7 @@ pub fn diff(
         || {
             checksum::compute(
                 &o,
+                &osites,
                 checksum::Identity::Twins {
                     twins: &twins,
                     patched: false,
@@ -400,6 +411,7 @@ pub fn diff(
         || {
             checksum::compute(
                 &p,
+                &psites,
                 checksum::Identity::Twins {
                     twins: &twins,
                     patched: true,
@@ -481,6 +493,9 @@ pub fn diff(
         "time: cloning done at {:.3} s",
         started.elapsed().as_secs_f64()
     );
+    // Two large analyses free faster side by side (a kernel's are millions of allocations).
+    drop((index, sel, orig_sums, patched_sums, twins));
+    both(large, move || drop(o), move || drop(p));
     report.output_functions = result.output_functions;
     report.klp_relocations = result.klp_relocs;
     report.special_sections = result.special;

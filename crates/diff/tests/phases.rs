@@ -4,7 +4,7 @@
 //! pin what each phase itself decides, so a regression names its phase.
 
 use klpforge_diff::analyze::ObjInfo;
-use klpforge_diff::checksum::{compute, Checksums, Identity};
+use klpforge_diff::checksum::{compute, Checksums, Identity, Sites};
 use klpforge_diff::correlate::{correlate, Twins};
 use klpforge_diff::refs::Target;
 use klpforge_diff::select::{select, Selection};
@@ -39,10 +39,15 @@ fn id(info: &ObjInfo<'_, '_>, name: &str) -> SymbolId {
 
 /// The three phases up to the selection, as `diff` runs them.
 fn phases(o: &ObjInfo<'_, '_>, p: &ObjInfo<'_, '_>) -> (Twins, Checksums, Checksums, Selection) {
-    let (on, pn) = (compute(o, Identity::Names), compute(p, Identity::Names));
+    let (osites, psites) = (Sites::new(o), Sites::new(p));
+    let (on, pn) = (
+        compute(o, &osites, Identity::Names),
+        compute(p, &psites, Identity::Names),
+    );
     let twins = correlate(o, p, &on, &pn).unwrap();
     let os = compute(
         o,
+        &osites,
         Identity::Twins {
             twins: &twins,
             patched: false,
@@ -50,6 +55,7 @@ fn phases(o: &ObjInfo<'_, '_>, p: &ObjInfo<'_, '_>) -> (Twins, Checksums, Checks
     );
     let ps = compute(
         p,
+        &psites,
         Identity::Twins {
             twins: &twins,
             patched: true,
@@ -70,7 +76,7 @@ fn checksums_ignore_layout_and_see_meaning() {
          int third(int x) { return x * 3 + 2; }\n",
     );
     let i = info(obj);
-    let sums = compute(&i, Identity::Names);
+    let sums = compute(&i, &Sites::new(&i), Identity::Names);
     let s = |n: &str| sums.full[id(&i, n).index()];
     assert_eq!(s("first"), s("second"), "position and name are not content");
     assert_ne!(s("first"), s("third"), "a changed immediate is");
@@ -88,7 +94,10 @@ fn line_numbers_alone_change_only_the_full_checksum() {
         info(object("lines", &src(""))),
         info(object("lines", &src("\n\n"))),
     );
-    let (os, ps) = (compute(&o, Identity::Names), compute(&p, Identity::Names));
+    let (os, ps) = (
+        compute(&o, &Sites::new(&o), Identity::Names),
+        compute(&p, &Sites::new(&p), Identity::Names),
+    );
     let (a, b) = (id(&o, "sleepy").index(), id(&p, "sleepy").index());
     assert_ne!(os.full[a], ps.full[b], "the line moved");
     assert_eq!(os.noline[a], ps.noline[b], "only the line moved");

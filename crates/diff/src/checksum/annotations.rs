@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use klpforge_elf::{SectionId, SymbolId};
 
 use super::{field_size, hash_code, masked_bytes, Ctx, Hashers};
-use crate::analyze::{ObjInfo, Reloc, RelocCursor, SecKind, SymKind};
+use crate::analyze::{relocs_in, ObjInfo, Reloc, RelocCursor, SecKind, SymKind};
 use crate::refs::Target;
 use crate::special;
 
@@ -32,121 +32,228 @@ pub(super) struct Annotation {
     pub(super) noline: u64,
 }
 
-/// Hash each entry of the [`CODE_ANNOTATION_SECTIONS`] and attach it to the function (the
-/// parent, for `.cold` parts) its first code reference lands in.
-pub(super) fn code_annotations(
-    ctx: &mut Ctx<'_, '_, '_, '_>,
-) -> HashMap<SymbolId, Vec<Annotation>> {
-    let info = ctx.info;
-    let mut out: HashMap<SymbolId, Vec<Annotation>> = HashMap::new();
-    // Boundaries of the pieces of auxiliary code (alternative replacements, fixups), from
-    // every reference special entries make into them.
-    let mut aux_bounds: HashMap<SectionId, Vec<u64>> = HashMap::new();
-    let specials: Vec<SectionId> = info
-        .obj
-        .sections()
-        .filter(|(id, s)| {
-            info.sec(*id).kind == SecKind::Special
-                && CODE_ANNOTATION_SECTIONS.contains(&s.name_lossy().as_ref())
-        })
-        .map(|(id, _)| id)
-        .collect();
-    for &sec in &specials {
-        for r in info.relocations(sec) {
-            if let Target::Section { sec: aux, offset } = r.target {
-                if info.sec(aux).kind == SecKind::SpecialAux {
-                    aux_bounds
-                        .entry(aux)
-                        .or_default()
-                        .push(offset.max(0) as u64);
+/// Where the entries of the [`CODE_ANNOTATION_SECTIONS`] apply: found once per object (it
+/// does not depend on how references are hashed), hashed for all functions or for one.
+pub struct Sites {
+    /// Boundaries of the pieces of auxiliary code (alternative replacements, fixups), from
+    /// every reference special entries make into them; sorted.
+    aux_bounds: HashMap<SectionId, Vec<u64>>,
+    sections: Vec<SiteSection>,
+    /// The entries of each function, in section and entry order: `(section, entry)`.
+    by_owner: HashMap<SymbolId, Vec<(u32, u32)>>,
+}
+
+struct SiteSection {
+    sec: SectionId,
+    name: String,
+    /// The entry byte holding its replacement's length ([`replacement_length_field`]).
+    len_field: Option<u64>,
+    entries: Vec<Site>,
+}
+
+struct Site {
+    start: u64,
+    end: u64,
+    /// The function it applies to (the parent, for a `.cold` part).
+    owner: SymbolId,
+    /// Where in it: (0 for the function, 1 for a `.cold` part; offset).
+    at: (u64, u64),
+}
+
+impl Sites {
+    /// Attach each entry of the [`CODE_ANNOTATION_SECTIONS`] of `info` to the function (the
+    /// parent, for `.cold` parts) its first code reference lands in.
+    pub fn new(info: &ObjInfo<'_, '_>) -> Sites {
+        let mut aux_bounds: HashMap<SectionId, Vec<u64>> = HashMap::new();
+        let specials: Vec<SectionId> = info
+            .obj
+            .sections()
+            .filter(|(id, s)| {
+                info.sec(*id).kind == SecKind::Special
+                    && CODE_ANNOTATION_SECTIONS.contains(&s.name_lossy().as_ref())
+            })
+            .map(|(id, _)| id)
+            .collect();
+        for &sec in &specials {
+            for r in info.relocations(sec) {
+                if let Target::Section { sec: aux, offset } = r.target {
+                    if info.sec(aux).kind == SecKind::SpecialAux {
+                        aux_bounds
+                            .entry(aux)
+                            .or_default()
+                            .push(offset.max(0) as u64);
+                    }
                 }
             }
         }
-    }
-    for list in aux_bounds.values_mut() {
-        list.sort_unstable();
-        list.dedup();
-    }
-    for sec in specials {
-        let name = info.obj.section(sec).name_lossy().into_owned();
-        let Ok(entries) = special::entries(info, sec) else {
-            continue;
-        };
-        let relocs = info.relocations(sec);
-        let data = info.obj.section(sec).bytes();
-        let len_field = replacement_length_field(info, sec, &entries, relocs, &aux_bounds);
-        let mut cursor = RelocCursor::new(relocs);
-        for (start, end) in entries {
-            let here = cursor.take(start, end);
-            let owner = here.iter().find_map(|r| match r.target {
-                Target::Symbol { sym, offset } if info.sym(sym).kind == SymKind::Function => {
-                    let parent = info.sym(sym).parent.unwrap_or(sym);
-                    Some((parent, (u64::from(parent != sym), offset.max(0) as u64)))
-                }
-                _ => None,
-            });
-            let Some((owner, at)) = owner else { continue };
-            // A jump-label entry whose target is its own site patches nothing: compilers
-            // leave such entries behind when a branch was folded.
-            if name == "__jump_table" && degenerate_jump_entry(info, here) {
+        for list in aux_bounds.values_mut() {
+            list.sort_unstable();
+            list.dedup();
+        }
+        let mut sections = Vec::new();
+        let mut by_owner: HashMap<SymbolId, Vec<(u32, u32)>> = HashMap::new();
+        for sec in specials {
+            let name = info.obj.section(sec).name_lossy().into_owned();
+            let Ok(entries) = special::entries(info, sec) else {
                 continue;
-            }
-            let mut h = Hashers::new();
-            h.both(name.as_bytes());
-            let bytes = masked_bytes(info, sec, start, end, here);
-            h.full.update(&bytes);
-            // Bug-table entries with a file name carry __LINE__ in the 16-bit field right
-            // after their relocated fields (the flags follow it): only that field is masked.
-            if name == "__bug_table" && here.len() >= 2 {
-                let line_at = here
-                    .iter()
-                    .map(|r| (r.offset - start) as usize + field_size(info, r))
-                    .max()
-                    .unwrap_or(0);
-                let mut masked = bytes.clone();
-                let line_end = (line_at + 2).min(masked.len());
-                masked[line_at.min(line_end)..line_end].fill(0);
-                h.noline.update(&masked);
-            } else {
-                h.noline.update(&bytes);
-            }
-            for r in here {
-                h.both(&(r.offset - start).to_le_bytes());
-                h.both(&r.r_type.to_le_bytes());
-                match r.target {
-                    Target::Section { sec: aux, offset }
-                        if info.sec(aux).kind == SecKind::SpecialAux =>
-                    {
-                        // The replacement code itself, by content.
-                        let bounds = &aux_bounds[&aux];
-                        let a = offset.max(0) as u64;
-                        let size = info.obj.section(aux).bytes().len() as u64;
-                        let next = bounds.iter().copied().find(|&x| x > a).unwrap_or(size);
-                        // The entry's own length field when one was found: a zero-length
-                        // replacement shares its offset with the next entry's code.
-                        let b = match len_field {
-                            Some(p) => (a + u64::from(data[(start + p) as usize])).min(size),
-                            None => next,
-                        };
-                        h.both(b"AUX");
-                        hash_code(&mut h, ctx, aux, a, b);
+            };
+            let relocs = info.relocations(sec);
+            let len_field = replacement_length_field(info, sec, &entries, relocs, &aux_bounds);
+            let mut cursor = RelocCursor::new(relocs);
+            let mut sites = Vec::new();
+            for (start, end) in entries {
+                let here = cursor.take(start, end);
+                let owner = here.iter().find_map(|r| match r.target {
+                    Target::Symbol { sym, offset } if info.sym(sym).kind == SymKind::Function => {
+                        let parent = info.sym(sym).parent.unwrap_or(sym);
+                        Some((parent, (u64::from(parent != sym), offset.max(0) as u64)))
                     }
-                    t => ctx.hash_target(&mut h, t),
+                    _ => None,
+                });
+                let Some((owner, at)) = owner else { continue };
+                // A jump-label entry whose target is its own site patches nothing: compilers
+                // leave such entries behind when a branch was folded.
+                if name == "__jump_table" && degenerate_jump_entry(info, here) {
+                    continue;
                 }
+                by_owner
+                    .entry(owner)
+                    .or_default()
+                    .push((sections.len() as u32, sites.len() as u32));
+                sites.push(Site {
+                    start,
+                    end,
+                    owner,
+                    at,
+                });
             }
-            out.entry(owner).or_default().push(Annotation {
-                at,
-                full: h.full.digest(),
-                noline: h.noline.digest(),
+            sections.push(SiteSection {
+                sec,
+                name,
+                len_field,
+                entries: sites,
             });
+        }
+        Sites {
+            aux_bounds,
+            sections,
+            by_owner,
+        }
+    }
+}
+
+/// The entries of every function, hashed (in section and entry order).
+pub(super) fn code_annotations(
+    ctx: &mut Ctx<'_, '_, '_, '_>,
+    sites: &Sites,
+) -> HashMap<SymbolId, Vec<Annotation>> {
+    let mut out: HashMap<SymbolId, Vec<Annotation>> = HashMap::new();
+    for section in &sites.sections {
+        for site in &section.entries {
+            let a = hash_site(ctx, sites, section, site);
+            out.entry(site.owner).or_default().push(a);
         }
     }
     for list in out.values_mut() {
-        list.sort_by_key(|a| (a.at, a.full));
-        // Identical entries for one site say the same thing once.
-        list.dedup_by_key(|a| (a.at, a.full, a.noline));
+        finish(list);
     }
     out
+}
+
+/// The entries of one function, hashed: what [`code_annotations`] gives it, without hashing
+/// any other function's.
+pub(super) fn annotations_of(
+    ctx: &mut Ctx<'_, '_, '_, '_>,
+    sites: &Sites,
+    owner: SymbolId,
+) -> Vec<Annotation> {
+    let mut list: Vec<Annotation> = sites
+        .by_owner
+        .get(&owner)
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .map(|&(s, e)| {
+            let section = &sites.sections[s as usize];
+            hash_site(ctx, sites, section, &section.entries[e as usize])
+        })
+        .collect();
+    finish(&mut list);
+    list
+}
+
+/// Sort one function's entries by site; identical entries for one site say the same thing
+/// once.
+fn finish(list: &mut Vec<Annotation>) {
+    list.sort_by_key(|a| (a.at, a.full));
+    list.dedup_by_key(|a| (a.at, a.full, a.noline));
+}
+
+/// Hash one entry: its bytes (relocated fields and a bug entry's line masked), and what each
+/// reference means (auxiliary code by content).
+fn hash_site(
+    ctx: &mut Ctx<'_, '_, '_, '_>,
+    sites: &Sites,
+    section: &SiteSection,
+    site: &Site,
+) -> Annotation {
+    let info = ctx.info;
+    let (sec, name, len_field) = (section.sec, &section.name, section.len_field);
+    let aux_bounds = &sites.aux_bounds;
+    let (start, end, at) = (site.start, site.end, site.at);
+    let here = relocs_in(info.relocations(sec), start, end);
+    let data = info.obj.section(sec).bytes();
+    let mut h = Hashers::new();
+    h.both(name.as_bytes());
+    let bytes = masked_bytes(info, sec, start, end, here);
+    h.full.update(&bytes);
+    // Bug-table entries with a file name carry __LINE__ in the 16-bit field right
+    // after their relocated fields (the flags follow it): only that field is masked.
+    if name == "__bug_table" && here.len() >= 2 {
+        let line_at = here
+            .iter()
+            .map(|r| (r.offset - start) as usize + field_size(info, r))
+            .max()
+            .unwrap_or(0);
+        let mut masked = bytes.clone();
+        let line_end = (line_at + 2).min(masked.len());
+        masked[line_at.min(line_end)..line_end].fill(0);
+        h.noline.update(&masked);
+    } else {
+        h.noline.update(&bytes);
+    }
+    for r in here {
+        h.both(&(r.offset - start).to_le_bytes());
+        h.both(&r.r_type.to_le_bytes());
+        match r.target {
+            Target::Section { sec: aux, offset } if info.sec(aux).kind == SecKind::SpecialAux => {
+                // The replacement code itself, by content.
+                let bounds = &aux_bounds[&aux];
+                let a = offset.max(0) as u64;
+                let size = info.obj.section(aux).bytes().len() as u64;
+                let next = next_bound(bounds, a).unwrap_or(size);
+                // The entry's own length field when one was found: a zero-length
+                // replacement shares its offset with the next entry's code.
+                let b = match len_field {
+                    Some(p) => (a + u64::from(data[(start + p) as usize])).min(size),
+                    None => next,
+                };
+                h.both(b"AUX");
+                hash_code(&mut h, ctx, aux, a, b);
+            }
+            t => ctx.hash_target(&mut h, t),
+        }
+    }
+    Annotation {
+        at,
+        full: h.full.digest(),
+        noline: h.noline.digest(),
+    }
+}
+
+/// The first of the sorted `bounds` above `a` (a binary search: a kernel's alternatives
+/// have tens of thousands of pieces).
+fn next_bound(bounds: &[u64], a: u64) -> Option<u64> {
+    bounds.get(bounds.partition_point(|&x| x <= a)).copied()
 }
 
 /// In a section whose entries point at auxiliary code (`.altinstructions` into
@@ -172,7 +279,7 @@ fn replacement_length_field(
                 if let Some(bounds) = aux_bounds.get(&aux) {
                     let a = offset.max(0) as u64;
                     let size = info.obj.section(aux).bytes().len() as u64;
-                    let b = bounds.iter().copied().find(|&x| x > a).unwrap_or(size);
+                    let b = next_bound(bounds, a).unwrap_or(size);
                     samples.push((start, end - start, b.saturating_sub(a)));
                 }
             }

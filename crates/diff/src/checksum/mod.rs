@@ -32,7 +32,8 @@ use crate::twins::Twins;
 mod annotations;
 mod lines;
 
-use annotations::code_annotations;
+pub use annotations::Sites;
+use annotations::{annotations_of, code_annotations};
 use lines::line_arguments;
 
 /// Sections of records that carry `__LINE__` in their unrelocated bytes: their content is
@@ -504,7 +505,7 @@ pub(crate) fn masked_bytes(
 
 /// Compute the checksums of every defined function and data object of `info`, hashing
 /// references to correlatable symbols as `identity` says.
-pub fn compute(info: &ObjInfo<'_, '_>, identity: Identity<'_>) -> Checksums {
+pub fn compute(info: &ObjInfo<'_, '_>, sites: &Sites, identity: Identity<'_>) -> Checksums {
     let n = info.obj.symbol_arena_len();
     let mut out = Checksums {
         full: vec![0; n],
@@ -512,9 +513,10 @@ pub fn compute(info: &ObjInfo<'_, '_>, identity: Identity<'_>) -> Checksums {
         gaps: Vec::new(),
     };
     let mut ctx = Ctx::new(info, identity);
-    let annotations = code_annotations(&mut ctx);
+    let annotations = code_annotations(&mut ctx, sites);
     for (id, _) in info.obj.symbols() {
-        if let Some((full, noline)) = symbol_sums(&mut ctx, &annotations, id) {
+        let own = annotations.get(&id).map_or(&[][..], Vec::as_slice);
+        if let Some((full, noline)) = symbol_sums(&mut ctx, own, id) {
             out.full[id.index()] = full;
             out.noline[id.index()] = noline;
         }
@@ -527,7 +529,7 @@ pub fn compute(info: &ObjInfo<'_, '_>, identity: Identity<'_>) -> Checksums {
 /// for anything else).
 fn symbol_sums(
     ctx: &mut Ctx<'_, '_, '_, '_>,
-    annotations: &HashMap<SymbolId, Vec<annotations::Annotation>>,
+    annotations: &[annotations::Annotation],
     id: SymbolId,
 ) -> Option<(u64, u64)> {
     let info = ctx.info;
@@ -555,11 +557,9 @@ fn symbol_sums(
                     );
                 }
             }
-            if let Some(list) = annotations.get(&id) {
-                for a in list {
-                    h.full.update(&a.full.to_le_bytes());
-                    h.noline.update(&a.noline.to_le_bytes());
-                }
+            for a in annotations {
+                h.full.update(&a.full.to_le_bytes());
+                h.noline.update(&a.noline.to_le_bytes());
             }
         }
         SymKind::Object => hash_object(&mut h, ctx, id),
@@ -583,32 +583,32 @@ impl FullSums for Checksums {
 /// Checksums by [`Identity::Names`] computed when first asked for: correlation needs them only
 /// for the candidates of groups that names alone do not pair, and for their users, a small
 /// part of a kernel.
-pub struct LazySums<'i, 'a, 'd> {
+pub struct LazySums<'i, 'a, 'd, 's> {
     ctx: std::cell::RefCell<Ctx<'i, 'a, 'd, 'static>>,
-    /// The special-section entries hashed into their functions, on the first request.
-    annotations: std::cell::OnceCell<HashMap<SymbolId, Vec<annotations::Annotation>>>,
+    /// Where special-section entries apply (only the asked functions' are hashed).
+    sites: &'s Sites,
     done: std::cell::RefCell<Vec<Option<u64>>>,
 }
 
-impl<'i, 'a, 'd> LazySums<'i, 'a, 'd> {
+impl<'i, 'a, 'd, 's> LazySums<'i, 'a, 'd, 's> {
     /// Ready to hash the symbols of `info` by name.
-    pub fn new(info: &'i ObjInfo<'a, 'd>) -> LazySums<'i, 'a, 'd> {
+    pub fn new(info: &'i ObjInfo<'a, 'd>, sites: &'s Sites) -> LazySums<'i, 'a, 'd, 's> {
         LazySums {
             ctx: std::cell::RefCell::new(Ctx::new(info, Identity::Names)),
-            annotations: std::cell::OnceCell::new(),
+            sites,
             done: std::cell::RefCell::new(vec![None; info.obj.symbol_arena_len()]),
         }
     }
 }
 
-impl FullSums for LazySums<'_, '_, '_> {
+impl FullSums for LazySums<'_, '_, '_, '_> {
     fn full(&self, id: SymbolId) -> u64 {
         if let Some(v) = self.done.borrow()[id.index()] {
             return v;
         }
         let mut ctx = self.ctx.borrow_mut();
-        let annotations = self.annotations.get_or_init(|| code_annotations(&mut ctx));
-        let v = symbol_sums(&mut ctx, annotations, id).map_or(0, |s| s.0);
+        let annotations = annotations_of(&mut ctx, self.sites, id);
+        let v = symbol_sums(&mut ctx, &annotations, id).map_or(0, |s| s.0);
         self.done.borrow_mut()[id.index()] = Some(v);
         v
     }
