@@ -15,26 +15,141 @@ pub use klpforge_arch::DecodedInsn as CodeInsn;
 /// A relative branch's displacement field and target (the arch crate's).
 pub use klpforge_arch::BranchField as Branch;
 
-/// The decoded instructions of one section, sorted by offset.
+/// The decoded instructions of one section, sorted by offset, stored compactly (a kernel has
+/// millions): one length byte per instruction, an offset checkpoint every [`MARK_EVERY`]
+/// instructions and wherever decoding restarted, and the relative branches apart (a few per
+/// hundred bytes). [`CodeMap::range`] and [`CodeMap::insn_at`] give whole instructions back.
 #[derive(Debug, Clone, Default)]
 pub struct CodeMap {
-    /// Instructions in offset order.
-    pub insns: Vec<CodeInsn>,
+    /// Length of each instruction, in offset order.
+    lens: Vec<u8>,
+    /// `(instruction index, offset)`: every [`MARK_EVERY`]th instruction and the first after a
+    /// gap; sorted. The offset of any other instruction follows from the lengths since.
+    marks: Vec<(u32, u32)>,
+    /// The relative branches: `(instruction index, target minus offset, field offset, field
+    /// size)`, sorted by index.
+    branches: Vec<(u32, i32, u8, u8)>,
 }
 
+/// How many instructions apart [`CodeMap`] keeps offset checkpoints: a lookup walks at most
+/// this many lengths.
+const MARK_EVERY: usize = 32;
+
 impl CodeMap {
-    /// The instruction containing byte `offset`.
-    pub fn insn_at(&self, offset: u64) -> Option<&CodeInsn> {
-        let i = self.insns.partition_point(|x| x.offset() <= offset);
-        let insn = self.insns.get(i.checked_sub(1)?)?;
-        (offset < insn.end()).then_some(insn)
+    /// Store `insns` (sorted by offset, not overlapping).
+    fn new(insns: &[CodeInsn]) -> CodeMap {
+        let mut map = CodeMap {
+            lens: Vec::with_capacity(insns.len()),
+            marks: Vec::with_capacity(insns.len() / MARK_EVERY + 1),
+            branches: Vec::new(),
+        };
+        let mut next = None;
+        for (i, insn) in insns.iter().enumerate() {
+            if i % MARK_EVERY == 0 || next != Some(insn.offset()) {
+                map.marks.push((i as u32, insn.offset() as u32));
+            }
+            map.lens.push(insn.length());
+            if let Some(b) = insn.branch() {
+                map.branches.push((
+                    i as u32,
+                    (b.target - insn.offset() as i64) as i32,
+                    b.disp_offset,
+                    b.disp_size,
+                ));
+            }
+            next = Some(insn.end());
+        }
+        map.branches.shrink_to_fit();
+        map
     }
 
-    /// Instructions within `[start, end)`.
-    pub fn range(&self, start: u64, end: u64) -> &[CodeInsn] {
-        let a = self.insns.partition_point(|x| x.offset() < start);
-        let b = self.insns.partition_point(|x| x.offset() < end);
-        &self.insns[a..b]
+    /// Instruction `i`, whose offset is `offset`; `branch` is the index in `branches` of its
+    /// branch, if it has one.
+    fn insn_with(&self, i: usize, offset: u64, branch: Option<usize>) -> CodeInsn {
+        let branch = branch.map(|k| {
+            let (_, delta, disp_offset, disp_size) = self.branches[k];
+            Branch {
+                target: offset as i64 + i64::from(delta),
+                disp_offset,
+                disp_size,
+            }
+        });
+        CodeInsn::new(offset, self.lens[i], branch)
+            .expect("offsets that were stored fit the compact form")
+    }
+
+    /// Instruction `i`, whose offset is `offset`.
+    fn insn(&self, i: usize, offset: u64) -> CodeInsn {
+        let k = self
+            .branches
+            .binary_search_by_key(&(i as u32), |b| b.0)
+            .ok();
+        self.insn_with(i, offset, k)
+    }
+
+    /// The instructions from the last checkpoint at or before `offset` on: `(index, offset)`
+    /// of the first, and the index where the next checkpoint starts (a gap may follow).
+    fn checkpoint_before(&self, offset: u64) -> Option<(usize, u64, usize)> {
+        let m = self
+            .marks
+            .partition_point(|&(_, at)| u64::from(at) <= offset)
+            .checked_sub(1)?;
+        let (i, at) = self.marks[m];
+        let stop = self
+            .marks
+            .get(m + 1)
+            .map_or(self.lens.len(), |&(j, _)| j as usize);
+        Some((i as usize, u64::from(at), stop))
+    }
+
+    /// The instruction containing byte `offset`.
+    pub fn insn_at(&self, offset: u64) -> Option<CodeInsn> {
+        let (mut i, mut at, stop) = self.checkpoint_before(offset)?;
+        while i < stop {
+            let end = at + u64::from(self.lens[i]);
+            if offset < end {
+                return Some(self.insn(i, at));
+            }
+            at = end;
+            i += 1;
+        }
+        None
+    }
+
+    /// Instructions within `[start, end)` (starting there; the last may extend past `end`).
+    pub fn range(&self, start: u64, end: u64) -> Vec<CodeInsn> {
+        let mut out = Vec::new();
+        let (mut i, mut at) = match self.checkpoint_before(start) {
+            Some((i, at, _)) => (i, at),
+            None => match self.marks.first() {
+                Some(&(i, at)) => (i as usize, u64::from(at)),
+                None => return out,
+            },
+        };
+        let mut mark = self.marks.partition_point(|&(j, _)| (j as usize) <= i);
+        let mut branch = self.branches.partition_point(|b| (b.0 as usize) < i);
+        while i < self.lens.len() {
+            // A checkpoint gives the offset after a gap.
+            if let Some(&(j, m_at)) = self.marks.get(mark) {
+                if j as usize == i {
+                    at = u64::from(m_at);
+                    mark += 1;
+                }
+            }
+            if at >= end {
+                break;
+            }
+            let here = self.branches.get(branch).filter(|b| b.0 as usize == i);
+            if at >= start {
+                out.push(self.insn_with(i, at, here.map(|_| branch)));
+            }
+            if here.is_some() {
+                branch += 1;
+            }
+            at += u64::from(self.lens[i]);
+            i += 1;
+        }
+        out
     }
 }
 
@@ -58,7 +173,60 @@ pub fn decode_section(arch: &dyn Arch, data: &[u8], starts: &[u64]) -> CodeMap {
         insns.extend(decoded);
         pos = next;
     }
-    // Kept for the whole diff: no spare capacity (a kernel has millions of instructions).
-    insns.shrink_to_fit();
-    CodeMap { insns }
+    CodeMap::new(&insns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Instructions with gaps (decoding restarted), branches here and there, more than a
+    /// checkpoint's worth, and an offset that needs all 32 bits.
+    fn sample() -> Vec<CodeInsn> {
+        let mut insns = Vec::new();
+        let mut at = 0u64;
+        for i in 0..200u64 {
+            if i == 70 || i == 71 || i == 150 {
+                at += 5 + i % 3; // undecodable bytes
+            }
+            let len = (1 + i % 7) as u8;
+            let branch = (i % 5 == 0).then(|| Branch {
+                target: at as i64 + (i as i64 - 100) * 3,
+                disp_offset: 1,
+                disp_size: len.min(4),
+            });
+            insns.push(CodeInsn::new(at, len, branch).unwrap());
+            at += u64::from(len);
+        }
+        insns.push(CodeInsn::new(u64::from(u32::MAX) - 20, 3, None).unwrap());
+        insns
+    }
+
+    #[test]
+    fn compact_map_gives_back_every_instruction() {
+        let insns = sample();
+        let map = CodeMap::new(&insns);
+        let end = insns.last().unwrap().end();
+        assert_eq!(map.range(0, end + 1), insns);
+        // Every sub-range, every containing instruction, and the bytes in gaps.
+        for start in (0..700).step_by(7) {
+            for len in [0u64, 1, 9, 40, 300] {
+                let want: Vec<CodeInsn> = insns
+                    .iter()
+                    .copied()
+                    .filter(|x| x.offset() >= start && x.offset() < start + len)
+                    .collect();
+                assert_eq!(map.range(start, start + len), want, "[{start}, +{len})");
+            }
+            let holding = insns
+                .iter()
+                .copied()
+                .find(|x| x.offset() <= start && start < x.end());
+            assert_eq!(map.insn_at(start), holding, "at {start}");
+        }
+        assert_eq!(map.insn_at(end - 1), insns.last().copied());
+        assert_eq!(map.insn_at(end), None);
+        assert_eq!(CodeMap::default().range(0, 10), Vec::new());
+        assert_eq!(CodeMap::default().insn_at(0), None);
+    }
 }

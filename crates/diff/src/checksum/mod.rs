@@ -388,10 +388,13 @@ pub(crate) fn hash_code(
     let start = start.min(end);
     let all_relocs = info.relocations(sec);
     let relocs = relocs_in(all_relocs, start, end);
-    let insns = info.code(sec).map(|c| c.range(start, end)).unwrap_or(&[]);
+    let insns = info
+        .code(sec)
+        .map(|c| c.range(start, end))
+        .unwrap_or_default();
     // Each instruction adds its length byte; each reference a few words.
     h.reserve((end - start) as usize + insns.len() + relocs.len() * 24);
-    let line_args = line_arguments(info, &ctx.line_callees, sec, insns, relocs);
+    let line_args = line_arguments(info, &ctx.line_callees, sec, &insns, relocs);
     let mut covered = start;
     let mut buf = Vec::with_capacity(16);
     let mut cursor = RelocCursor::new(relocs);
@@ -701,7 +704,7 @@ fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
 fn trim_padding(info: &ObjInfo<'_, '_>, sec: SectionId, a: u64, b: u64) -> Option<(u64, u64)> {
     let data = info.obj.section(sec).bytes();
     let bytes = |x: u64, y: u64| data.get(x as usize..y as usize).unwrap_or(&[]);
-    let insns = info.code(sec).map(|c| c.range(a, b)).unwrap_or(&[]);
+    let insns = info.code(sec).map(|c| c.range(a, b)).unwrap_or_default();
     let decoded_end = insns.last().map_or(a, |i| i.end());
     let decoded_start = insns.first().map_or(b, |i| i.offset());
     // Undecoded stretches before or after the decoded instructions.
