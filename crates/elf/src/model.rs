@@ -18,9 +18,16 @@ use object::elf;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SectionId(pub(crate) u32);
 
-/// Stable identity of a symbol in an [`ElfObject`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SymbolId(pub(crate) u32);
+/// Stable identity of a symbol in an [`ElfObject`]. Stored as the arena slot plus one, so that
+/// an `Option<SymbolId>` (every relocation has one) takes four bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SymbolId(std::num::NonZeroU32);
+
+impl std::fmt::Debug for SymbolId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SymbolId({})", self.index())
+    }
+}
 
 impl SectionId {
     /// The arena slot, for use as a dense index in side tables.
@@ -38,13 +45,14 @@ impl SectionId {
 impl SymbolId {
     /// The arena slot, for use as a dense index in side tables.
     pub fn index(self) -> usize {
-        self.0 as usize
+        self.0.get() as usize - 1
     }
 
     /// The identity of arena slot `index` (below [`ElfObject::symbol_arena_len`]), for
     /// walking side tables; the slot may hold a removed symbol.
     pub fn from_index(index: usize) -> SymbolId {
-        SymbolId(index as u32)
+        let slot = u32::try_from(index).ok().and_then(|i| i.checked_add(1));
+        SymbolId(std::num::NonZeroU32::new(slot.unwrap_or(u32::MAX)).expect("not zero"))
     }
 }
 
@@ -132,6 +140,9 @@ pub struct Relocation {
     /// `r_addend` (always 0 in `SHT_REL` sections, whose addends are in the section bytes).
     pub addend: i64,
 }
+
+// A kernel object has millions of relocations: four bytes of symbol, no padding.
+const _: () = assert!(std::mem::size_of::<Relocation>() == 24);
 
 /// The contents of a section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -453,7 +464,7 @@ impl<'data> ElfObject<'data> {
 
     /// Append a symbol at the end of the table order.
     pub fn add_symbol(&mut self, symbol: Symbol<'data>) -> SymbolId {
-        let id = SymbolId(self.symbols.len() as u32);
+        let id = SymbolId::from_index(self.symbols.len());
         self.symbols.push(symbol);
         self.symbol_live.push(true);
         self.symbol_order.push(id);

@@ -337,7 +337,7 @@ pub(crate) fn parse_tracking<'data>(
                     label()
                 )));
             }
-            info = Info::Symbol(SymbolId(sh_info - 1));
+            info = Info::Symbol(SymbolId::from_index(sh_info as usize - 1));
             SectionData::Group {
                 flags: flags.0,
                 members,
@@ -438,7 +438,7 @@ fn read_relocations(
                 label()
             )))
         } else {
-            Ok(Some(SymbolId(sym - 1)))
+            Ok(Some(SymbolId::from_index(sym as usize - 1)))
         }
     };
     let mut out = Vec::new();
