@@ -36,21 +36,17 @@ pub struct CodeMap {
 const MARK_EVERY: usize = 32;
 
 impl CodeMap {
-    /// Store `insns` (sorted by offset, not overlapping).
-    fn new(insns: &[CodeInsn]) -> CodeMap {
-        let mut map = CodeMap {
-            lens: Vec::with_capacity(insns.len()),
-            marks: Vec::with_capacity(insns.len() / MARK_EVERY + 1),
-            branches: Vec::new(),
-        };
-        let mut next = None;
-        for (i, insn) in insns.iter().enumerate() {
+    /// Append `insns` (sorted by offset, after those already stored).
+    fn extend(&mut self, insns: &[CodeInsn]) {
+        let mut next = self.end();
+        for insn in insns {
+            let i = self.lens.len();
             if i % MARK_EVERY == 0 || next != Some(insn.offset()) {
-                map.marks.push((i as u32, insn.offset() as u32));
+                self.marks.push((i as u32, insn.offset() as u32));
             }
-            map.lens.push(insn.length());
+            self.lens.push(insn.length());
             if let Some(b) = insn.branch() {
-                map.branches.push((
+                self.branches.push((
                     i as u32,
                     (b.target - insn.offset() as i64) as i32,
                     b.disp_offset,
@@ -59,8 +55,25 @@ impl CodeMap {
             }
             next = Some(insn.end());
         }
-        map.branches.shrink_to_fit();
-        map
+    }
+
+    /// The end of the last instruction stored.
+    fn end(&self) -> Option<u64> {
+        let &(i, at) = self.marks.last()?;
+        Some(
+            u64::from(at)
+                + self.lens[i as usize..]
+                    .iter()
+                    .map(|&l| u64::from(l))
+                    .sum::<u64>(),
+        )
+    }
+
+    /// Kept for the whole diff: no spare capacity (a kernel has millions of instructions).
+    fn finish(&mut self) {
+        self.lens.shrink_to_fit();
+        self.marks.shrink_to_fit();
+        self.branches.shrink_to_fit();
     }
 
     /// Instruction `i`, whose offset is `offset`; `branch` is the index in `branches` of its
@@ -159,7 +172,7 @@ pub fn decode_section(arch: &dyn Arch, data: &[u8], starts: &[u64]) -> CodeMap {
     let mut starts: Vec<u64> = starts.to_vec();
     starts.sort_unstable();
     starts.dedup();
-    let mut insns = Vec::new();
+    let mut map = CodeMap::default();
     let mut pos: u64 = 0;
     while (pos as usize) < data.len() {
         // Decode up to the next function start, so one bad stretch cannot swallow the rest.
@@ -170,10 +183,11 @@ pub fn decode_section(arch: &dyn Arch, data: &[u8], starts: &[u64]) -> CodeMap {
             .min(data.len() as u64);
         let (decoded, _complete) =
             arch.decode_with_branches(&data[pos as usize..next as usize], pos);
-        insns.extend(decoded);
+        map.extend(&decoded);
         pos = next;
     }
-    CodeMap::new(&insns)
+    map.finish();
+    map
 }
 
 #[cfg(test)]
@@ -205,7 +219,12 @@ mod tests {
     #[test]
     fn compact_map_gives_back_every_instruction() {
         let insns = sample();
-        let map = CodeMap::new(&insns);
+        // Stored in three runs, as decoding gives them (a run may end inside a checkpoint).
+        let mut map = CodeMap::default();
+        map.extend(&insns[..45]);
+        map.extend(&insns[45..71]);
+        map.extend(&insns[71..]);
+        map.finish();
         let end = insns.last().unwrap().end();
         assert_eq!(map.range(0, end + 1), insns);
         // Every sub-range, every containing instruction, and the bytes in gaps.
