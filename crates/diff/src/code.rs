@@ -131,33 +131,37 @@ impl CodeMap {
 
     /// Instructions within `[start, end)` (starting there; the last may extend past `end`).
     pub fn range(&self, start: u64, end: u64) -> Vec<CodeInsn> {
-        let mut out = Vec::new();
         let (mut i, mut at) = match self.checkpoint_before(start) {
             Some((i, at, _)) => (i, at),
             None => match self.marks.first() {
                 Some(&(i, at)) => (i as usize, u64::from(at)),
-                None => return out,
+                None => return Vec::new(),
             },
         };
+        // About one instruction per four bytes.
+        let mut out = Vec::with_capacity((end.saturating_sub(start) / 4 + 1).min(1 << 16) as usize);
         let mut mark = self.marks.partition_point(|&(j, _)| (j as usize) <= i);
         let mut branch = self.branches.partition_point(|b| (b.0 as usize) < i);
+        let index_of = |k: Option<u32>| k.map_or(usize::MAX, |j| j as usize);
+        let mut next_mark = index_of(self.marks.get(mark).map(|m| m.0));
+        let mut next_branch = index_of(self.branches.get(branch).map(|b| b.0));
         while i < self.lens.len() {
             // A checkpoint gives the offset after a gap.
-            if let Some(&(j, m_at)) = self.marks.get(mark) {
-                if j as usize == i {
-                    at = u64::from(m_at);
-                    mark += 1;
-                }
+            if i == next_mark {
+                at = u64::from(self.marks[mark].1);
+                mark += 1;
+                next_mark = index_of(self.marks.get(mark).map(|m| m.0));
             }
             if at >= end {
                 break;
             }
-            let here = self.branches.get(branch).filter(|b| b.0 as usize == i);
+            let here = (i == next_branch).then_some(branch);
             if at >= start {
-                out.push(self.insn_with(i, at, here.map(|_| branch)));
+                out.push(self.insn_with(i, at, here));
             }
             if here.is_some() {
                 branch += 1;
+                next_branch = index_of(self.branches.get(branch).map(|b| b.0));
             }
             at += u64::from(self.lens[i]);
             i += 1;
