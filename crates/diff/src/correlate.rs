@@ -516,7 +516,7 @@ pub fn correlate(
     }
     // Function-scope statics: grouped by scope and stable name, paired by evidence.
     let mut statics: BTreeMap<(Scope, String), (Vec<SymbolId>, Vec<SymbolId>)> = BTreeMap::new();
-    for (info, files, side) in [(orig, &of, 0), (patched, &pf, 1)] {
+    let mut add_statics = |info: &ObjInfo<'_, '_>, files: &ScopeKeys, side: u8| {
         for (id, _) in info.obj.symbols() {
             let si = info.sym(id);
             if si.static_local {
@@ -531,7 +531,9 @@ pub fn correlate(
                 }
             }
         }
-    }
+    };
+    add_statics(orig, &of, 0);
+    add_statics(patched, &pf, 1);
     for ((_, name), (os, ps)) in statics {
         if os.is_empty() || ps.is_empty() {
             continue;

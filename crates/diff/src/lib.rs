@@ -171,7 +171,8 @@ fn first_difference(
         .unwrap_or(&empty)
         .range(ps.value, ps.value + ps.size);
     // An instruction as bytes (relocated fields as `__`) and what its references mean.
-    let operands = |info: &analyze::ObjInfo<'_, '_>, sec, insn: &code::CodeInsn| {
+    // `patched`: `info` is the patched object, whose references are named after their twins.
+    let operands = |info: &analyze::ObjInfo<'_, '_>, patched: bool, sec, insn: &code::CodeInsn| {
         let data = info.obj.section(sec).bytes();
         let end = insn.end();
         let bytes = &data[insn.offset() as usize..end as usize];
@@ -189,7 +190,7 @@ fn first_difference(
             refs.push(match r.target {
                 refs::Target::Symbol { sym, offset } => {
                     let name = match twins.of_patched(sym) {
-                        Some(t) if std::ptr::eq(info, p) => &o.sym(t).name,
+                        Some(t) if patched => &o.sym(t).name,
                         _ => &info.sym(sym).name,
                     };
                     format!("{name}{offset:+#x}")
@@ -215,8 +216,8 @@ fn first_difference(
         }
         (hex, refs)
     };
-    let describe = |info: &analyze::ObjInfo<'_, '_>, sec, insn: &code::CodeInsn| {
-        let (hex, refs) = operands(info, sec, insn);
+    let describe = |info: &analyze::ObjInfo<'_, '_>, patched: bool, sec, insn: &code::CodeInsn| {
+        let (hex, refs) = operands(info, patched, sec, insn);
         let data = info.obj.section(sec).bytes();
         let bytes = &data[insn.offset() as usize..(insn.end()) as usize];
         // Disassembly where available (relocated fields read as zero), else the bytes.
@@ -232,11 +233,11 @@ fn first_difference(
     for (i, (a, b)) in orig_insns.iter().zip(patched_insns.iter()).enumerate() {
         // Equal bytes and references at the same offset disassemble alike: only a
         // difference is worth the disassembler.
-        if a.offset() == b.offset() && operands(o, osec, a) == operands(p, psec, b) {
+        if a.offset() == b.offset() && operands(o, false, osec, a) == operands(p, true, psec, b) {
             continue;
         }
-        let da = describe(o, osec, a);
-        let db = describe(p, psec, b);
+        let da = describe(o, false, osec, a);
+        let db = describe(p, true, psec, b);
         if da != db {
             return format!(
                 "instruction {i} at +{:#x}: {da}  =>  {db}",

@@ -218,8 +218,11 @@ pub struct ObjInfo<'a, 'data> {
     pub code: Vec<Option<crate::code::CodeMap>>,
     /// Every relocation applying to each section (index = section arena slot), sorted by
     /// offset, with what it refers to resolved once ([`crate::refs::resolve`]): the one table
-    /// checksum, correlate, select and clone read.
-    pub relocs: Vec<Vec<Reloc<'a>>>,
+    /// checksum, correlate, select and clone read ([`ObjInfo::relocations`]). Code and data
+    /// are resolved during the analysis; tables of per-site entries (`.orc_unwind_ip`,
+    /// `.call_sites`: half of a kernel's relocations) when first asked for, which for the
+    /// original object is mostly never.
+    relocs: Vec<std::sync::OnceLock<Vec<Reloc<'a>>>>,
     /// Boundaries of the anonymous pieces of each section (index = section arena slot):
     /// every offset something refers to without a symbol, every symbol start and end, and
     /// the section's ends, sorted. Empty for sections nothing refers into anonymously.
@@ -567,7 +570,9 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             by_section_name: std::sync::OnceLock::new(),
         };
         info.code = decode_code(&info);
-        info.relocs = resolve_all(&info);
+        info.relocs = (0..obj.section_arena_len())
+            .map(|_| std::sync::OnceLock::new())
+            .collect();
         info.piece_bounds = anonymous_piece_bounds(&info);
         for (id, s) in obj.sections() {
             let anchored = matches!(
@@ -676,7 +681,10 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
 
     /// The relocations applying to `section`, sorted by offset, with their targets.
     pub fn relocations(&self, section: SectionId) -> &[Reloc<'a>] {
-        self.relocs.get(section.index()).map_or(&[], Vec::as_slice)
+        match self.relocs.get(section.index()) {
+            Some(table) => table.get_or_init(|| resolve_section(self, section)),
+            None => &[],
+        }
     }
 
     /// The relocations applying to `[start, end)` of `section`.
@@ -795,11 +803,14 @@ fn ftrace_sites(info: &ObjInfo<'_, '_>) -> Vec<Vec<i64>> {
         if name != b"__patchable_function_entries" && name != b"__mcount_loc" {
             continue;
         }
-        for r in info.relocations(sec) {
-            let Some(t) = r.symbol else { continue };
-            let ts = info.obj.symbol(t);
-            if let Some(tsec) = ts.section() {
-                out[tsec.index()].push((ts.value as i64).saturating_add(r.addend));
+        // Symbols and addends only: the model's entries, not the resolved table.
+        for &rs in &info.sec(sec).relocs {
+            for r in info.obj.section(rs).relocations().unwrap_or(&[]) {
+                let Some(t) = r.symbol else { continue };
+                let ts = info.obj.symbol(t);
+                if let Some(tsec) = ts.section() {
+                    out[tsec.index()].push((ts.value as i64).saturating_add(r.addend));
+                }
             }
         }
     }
@@ -849,30 +860,33 @@ impl<'r, 'a> RelocCursor<'r, 'a> {
     }
 }
 
-/// The relocation table of every section (see [`ObjInfo::relocs`]).
-fn resolve_all<'a>(info: &ObjInfo<'a, '_>) -> Vec<Vec<Reloc<'a>>> {
-    let mut out: Vec<Vec<Reloc>> = vec![Vec::new(); info.obj.section_arena_len()];
-    for (sec, _) in info.obj.sections() {
-        let list = &mut out[sec.index()];
-        let count = info
-            .sec(sec)
+/// The relocation table of `sec` (see [`ObjInfo::relocations`]).
+fn resolve_section<'a>(info: &ObjInfo<'a, '_>, sec: SectionId) -> Vec<Reloc<'a>> {
+    let mut list = Vec::with_capacity(
+        info.sec(sec)
             .relocs
             .iter()
             .map(|&rs| info.obj.section(rs).relocations().map_or(0, <[_]>::len))
-            .sum();
-        list.reserve_exact(count);
-        for &rs in &info.sec(sec).relocs {
-            for r in info.obj.section(rs).relocations().unwrap_or(&[]) {
-                list.push(Reloc {
-                    offset: r.offset,
-                    rel: r,
-                    target: crate::refs::resolve(info, sec, r),
-                });
-            }
+            .sum(),
+    );
+    for &rs in &info.sec(sec).relocs {
+        for r in info.obj.section(rs).relocations().unwrap_or(&[]) {
+            list.push(Reloc {
+                offset: r.offset,
+                rel: r,
+                target: crate::refs::resolve(info, sec, r),
+            });
         }
-        list.sort_by_key(|r| r.offset);
     }
-    out
+    list.sort_by_key(|r| r.offset);
+    list
+}
+
+/// Whether the relocation table of a section of this kind is kept only once asked for: tables
+/// of per-site entries and sections the diff does not read, which only the patched object's
+/// cloning (and a changed variable's search for its users) looks into.
+fn resolved_on_demand(kind: SecKind) -> bool {
+    matches!(kind, SecKind::Special | SecKind::Other)
 }
 
 /// Boundaries of the anonymous pieces of every section (see [`ObjInfo::piece_bounds`]).
@@ -882,9 +896,21 @@ fn anonymous_piece_bounds(info: &ObjInfo<'_, '_>) -> Vec<Vec<u64>> {
         if matches!(info.sec(sec).kind, SecKind::Debug | SecKind::Meta) {
             continue;
         }
-        for r in info.relocations(sec) {
-            if let crate::refs::Target::Section { sec: t, offset } = r.target {
+        let mut add = |target: crate::refs::Target| {
+            if let crate::refs::Target::Section { sec: t, offset } = target {
                 out[t.index()].push(offset.max(0) as u64);
+            }
+        };
+        if resolved_on_demand(info.sec(sec).kind) {
+            // What they refer to, without keeping the table.
+            for &rs in &info.sec(sec).relocs {
+                for r in info.obj.section(rs).relocations().unwrap_or(&[]) {
+                    add(crate::refs::resolve(info, sec, r));
+                }
+            }
+        } else {
+            for r in info.relocations(sec) {
+                add(r.target);
             }
         }
     }

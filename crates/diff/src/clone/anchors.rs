@@ -17,7 +17,7 @@ use crate::refusal::refusal;
 
 use super::Cloner;
 
-impl Cloner<'_, '_, '_> {
+impl Cloner<'_, '_, '_, '_, '_> {
     /// Refuse function `psym` (`[start, end)` of code section `psec`) when it sets up a section
     /// anchor whose section is laid out differently in the original object.
     pub(super) fn refuse_moved_anchors(

@@ -43,7 +43,7 @@ fn sym_type(kind: SymKind) -> u8 {
     }
 }
 
-impl Cloner<'_, '_, '_> {
+impl Cloner<'_, '_, '_, '_, '_> {
     /// How the reference `r` of patched section `psec` to patched symbol `psym` is handled.
     pub(super) fn decide(&mut self, psec: SectionId, r: &Reloc, psym: SymbolId) -> Decision {
         let p = self.p;

@@ -81,7 +81,7 @@ impl SpecialIndex {
 /// The remedy for a special section klpforge cannot read.
 const REPORT_IT: &str = "report this object to the klpforge developers";
 
-impl Cloner<'_, '_, '_> {
+impl Cloner<'_, '_, '_, '_, '_> {
     /// Carry the special-section entries that describe kept code and have not been carried
     /// yet; whether any were. Entries are visited in section and offset order, as a scan of
     /// every entry would, but only those the index says may describe kept code: an entry that

@@ -56,7 +56,7 @@ fn align_up(v: u64, a: u64) -> u64 {
     }
 }
 
-impl Cloner<'_, '_, '_> {
+impl Cloner<'_, '_, '_, '_, '_> {
     /// The output section for patched section `psec` (same name, type, flags, alignment).
     pub(super) fn out_section_for(
         &mut self,

@@ -32,7 +32,7 @@ pub(super) struct KlpRecord {
     pub(super) r_type: u32,
 }
 
-impl Cloner<'_, '_, '_> {
+impl Cloner<'_, '_, '_, '_, '_> {
     /// Write the metadata sections (after cloning, before the section contents are stored).
     pub(super) fn write_metadata(&mut self, sel: &Selection) {
         let endian = self.p.obj.header.endian;

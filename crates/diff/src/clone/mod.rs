@@ -96,9 +96,9 @@ pub struct CloneResult {
 }
 
 /// The cloning state.
-pub struct Cloner<'a, 'o, 'p> {
-    o: &'a ObjInfo<'a, 'o>,
-    p: &'a ObjInfo<'a, 'p>,
+pub struct Cloner<'a, 'oi, 'o, 'pi, 'p> {
+    o: &'a ObjInfo<'oi, 'o>,
+    p: &'a ObjInfo<'pi, 'p>,
     twins: &'a Twins,
     opts: &'a DiffOptions,
     changed: BTreeSet<SymbolId>,
@@ -135,11 +135,11 @@ pub struct Cloner<'a, 'o, 'p> {
     sympos_cache: HashMap<String, Vec<SymbolId>>,
 }
 
-impl<'a, 'o, 'p> Cloner<'a, 'o, 'p> {
+impl<'a, 'oi, 'o, 'pi, 'p> Cloner<'a, 'oi, 'o, 'pi, 'p> {
     /// Prepare to clone from `p` (patched), with `o` (original) for klp names.
     pub fn new(
-        o: &'a ObjInfo<'a, 'o>,
-        p: &'a ObjInfo<'a, 'p>,
+        o: &'a ObjInfo<'oi, 'o>,
+        p: &'a ObjInfo<'pi, 'p>,
         twins: &'a Twins,
         sel: &Selection,
         opts: &'a DiffOptions,
