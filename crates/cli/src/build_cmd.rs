@@ -165,6 +165,7 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
         accept_fresh_statics: args.accept_fresh_statics,
         prepared,
         sign: args.sign.key_and_cert()?,
+        probe_answerer: std::env::current_exe().ok(),
     };
     let result = build(&opts);
     let keep = args.keep || args.work.is_some();

@@ -52,6 +52,38 @@ enum Command {
     /// Inspect and rewrite ELF objects (kernel objects and modules).
     #[command(subcommand)]
     Elf(elf_cmd::ElfCommand),
+    /// (Internal) The compiler `klpforge build` gives kbuild: its probes answered from a
+    /// cache, everything else run as is.
+    #[command(
+        name = "__cc-probe",
+        hide = true,
+        disable_help_flag = true,
+        disable_version_flag = true
+    )]
+    CcProbe(CcProbeArgs),
+}
+
+/// Arguments of the internal `__cc-probe` command.
+#[derive(clap::Args, Debug)]
+struct CcProbeArgs {
+    /// The cache directory.
+    cache: std::path::PathBuf,
+    /// The real compiler.
+    compiler: std::ffi::OsString,
+    /// Its arguments, unchanged.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<std::ffi::OsString>,
+}
+
+/// Run kbuild's compiler (see [`klpforge_module::probes`]), ending with its exit status.
+fn cc_probe(a: &CcProbeArgs) -> ExitCode {
+    match klpforge_module::probes::run(&a.cache, &a.compiler, &a.args) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("klpforge: cannot run {}: {e}", a.compiler.to_string_lossy());
+            ExitCode::from(127)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -67,6 +99,7 @@ fn main() -> ExitCode {
         Command::Prepare(args) => build_cmd::run_prepare(args),
         Command::FixLines(args) => build_cmd::run_fix_lines(args),
         Command::Elf(cmd) => elf_cmd::run(cmd),
+        Command::CcProbe(a) => return cc_probe(&a),
     };
     match result {
         Ok(code) => code,

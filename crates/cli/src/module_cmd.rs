@@ -86,6 +86,12 @@ pub fn run_module(args: ModuleArgs) -> Result<ExitCode> {
         jobs: args.jobs.unwrap_or_else(crate::default_jobs),
         sign: args.sign.key_and_cert()?,
         init_cache: Some(klpforge_driver::prepare::default_cache().with_file_name("init")),
+        probe_cache: std::env::current_exe()
+            .ok()
+            .map(|exe| klpforge_module::probes::ProbeCache {
+                exe,
+                dir: klpforge_driver::prepare::default_cache().with_file_name("probes"),
+            }),
     };
     let report = build_module(&args.diffs, &opts).map_err(|e| anyhow!(e))?;
     for w in &report.warnings {

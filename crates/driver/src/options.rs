@@ -43,6 +43,9 @@ pub struct BuildOptions {
     pub prepared: Option<crate::prepare::PreparedKernel>,
     /// Sign the module with this private key and certificate (`--sign-key`, `--sign-cert`).
     pub sign: Option<(PathBuf, PathBuf)>,
+    /// The klpforge executable, to answer kbuild's compiler probes from a cache
+    /// ([`klpforge_module::probes`]); `None`: kbuild runs them every time.
+    pub probe_answerer: Option<PathBuf>,
 }
 
 /// How a build ended.

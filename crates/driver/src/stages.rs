@@ -159,6 +159,13 @@ pub(crate) fn finish(
         jobs: opts.jobs,
         sign: opts.sign.clone(),
         init_cache: Some(crate::prepare::default_cache().with_file_name("init")),
+        probe_cache: opts
+            .probe_answerer
+            .as_ref()
+            .map(|exe| klpforge_module::probes::ProbeCache {
+                exe: exe.clone(),
+                dir: crate::prepare::default_cache().with_file_name("probes"),
+            }),
     };
     let m = klpforge_module::assemble::build_module(&diffs, &mopts)?;
     report
@@ -262,6 +269,7 @@ mod tests {
             accept_fresh_statics: false,
             prepared: None,
             sign: None,
+            probe_answerer: None,
         }
     }
 

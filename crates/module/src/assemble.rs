@@ -43,6 +43,9 @@ pub struct ModuleOptions {
     /// Keep the compiled init code here, per kernel build and options, and reuse it (kbuild
     /// then links it instead of compiling it again); `None`: compile it every time.
     pub init_cache: Option<PathBuf>,
+    /// Answer kbuild's compiler probes from this cache ([`crate::probes`]); `None`: kbuild
+    /// runs them all every time.
+    pub probe_cache: Option<crate::probes::ProbeCache>,
 }
 
 /// What `klpforge module` produced.
@@ -311,6 +314,11 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
         .arg(format!("M={}", work.display()))
         .arg(format!("-j{}", opts.jobs.max(1)))
         .args(&opts.make_vars)
+        .args(
+            opts.probe_cache
+                .as_ref()
+                .and_then(|c| c.make_var(&opts.make_vars)),
+        )
         .arg("modules");
     let out = cmd.output().map_err(|e| format!("cannot run make: {e}"))?;
     if !out.status.success() {
@@ -461,6 +469,7 @@ mod tests {
             jobs: 1,
             sign: None,
             init_cache: None,
+            probe_cache: None,
         };
         let base = init_key(dir.path(), &opts);
         assert_eq!(base, init_key(dir.path(), &opts));

@@ -11,5 +11,6 @@ pub mod convert;
 pub mod error;
 pub mod kallsyms;
 pub mod postlink;
+pub mod probes;
 pub mod verify;
 pub use error::ModuleError;
