@@ -9,7 +9,8 @@
 //! use them, so two statics named `count` in different functions never cross. Symbols that
 //! must never be correlated (see [`crate::analyze`]) stay unpaired and are cloned fresh.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use crate::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use klpforge_elf::{SymbolId, SymbolPlace};
 
@@ -55,14 +56,14 @@ fn scope_keys(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> (ScopeKeys, 
     /// the local symbols each scope defines and the functions that refer to them (globals
     /// carry no scope in an `ld -r` object, but their references to the unit's statics do).
     fn units(info: &ObjInfo<'_, '_>) -> BTreeMap<String, Vec<(SymbolId, BTreeSet<String>)>> {
-        let mut count: HashMap<&str, usize> = HashMap::new();
+        let mut count: HashMap<&str, usize> = HashMap::default();
         for (id, _) in info.obj.symbols() {
             if info.sym(id).kind == SymKind::File {
                 *count.entry(info.sym(id).name.as_ref()).or_default() += 1;
             }
         }
         let shared = |f: SymbolId| count.get(info.sym(f).name.as_ref()).is_some_and(|&n| n > 1);
-        let mut names: HashMap<SymbolId, BTreeSet<String>> = HashMap::new();
+        let mut names: HashMap<SymbolId, BTreeSet<String>> = HashMap::default();
         for (id, s) in info.obj.symbols() {
             let si = info.sym(id);
             if let (Some(f), Some(_)) = (si.file, s.section()) {
@@ -104,8 +105,8 @@ fn scope_keys(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> (ScopeKeys, 
         out
     }
     let (ou, pu) = crate::both(large(orig, patched), || units(orig), || units(patched));
-    let mut of = HashMap::new();
-    let mut pf = HashMap::new();
+    let mut of = HashMap::default();
+    let mut pf = HashMap::default();
     for (name, list) in &ou {
         for (n, (id, _)) in list.iter().enumerate() {
             of.insert(*id, (name.clone(), n));
@@ -189,7 +190,7 @@ fn group<'k>(
     info: &'k ObjInfo<'_, '_>,
     files: &'k HashMap<SymbolId, (String, usize)>,
 ) -> HashMap<GroupKey<'k>, Vec<SymbolId>> {
-    let mut out: HashMap<GroupKey<'k>, Vec<SymbolId>> = HashMap::new();
+    let mut out: HashMap<GroupKey<'k>, Vec<SymbolId>> = HashMap::default();
     for (id, s) in info.obj.symbols() {
         let si = info.sym(id);
         if si.never_correlate || si.static_local || si.parent.is_some() {
@@ -284,8 +285,8 @@ struct Users {
 }
 
 fn users(info: &ObjInfo<'_, '_>, wanted: &HashSet<SymbolId>) -> Users {
-    let mut of: HashMap<SymbolId, Vec<SymbolId>> = HashMap::new();
-    let mut sites: HashMap<SymbolId, Vec<Option<(SymbolId, i64)>>> = HashMap::new();
+    let mut of: HashMap<SymbolId, Vec<SymbolId>> = HashMap::default();
+    let mut sites: HashMap<SymbolId, Vec<Option<(SymbolId, i64)>>> = HashMap::default();
     if wanted.is_empty() {
         return Users { of, sites };
     }
@@ -309,8 +310,8 @@ fn users(info: &ObjInfo<'_, '_>, wanted: &HashSet<SymbolId>) -> Users {
         }
     };
     // (target, user) pairs already listed: a popular target has tens of thousands of users.
-    let mut listed: HashSet<(SymbolId, SymbolId)> = HashSet::new();
-    let mut needed: HashSet<SymbolId> = HashSet::new();
+    let mut listed: HashSet<(SymbolId, SymbolId)> = HashSet::default();
+    let mut needed: HashSet<SymbolId> = HashSet::default();
     each_reference(&mut |user, target| {
         let Some((sym, _)) = target else { return };
         if user != sym && wanted.contains(&sym) && listed.insert((sym, user)) {

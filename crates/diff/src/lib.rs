@@ -316,6 +316,12 @@ fn check_object(obj: &ElfObject<'_>) -> Result<(), String> {
 /// Run `a` and `b` side by side for objects large enough to gain from it (a kernel's
 /// `vmlinux.o`), one after the other for small ones (starting threads costs more than
 /// they save on a single translation unit's objects).
+/// The hash maps of the diff phases: foldhash (hashbrown's own hasher), randomly seeded per
+/// process, instead of SipHash, whose cost on names and ids was a tenth of correlation.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// The hash sets of the diff phases (see [`HashMap`]).
+pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 pub(crate) fn both<A: Send, B: Send>(
     large: bool,
     a: impl FnOnce() -> A + Send,

@@ -3,7 +3,7 @@
 //! `KLP_*_CALLBACK` pointers in `.discard.klp_callback_ptrs`, and klpforge's own
 //! `KLPFORGE_STATE` declarations (`struct klp_state`, in `.klp_forge.states`).
 
-use std::collections::HashSet;
+use crate::HashSet;
 
 use klpforge_elf::{SectionId, SymbolId};
 
@@ -89,9 +89,9 @@ fn upstream_callback_kind(symbol: &str) -> Option<CallbackKind> {
 
 pub(crate) fn markers(p: &ObjInfo<'_, '_>) -> Markers {
     let mut m = Markers {
-        ignored_functions: HashSet::new(),
-        ignored_sections: HashSet::new(),
-        forced: HashSet::new(),
+        ignored_functions: HashSet::default(),
+        ignored_sections: HashSet::default(),
+        forced: HashSet::default(),
         callbacks: Vec::new(),
     };
     for (sec, s) in p.obj.sections() {

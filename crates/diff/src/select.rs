@@ -9,7 +9,8 @@
 //!
 //! The patch author's markers ([`crate::markers`]) are honoured here.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use crate::{HashMap, HashSet};
+use std::collections::BTreeSet;
 
 use klpforge_elf::{SectionId, SymbolId};
 
@@ -226,7 +227,7 @@ fn drop_aliases(p: &ObjInfo<'_, '_>, sel: &mut Selection) {
         .chain(sel.new_functions.iter().copied())
         .collect();
     all.sort_by_key(|&f| (place(f), preferred(f), f));
-    let mut keep: HashSet<SymbolId> = HashSet::new();
+    let mut keep: HashSet<SymbolId> = HashSet::default();
     let mut last = None;
     for f in all {
         if last != Some(place(f)) {
@@ -261,7 +262,7 @@ fn through_callers(
     }
     let (prefs, orefs) = (referrers(patched), referrers(orig));
     let mut queue: Vec<(SymbolId, SymbolId)> = notrace;
-    let mut done: HashSet<SymbolId> = HashSet::new();
+    let mut done: HashSet<SymbolId> = HashSet::default();
     while let Some((p, o)) = queue.pop() {
         if !done.insert(p) {
             continue;
@@ -497,7 +498,7 @@ enum Referrer {
 /// describe the function itself and do not count; references from within a function to
 /// itself neither.
 fn referrers(info: &ObjInfo<'_, '_>) -> HashMap<SymbolId, Vec<Referrer>> {
-    let mut out: HashMap<SymbolId, Vec<Referrer>> = HashMap::new();
+    let mut out: HashMap<SymbolId, Vec<Referrer>> = HashMap::default();
     for (sec, _) in info.obj.sections() {
         let kind = info.sec(sec).kind;
         if matches!(

@@ -12,7 +12,7 @@
 //! [`must_drop`], [`orc_partner`]); the cloner copies the ones that pass
 //! (`clone::entries`).
 
-use std::collections::HashMap;
+use crate::HashMap;
 
 use klpforge_elf::{SectionId, SymbolId};
 use object::Endian as _;

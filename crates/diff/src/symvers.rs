@@ -4,7 +4,7 @@
 //! `vmlinux` or a module path (`fs/xfs/xfs`), normalised here to the runtime module name
 //! (`xfs`: basename, `-` turned into `_`).
 
-use std::collections::HashMap;
+use crate::HashMap;
 
 /// One exported symbol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,14 +34,14 @@ impl Symvers {
     /// The stand-in used without a Module.symvers: every global is a vmlinux export.
     pub fn assume_all_vmlinux() -> Symvers {
         Symvers {
-            exports: HashMap::new(),
+            exports: HashMap::default(),
             assume_vmlinux: true,
         }
     }
 
     /// Parse the text of a Module.symvers file. Errors name the line.
     pub fn parse(text: &str) -> Result<Symvers, String> {
-        let mut exports = HashMap::new();
+        let mut exports = HashMap::default();
         for (n, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;

@@ -5,8 +5,8 @@
 
 pub mod refs;
 
+use crate::HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -617,7 +617,8 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     pub fn section_named(&self, name: &[u8]) -> Option<SectionId> {
         let obj = self.obj;
         let first = self.by_section_name.get_or_init(|| {
-            let mut map = HashMap::with_capacity(obj.section_arena_len());
+            let mut map =
+                HashMap::with_capacity_and_hasher(obj.section_arena_len(), Default::default());
             for (id, s) in obj.sections() {
                 map.entry(xxh3_64(&s.name)).or_insert(id);
             }

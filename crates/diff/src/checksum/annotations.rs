@@ -2,7 +2,7 @@
 //! static calls, ...) hashed into the function they describe: they change what it does
 //! without changing its bytes.
 
-use std::collections::HashMap;
+use crate::HashMap;
 
 use klpforge_elf::{SectionId, SymbolId};
 
@@ -64,7 +64,7 @@ impl Sites {
     /// Attach each entry of the [`CODE_ANNOTATION_SECTIONS`] of `info` to the function (the
     /// parent, for `.cold` parts) its first code reference lands in.
     pub fn new(info: &ObjInfo<'_, '_>) -> Sites {
-        let mut aux_bounds: HashMap<SectionId, Vec<u64>> = HashMap::new();
+        let mut aux_bounds: HashMap<SectionId, Vec<u64>> = HashMap::default();
         let specials: Vec<SectionId> = info
             .obj
             .sections()
@@ -91,7 +91,7 @@ impl Sites {
             list.dedup();
         }
         let mut sections = Vec::new();
-        let mut by_owner: HashMap<SymbolId, Vec<(u32, u32)>> = HashMap::new();
+        let mut by_owner: HashMap<SymbolId, Vec<(u32, u32)>> = HashMap::default();
         for sec in specials {
             let name = info.obj.section(sec).name_lossy().into_owned();
             let Ok(entries) = special::entries(info, sec) else {
@@ -147,7 +147,7 @@ pub(super) fn code_annotations(
     ctx: &mut Ctx<'_, '_, '_, '_>,
     sites: &Sites,
 ) -> HashMap<SymbolId, Vec<Annotation>> {
-    let mut out: HashMap<SymbolId, Vec<Annotation>> = HashMap::new();
+    let mut out: HashMap<SymbolId, Vec<Annotation>> = HashMap::default();
     for section in &sites.sections {
         for site in &section.entries {
             let a = hash_site(ctx, sites, section, site);

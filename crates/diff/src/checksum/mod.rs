@@ -22,7 +22,7 @@
 use klpforge_elf::{Relocation, SectionId, SymbolId};
 use xxhash_rust::xxh3::xxh3_64;
 
-use std::collections::HashMap;
+use crate::HashMap;
 
 use crate::analyze::{relocs_in, Anchor, ObjInfo, Reloc, RelocCursor, SecKind, SymKind};
 use crate::code::CodeInsn;
@@ -158,10 +158,10 @@ impl<'i, 'a, 'd, 't> Ctx<'i, 'a, 'd, 't> {
         Ctx {
             info,
             identity,
-            memo: HashMap::new(),
+            memo: HashMap::default(),
             stack: Vec::new(),
             backref: None,
-            anchors: HashMap::new(),
+            anchors: HashMap::default(),
             line_callees: lines::line_callees(info),
         }
     }
@@ -622,8 +622,8 @@ impl FullSums for LazySums<'_, '_, '_, '_> {
 /// like a function's code.
 fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
     let info = ctx.info;
-    let mut covered: HashMap<SectionId, Vec<(u64, u64)>> = HashMap::new();
-    let mut labels: HashMap<SectionId, Vec<(u64, SymbolId)>> = HashMap::new();
+    let mut covered: HashMap<SectionId, Vec<(u64, u64)>> = HashMap::default();
+    let mut labels: HashMap<SectionId, Vec<(u64, SymbolId)>> = HashMap::default();
     for (id, s) in info.obj.symbols() {
         let Some(sec) = s.section() else { continue };
         if info.sec(sec).kind != SecKind::Text || info.sec(sec).init {
@@ -646,7 +646,7 @@ fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
         }
     }
     let mut out = Vec::new();
-    let mut seen: HashMap<(String, String), u32> = HashMap::new();
+    let mut seen: HashMap<(String, String), u32> = HashMap::default();
     for (sec, s) in info.obj.sections() {
         if info.sec(sec).kind != SecKind::Text || info.sec(sec).init {
             continue;

@@ -4,7 +4,8 @@
 //! entries qualify, which must be dropped, and how sections split into entries is decided in
 //! [`crate::special`].
 
-use std::collections::{BTreeSet, HashMap};
+use crate::HashMap;
+use std::collections::BTreeSet;
 
 use klpforge_elf::{SectionId, SymbolId};
 use object::elf;
@@ -36,7 +37,7 @@ impl SpecialIndex {
     /// Read and index the special sections of `p` (the patched object).
     pub fn new(p: &ObjInfo<'_, '_>) -> SpecialIndex {
         let mut sections = Vec::new();
-        let mut by_function: HashMap<SymbolId, Vec<(usize, usize)>> = HashMap::new();
+        let mut by_function: HashMap<SymbolId, Vec<(usize, usize)>> = HashMap::default();
         for (psec, s) in p.obj.sections() {
             if p.sec(psec).kind != SecKind::Special {
                 continue;

@@ -34,8 +34,9 @@ pub use entries::SpecialIndex;
 mod layout;
 mod metadata;
 
+use crate::HashMap;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use klpforge_elf::{ElfObject, Relocation, SectionId, Symbol, SymbolId, SymbolPlace};
 use object::elf;
@@ -181,21 +182,21 @@ impl<'a, 'oi, 'o, 'pi, 'p> Cloner<'a, 'oi, 'o, 'pi, 'p> {
             included: Vec::new(),
             out,
             out_secs: BTreeMap::new(),
-            sec_by_key: HashMap::new(),
-            clone_of: HashMap::new(),
+            sec_by_key: HashMap::default(),
+            clone_of: HashMap::default(),
             queue: VecDeque::new(),
             placed: BTreeSet::new(),
-            chunks: HashMap::new(),
-            undef: HashMap::new(),
-            klp_syms: HashMap::new(),
-            strings: HashMap::new(),
+            chunks: HashMap::default(),
+            undef: HashMap::default(),
+            klp_syms: HashMap::default(),
+            strings: HashMap::default(),
             klp_records: Vec::new(),
             klp_report: Vec::new(),
             carried: BTreeSet::new(),
             special_stats: BTreeMap::new(),
             refusals: Vec::new(),
             warnings: Vec::new(),
-            sympos_cache: HashMap::new(),
+            sympos_cache: HashMap::default(),
         }
     }
 
