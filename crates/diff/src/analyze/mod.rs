@@ -945,3 +945,50 @@ fn decode_code(info: &ObjInfo<'_, '_>) -> Vec<Option<crate::code::CodeMap>> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cursor answers every range as `relocs_in` does, ranges visited in order or not.
+    #[test]
+    fn reloc_cursor_is_relocs_in() {
+        let model: Vec<Relocation> = [0u64, 4, 4, 9, 16, 17, 30]
+            .iter()
+            .map(|&offset| Relocation {
+                offset,
+                symbol: None,
+                r_type: 0,
+                addend: 0,
+            })
+            .collect();
+        let table: Vec<Reloc> = model
+            .iter()
+            .map(|r| Reloc {
+                offset: r.offset,
+                rel: r,
+                target: crate::refs::Target::Absolute,
+            })
+            .collect();
+        let offsets = |rs: &[Reloc]| rs.iter().map(|r| r.offset).collect::<Vec<_>>();
+        let ranges = [
+            (0, 4),
+            (4, 5),
+            (5, 9),
+            (9, 20),
+            (2, 17), // below the last start
+            (17, 18),
+            (18, 40),
+            (0, 0),
+            (31, 64),
+        ];
+        let mut cursor = RelocCursor::new(&table);
+        for (a, b) in ranges {
+            assert_eq!(
+                offsets(cursor.take(a, b)),
+                offsets(relocs_in(&table, a, b)),
+                "[{a}, {b})"
+            );
+        }
+    }
+}
