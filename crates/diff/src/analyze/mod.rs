@@ -178,6 +178,55 @@ pub struct Anchor {
     pub offset: i64,
 }
 
+/// A list per section, stored flat: a kernel has 130,000 sections, most with an empty list,
+/// and a vector each cost more than their contents.
+#[derive(Debug)]
+pub struct PerSection<T> {
+    /// `starts[i]..starts[i + 1]`: where the list of section arena slot `i` lies in `values`.
+    starts: Vec<u32>,
+    values: Vec<T>,
+}
+
+impl<T> Default for PerSection<T> {
+    fn default() -> Self {
+        PerSection {
+            starts: vec![0],
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<T> PerSection<T> {
+    /// One list per section arena slot.
+    fn from_lists(lists: Vec<Vec<T>>) -> Self {
+        let mut out = PerSection {
+            starts: Vec::with_capacity(lists.len() + 1),
+            values: Vec::with_capacity(lists.iter().map(Vec::len).sum()),
+        };
+        out.starts.push(0);
+        for list in lists {
+            out.values.extend(list);
+            out.starts.push(out.values.len() as u32);
+        }
+        out
+    }
+
+    /// The list of section arena slot `index` (empty past the last).
+    pub fn get(&self, index: usize) -> &[T] {
+        match (self.starts.get(index), self.starts.get(index + 1)) {
+            (Some(&a), Some(&b)) => &self.values[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+}
+
+impl<T> std::ops::Index<usize> for PerSection<T> {
+    type Output = [T];
+    fn index(&self, index: usize) -> &[T] {
+        self.get(index)
+    }
+}
+
 /// A relocation and what it refers to, resolved once in [`ObjInfo::new`]. Dereferences to
 /// the relocation itself.
 #[derive(Debug, Clone, Copy)]
@@ -226,10 +275,10 @@ pub struct ObjInfo<'a, 'data> {
     /// Boundaries of the anonymous pieces of each section (index = section arena slot):
     /// every offset something refers to without a symbol, every symbol start and end, and
     /// the section's ends, sorted. Empty for sections nothing refers into anonymously.
-    pub piece_bounds: Vec<Vec<u64>>,
+    pub piece_bounds: PerSection<u64>,
     /// Where ftrace's entry tables (`__patchable_function_entries`, `__mcount_loc`) point,
     /// per code section (index = section arena slot), sorted.
-    pub ftrace_sites: Vec<Vec<i64>>,
+    pub ftrace_sites: PerSection<i64>,
     /// The first section of each name hash, built on the first [`ObjInfo::section_named`]
     /// (keyed by hash, not name, so that it holds no borrow).
     by_section_name: std::sync::OnceLock<HashMap<u64, SectionId>>,
@@ -565,15 +614,15 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             by_name,
             code: Vec::new(),
             relocs: Vec::new(),
-            piece_bounds: Vec::new(),
-            ftrace_sites: Vec::new(),
+            piece_bounds: PerSection::default(),
+            ftrace_sites: PerSection::default(),
             by_section_name: std::sync::OnceLock::new(),
         };
         info.code = decode_code(&info);
         info.relocs = (0..obj.section_arena_len())
             .map(|_| std::sync::OnceLock::new())
             .collect();
-        info.piece_bounds = anonymous_piece_bounds(&info);
+        info.piece_bounds = PerSection::from_lists(anonymous_piece_bounds(&info));
         for (id, s) in obj.sections() {
             let anchored = matches!(
                 info.secs[id.index()].kind,
@@ -582,7 +631,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 && info.is_shared(id);
             info.secs[id.index()].anchored = anchored;
         }
-        info.ftrace_sites = ftrace_sites(&info);
+        info.ftrace_sites = PerSection::from_lists(ftrace_sites(&info));
         info
     }
 
@@ -786,10 +835,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         }
         // Entries in __patchable_function_entries / __mcount_loc pointing at or shortly
         // before (patchable padding) the function.
-        let sites = self
-            .ftrace_sites
-            .get(sec.index())
-            .map_or(&[][..], Vec::as_slice);
+        let sites = self.ftrace_sites.get(sec.index());
         let lo = sites.partition_point(|&at| at < s.value as i64 - 16);
         sites.get(lo).is_some_and(|&at| at < s.value as i64 + 16)
     }
@@ -949,6 +995,17 @@ fn decode_code(info: &ObjInfo<'_, '_>) -> Vec<Option<crate::code::CodeMap>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_section_lists_read_back() {
+        let lists = vec![vec![3u64, 5], vec![], vec![7], vec![], vec![]];
+        let flat = PerSection::from_lists(lists.clone());
+        for (i, list) in lists.iter().enumerate() {
+            assert_eq!(&flat[i], list.as_slice());
+        }
+        assert!(flat.get(5).is_empty() && flat.get(99).is_empty());
+        assert!(PerSection::<u64>::default().get(0).is_empty());
+    }
 
     /// The cursor answers every range as `relocs_in` does, ranges visited in order or not.
     #[test]

@@ -22,8 +22,9 @@ use crate::special::{self, OrcPartner};
 /// Built before cloning ([`SpecialIndex::new`]), while correlation runs.
 pub struct SpecialIndex {
     sections: Vec<IndexedSection>,
-    /// Function → the positions (section number, entry number) of the entries referring to it.
-    by_function: HashMap<SymbolId, Vec<(usize, usize)>>,
+    /// Function → the positions (section number, entry number) of the entries referring to it
+    /// (32-bit: a kernel has millions).
+    by_function: HashMap<SymbolId, Vec<(u32, u32)>>,
 }
 
 struct IndexedSection {
@@ -37,7 +38,7 @@ impl SpecialIndex {
     /// Read and index the special sections of `p` (the patched object).
     pub fn new(p: &ObjInfo<'_, '_>) -> SpecialIndex {
         let mut sections = Vec::new();
-        let mut by_function: HashMap<SymbolId, Vec<(usize, usize)>> = HashMap::default();
+        let mut by_function: HashMap<SymbolId, Vec<(u32, u32)>> = HashMap::default();
         for (psec, s) in p.obj.sections() {
             if p.sec(psec).kind != SecKind::Special {
                 continue;
@@ -49,7 +50,7 @@ impl SpecialIndex {
             } else {
                 Ok(None)
             };
-            let n = sections.len();
+            let n = sections.len() as u32;
             if let Ok(list) = &entries {
                 let mut relocs = RelocCursor::new(p.relocations(psec));
                 for (e, &(start, end)) in list.iter().enumerate() {
@@ -57,8 +58,9 @@ impl SpecialIndex {
                         if let Target::Symbol { sym, .. } = r.target {
                             if p.sym(sym).kind == SymKind::Function {
                                 let at = by_function.entry(sym).or_default();
-                                if at.last() != Some(&(n, e)) {
-                                    at.push((n, e));
+                                let here = (n, e as u32);
+                                if at.last() != Some(&here) {
+                                    at.push(here);
                                 }
                             }
                         }
@@ -76,6 +78,15 @@ impl SpecialIndex {
             sections,
             by_function,
         }
+    }
+
+    /// The positions (section number, entry number) of the entries referring to `f`.
+    fn entries_of(&self, f: SymbolId) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.by_function
+            .get(&f)
+            .into_iter()
+            .flatten()
+            .map(|&(n, e)| (n as usize, e as usize))
     }
 }
 
@@ -106,7 +117,7 @@ impl Cloner<'_, '_, '_, '_, '_> {
             }
         }
         for f in &self.included {
-            ahead.extend(index.by_function.get(f).into_iter().flatten().copied());
+            ahead.extend(index.entries_of(*f));
         }
         let mut seen = self.included.len();
         while let Some((n, e)) = ahead.pop_first() {
@@ -151,8 +162,7 @@ impl Cloner<'_, '_, '_, '_, '_> {
             self.carry_entry(psec, name, (start, end), orc);
             // What the entry pulled in may make entries ahead relevant in this visit.
             for f in &self.included[seen..] {
-                let later = index.by_function.get(f).into_iter().flatten();
-                ahead.extend(later.copied().filter(|&q| q > (n, e)));
+                ahead.extend(index.entries_of(*f).filter(|&q| q > (n, e)));
             }
             seen = self.included.len();
         }
