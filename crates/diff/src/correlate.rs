@@ -170,7 +170,7 @@ type Scope = Option<(String, usize)>;
 
 /// Whether the pair is large enough to run a phase on both objects side by side.
 fn large(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> bool {
-    orig.obj.symbol_arena_len() + patched.obj.symbol_arena_len() > crate::LARGE_SYMBOLS
+    crate::side_by_side(orig.obj, patched.obj)
 }
 
 fn kind_code(kind: SymKind) -> u8 {

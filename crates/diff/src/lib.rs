@@ -313,15 +313,14 @@ fn check_object(obj: &ElfObject<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// Run `a` and `b` side by side for objects large enough to gain from it (a kernel's
-/// `vmlinux.o`), one after the other for small ones (starting threads costs more than
-/// they save on a single translation unit's objects).
 /// The hash maps of the diff phases: foldhash (hashbrown's own hasher), randomly seeded per
 /// process, instead of SipHash, whose cost on names and ids was a tenth of correlation.
 pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 /// The hash sets of the diff phases (see [`HashMap`]).
 pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
+/// Run `a` and `b` side by side for pairs large enough to gain from it ([`side_by_side`]),
+/// one after the other for small ones (starting threads costs more than they save).
 pub(crate) fn both<A: Send, B: Send>(
     large: bool,
     a: impl FnOnce() -> A + Send,
@@ -346,9 +345,11 @@ fn analyzed<'a, 'd>(
 }
 
 /// Whether a pair of objects is large enough for [`both`] to run phases side by side:
-/// together more than this many symbols (a pair of 500 KB objects, about 5,000 symbols,
-/// diffs 10-25% faster on two threads; below, starting them costs more than it saves).
-pub(crate) const LARGE_SYMBOLS: usize = 2_000;
+/// together more than 2,000 symbols (a pair of 500 KB objects, about 5,000 symbols, diffs
+/// 10-25% faster on two threads; below, starting them costs more than it saves).
+pub(crate) fn side_by_side(orig: &ElfObject<'_>, patched: &ElfObject<'_>) -> bool {
+    orig.symbol_arena_len() + patched.symbol_arena_len() > 2_000
+}
 
 /// Compare the original and patched builds of one object.
 pub fn diff(
@@ -375,19 +376,22 @@ pub fn diff(
     let arch = klpforge_arch::for_machine(oh.e_machine, big_endian)
         .ok_or_else(|| DiffError::Incompatible(format!("unsupported machine {}", oh.e_machine)))?;
     // The two objects are analysed and hashed side by side (each phase reads one object).
-    let large = orig.symbol_arena_len() + patched.symbol_arena_len() > LARGE_SYMBOLS;
+    let large = side_by_side(orig, patched);
     let started = std::time::Instant::now();
-    let (o, p) = both(large, || analyzed(orig, arch), || analyzed(patched, arch));
-    let ((o, osites), (p, psites)) = (o, p);
+    let phase_done = |phase: &str| {
+        log::debug!(
+            "time: {phase} done at {:.3} s",
+            started.elapsed().as_secs_f64()
+        )
+    };
+    let ((o, osites), (p, psites)) =
+        both(large, || analyzed(orig, arch), || analyzed(patched, arch));
     // Checksums by name pair the candidates names alone do not (computed only for those and
     // their users); checksums by twin identity then decide what changed (a renumbered
     // reference hashes equal, a retargeted one differs).
     // The patched object's special sections are indexed for cloning meanwhile (correlation
     // mostly runs on one thread).
-    log::debug!(
-        "time: analysis done at {:.3} s",
-        started.elapsed().as_secs_f64()
-    );
+    phase_done("analysis");
     let (twins, index) = both(
         large,
         || {
@@ -400,32 +404,21 @@ pub fn diff(
         || clone::SpecialIndex::new(&p),
     );
     let twins = twins.map_err(DiffError::Ambiguous)?;
-    log::debug!(
-        "time: correlation and special-section index done at {:.3} s",
-        started.elapsed().as_secs_f64()
-    );
+    phase_done("correlation and special-section index");
+    let by_twins = |info, sites, patched| {
+        checksum::compute(
+            info,
+            sites,
+            checksum::Identity::Twins {
+                twins: &twins,
+                patched,
+            },
+        )
+    };
     let (orig_sums, patched_sums) = both(
         large,
-        || {
-            checksum::compute(
-                &o,
-                &osites,
-                checksum::Identity::Twins {
-                    twins: &twins,
-                    patched: false,
-                },
-            )
-        },
-        || {
-            checksum::compute(
-                &p,
-                &psites,
-                checksum::Identity::Twins {
-                    twins: &twins,
-                    patched: true,
-                },
-            )
-        },
+        || by_twins(&o, &osites, false),
+        || by_twins(&p, &psites, true),
     );
     if opts.debug {
         for (id, _) in orig.symbols() {
@@ -441,10 +434,7 @@ pub fn diff(
             }
         }
     }
-    log::debug!(
-        "time: checksums done at {:.3} s",
-        started.elapsed().as_secs_f64()
-    );
+    phase_done("checksums");
     let sel = select::select(&o, &p, &orig_sums, &patched_sums, &twins, opts);
     let mut report = Report {
         objname: opts.objname.clone(),
@@ -492,15 +482,9 @@ pub fn diff(
         report.result = DiffResult::NoChange;
         return Ok(Outcome::NoChange(report));
     }
-    log::debug!(
-        "time: selection and report done at {:.3} s",
-        started.elapsed().as_secs_f64()
-    );
+    phase_done("selection and report");
     let result = clone::clone(&o, &p, &twins, &sel, opts, &index).map_err(DiffError::Output)?;
-    log::debug!(
-        "time: cloning done at {:.3} s",
-        started.elapsed().as_secs_f64()
-    );
+    phase_done("cloning");
     // Two large analyses free faster side by side (a kernel's are millions of allocations).
     drop((index, sel, orig_sums, patched_sums, twins));
     both(large, move || drop(o), move || drop(p));

@@ -375,7 +375,7 @@ impl NameIndex {
 
 /// The hash [`NameIndex`] sorts names by.
 fn name_hash(name: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(name.as_bytes())
+    xxh3_64(name.as_bytes())
 }
 
 fn sym_kind(st_type: u8) -> SymKind {
@@ -563,21 +563,14 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             }
             if let Some(parent_name) = cold_parent(&info.name) {
                 let file = info.file;
-                let parent = Some(by_name.named(&syms, parent_name)).and_then(|cands| {
-                    cands
-                        .iter()
-                        .copied()
-                        .find(|&c| {
-                            syms[c.index()].kind == SymKind::Function
-                                && syms[c.index()].file == file
-                        })
-                        .or_else(|| {
-                            cands
-                                .iter()
-                                .copied()
-                                .find(|&c| syms[c.index()].kind == SymKind::Function)
-                        })
-                });
+                let cands = by_name.named(&syms, parent_name);
+                let function = |c: &&SymbolId| syms[c.index()].kind == SymKind::Function;
+                let parent = cands
+                    .iter()
+                    .filter(function)
+                    .find(|c| syms[c.index()].file == file)
+                    .or_else(|| cands.iter().find(function))
+                    .copied();
                 if let Some(p) = parent {
                     syms[id.index()].parent = Some(p);
                     syms[p.index()].children.push(id);
@@ -594,10 +587,8 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 continue;
             };
             let place = obj.symbol(p).place;
-            let target = Some(by_name.named(&syms, func)).and_then(|cands| {
-                cands.iter().copied().find(|&c| {
-                    syms[c.index()].kind == SymKind::Function && obj.symbol(c).place == place
-                })
+            let target = by_name.named(&syms, func).iter().copied().find(|&c| {
+                syms[c.index()].kind == SymKind::Function && obj.symbol(c).place == place
             });
             if let Some(f) = target {
                 // `__cfi_` after `__pfx_` in table order wins, as before.
@@ -613,15 +604,14 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             secs,
             by_name,
             code: Vec::new(),
-            relocs: Vec::new(),
+            relocs: (0..obj.section_arena_len())
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
             piece_bounds: PerSection::default(),
             ftrace_sites: PerSection::default(),
             by_section_name: std::sync::OnceLock::new(),
         };
         info.code = decode_code(&info);
-        info.relocs = (0..obj.section_arena_len())
-            .map(|_| std::sync::OnceLock::new())
-            .collect();
         info.piece_bounds = PerSection::from_lists(anonymous_piece_bounds(&info));
         for (id, s) in obj.sections() {
             let anchored = matches!(
@@ -727,6 +717,16 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             .rev()
             .find(|&&(start, end, _)| end == offset && end > start)
             .map(|&(_, _, id)| id)
+    }
+
+    /// The relocation tables of the model that apply to `section` (usually one), unresolved
+    /// and in file order.
+    fn model_relocations(&self, section: SectionId) -> impl Iterator<Item = &'a [Relocation]> + '_ {
+        let obj: &'a ElfObject<'data> = self.obj;
+        self.sec(section)
+            .relocs
+            .iter()
+            .map(move |&rs| obj.section(rs).relocations().unwrap_or(&[]))
     }
 
     /// The relocations applying to `section`, sorted by offset, with their targets.
@@ -851,13 +851,11 @@ fn ftrace_sites(info: &ObjInfo<'_, '_>) -> Vec<Vec<i64>> {
             continue;
         }
         // Symbols and addends only: the model's entries, not the resolved table.
-        for &rs in &info.sec(sec).relocs {
-            for r in info.obj.section(rs).relocations().unwrap_or(&[]) {
-                let Some(t) = r.symbol else { continue };
-                let ts = info.obj.symbol(t);
-                if let Some(tsec) = ts.section() {
-                    out[tsec.index()].push((ts.value as i64).saturating_add(r.addend));
-                }
+        for r in info.model_relocations(sec).flatten() {
+            let Some(t) = r.symbol else { continue };
+            let ts = info.obj.symbol(t);
+            if let Some(tsec) = ts.section() {
+                out[tsec.index()].push((ts.value as i64).saturating_add(r.addend));
             }
         }
     }
@@ -909,21 +907,14 @@ impl<'r, 'a> RelocCursor<'r, 'a> {
 
 /// The relocation table of `sec` (see [`ObjInfo::relocations`]).
 fn resolve_section<'a>(info: &ObjInfo<'a, '_>, sec: SectionId) -> Vec<Reloc<'a>> {
-    let mut list = Vec::with_capacity(
-        info.sec(sec)
-            .relocs
-            .iter()
-            .map(|&rs| info.obj.section(rs).relocations().map_or(0, <[_]>::len))
-            .sum(),
-    );
-    for &rs in &info.sec(sec).relocs {
-        for r in info.obj.section(rs).relocations().unwrap_or(&[]) {
-            list.push(Reloc {
-                offset: r.offset,
-                rel: r,
-                target: crate::refs::resolve(info, sec, r),
-            });
-        }
+    // Sized exactly: the table is kept for the whole diff.
+    let mut list = Vec::with_capacity(info.model_relocations(sec).map(<[_]>::len).sum());
+    for r in info.model_relocations(sec).flatten() {
+        list.push(Reloc {
+            offset: r.offset,
+            rel: r,
+            target: crate::refs::resolve(info, sec, r),
+        });
     }
     list.sort_by_key(|r| r.offset);
     list
@@ -950,10 +941,8 @@ fn anonymous_piece_bounds(info: &ObjInfo<'_, '_>) -> Vec<Vec<u64>> {
         };
         if resolved_on_demand(info.sec(sec).kind) {
             // What they refer to, without keeping the table.
-            for &rs in &info.sec(sec).relocs {
-                for r in info.obj.section(rs).relocations().unwrap_or(&[]) {
-                    add(crate::refs::resolve(info, sec, r));
-                }
+            for r in info.model_relocations(sec).flatten() {
+                add(crate::refs::resolve(info, sec, r));
             }
         } else {
             for r in info.relocations(sec) {

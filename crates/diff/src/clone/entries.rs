@@ -159,7 +159,7 @@ impl Cloner<'_, '_, '_, '_, '_> {
             }
             self.carried.insert((psec, start));
             progressed = true;
-            self.carry_entry(psec, name, (start, end), orc);
+            self.carry_entry(psec, name, (start, end), here, orc);
             // What the entry pulled in may make entries ahead relevant in this visit.
             for f in &self.included[seen..] {
                 ahead.extend(index.entries_of(*f).filter(|&q| q > (n, e)));
@@ -169,16 +169,17 @@ impl Cloner<'_, '_, '_, '_, '_> {
         progressed
     }
 
-    /// Carry one entry `[start, end)` of special section `psec` (named `name`), or drop it.
+    /// Carry one entry `[start, end)` of special section `psec` (named `name`; its
+    /// relocations `here`), or drop it.
     fn carry_entry(
         &mut self,
         psec: SectionId,
         name: &str,
         (start, end): (u64, u64),
+        here: &[Reloc],
         orc: Option<OrcPartner>,
     ) {
         let p = self.p;
-        let here = relocs_in(p.relocations(psec), start, end);
         let dropped = special::must_drop(p, name, here, |r, sym| match self.decide(psec, r, sym) {
             Decision::Klp(target) => Some(target.objname),
             _ => None,

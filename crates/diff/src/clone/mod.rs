@@ -110,7 +110,6 @@ pub struct Cloner<'a, 'oi, 'o, 'pi, 'p> {
     unit_local: BTreeSet<SymbolId>,
     /// Every included symbol, in the order included (what the special entries follow).
     included: Vec<SymbolId>,
-
     out: ElfObject<'static>,
     /// Contents and relocations of the output sections being filled.
     out_secs: BTreeMap<SectionId, OutSection>,
