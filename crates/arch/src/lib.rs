@@ -109,9 +109,9 @@ pub struct BranchField {
     pub disp_size: u8,
 }
 
-/// One decoded instruction with, for a relative branch, where it goes. Stored compactly
-/// (12 bytes: a kernel has millions of instructions, all kept while a diff runs): offsets
-/// within a section below 4 GiB, branch targets within 2 GiB of their instruction.
+/// One decoded instruction with, for a relative branch, where it goes. Compact (12 bytes: a
+/// kernel's sections decode to millions of them): offsets within a section below 4 GiB,
+/// branch targets within 2 GiB of their instruction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodedInsn {
     offset: u32,

@@ -111,7 +111,7 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
         Some(k) if k == "running" || k.contains(':') => Some(prepare_distro(
             k,
             &cache_root(None),
-            args.jobs.unwrap_or_else(crate::default_jobs),
+            crate::jobs(args.jobs),
         )?),
         Some(k) => Some(find_prepared(k)?),
         None => None,
@@ -155,7 +155,7 @@ pub fn run_build(args: BuildArgs) -> Result<ExitCode> {
         patches: args.patches.clone(),
         out: args.out.clone(),
         name: args.name.clone(),
-        jobs: args.jobs.unwrap_or_else(crate::default_jobs),
+        jobs: crate::jobs(args.jobs),
         replace: !args.no_replace,
         work: work.clone(),
         skip_compiler_check: args.skip_compiler_check,
@@ -296,7 +296,7 @@ pub fn run_prepare(args: PrepareArgs) -> Result<ExitCode> {
     use klpforge_driver::prepare::{prepare, KernelInputs};
     let cache = cache_root(args.cache);
     let k = match &args.kernel {
-        Some(spec) => prepare_distro(spec, &cache, args.jobs.unwrap_or_else(crate::default_jobs))?,
+        Some(spec) => prepare_distro(spec, &cache, crate::jobs(args.jobs))?,
         None => {
             let need = |v: Option<PathBuf>, what: &str| {
                 v.ok_or_else(|| anyhow!("--{what} is required without --kernel"))
@@ -315,7 +315,7 @@ pub fn run_prepare(args: PrepareArgs) -> Result<ExitCode> {
             prepare(
                 &inputs,
                 &cache.join("kernels"),
-                args.jobs.unwrap_or_else(crate::default_jobs),
+                crate::jobs(args.jobs),
                 &|s| eprintln!("klpforge: {s}"),
             )
             .map_err(|e| anyhow!(e))?

@@ -18,10 +18,11 @@ use crate::exit::Exit;
 
 use clap::{Parser, Subcommand};
 
-/// The default of `-j`: the CPUs this process may run on (asked only when `-j` is not given:
-/// the question reads cgroup files, which every other command would pay for at start-up).
-pub(crate) fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+/// The jobs `-j` asks for, by default the CPUs this process may run on (asked only when `-j`
+/// is not given: the question reads cgroup files, which every other command would pay for
+/// at start-up).
+pub(crate) fn jobs(given: Option<usize>) -> usize {
+    given.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Build Linux livepatch modules from source patches.

@@ -83,15 +83,12 @@ pub fn run_module(args: ModuleArgs) -> Result<ExitCode> {
         replace: !args.no_replace,
         make_vars: args.make_vars,
         work: args.work,
-        jobs: args.jobs.unwrap_or_else(crate::default_jobs),
+        jobs: crate::jobs(args.jobs),
         sign: args.sign.key_and_cert()?,
-        init_cache: Some(klpforge_driver::prepare::default_cache().with_file_name("init")),
+        init_cache: Some(klpforge_driver::prepare::init_cache()),
         probe_cache: std::env::current_exe()
             .ok()
-            .map(|exe| klpforge_module::probes::ProbeCache {
-                exe,
-                dir: klpforge_driver::prepare::default_cache().with_file_name("probes"),
-            }),
+            .map(klpforge_driver::prepare::probe_cache),
     };
     let report = build_module(&args.diffs, &opts).map_err(|e| anyhow!(e))?;
     for w in &report.warnings {

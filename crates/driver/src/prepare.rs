@@ -326,6 +326,21 @@ pub fn default_cache() -> PathBuf {
     base.join("klpforge").join("kernels")
 }
 
+/// Where compiled module init code is kept per kernel build (`.../klpforge/init`, beside the
+/// prepared kernels; see `klpforge_module::assemble::ModuleOptions::init_cache`).
+pub fn init_cache() -> PathBuf {
+    default_cache().with_file_name("init")
+}
+
+/// Kbuild's compiler probes answered by the klpforge executable `exe` from
+/// `.../klpforge/probes` (see [`klpforge_module::probes`]).
+pub fn probe_cache(exe: PathBuf) -> klpforge_module::probes::ProbeCache {
+    klpforge_module::probes::ProbeCache {
+        exe,
+        dir: default_cache().with_file_name("probes"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -158,14 +158,8 @@ pub(crate) fn finish(
         work: Some(opts.work.join("module")),
         jobs: opts.jobs,
         sign: opts.sign.clone(),
-        init_cache: Some(crate::prepare::default_cache().with_file_name("init")),
-        probe_cache: opts
-            .probe_answerer
-            .as_ref()
-            .map(|exe| klpforge_module::probes::ProbeCache {
-                exe: exe.clone(),
-                dir: crate::prepare::default_cache().with_file_name("probes"),
-            }),
+        init_cache: Some(crate::prepare::init_cache()),
+        probe_cache: opts.probe_answerer.clone().map(crate::prepare::probe_cache),
     };
     let m = klpforge_module::assemble::build_module(&diffs, &mopts)?;
     report
