@@ -16,6 +16,7 @@ use klpforge_elf::ElfFile;
 
 use crate::error::{ModuleError, Result};
 use crate::postlink::{post_link, PostLinkReport};
+use crate::recipe;
 
 /// The generated init code.
 pub const INIT_C: &str = include_str!("c/klpforge_init.c");
@@ -203,6 +204,41 @@ fn prepare_diff(src: &Path, dst: &Path, objtool_at_link: bool) -> Result<()> {
     klpforge_elf::write::write_file(&obj, dst).map_err(|e| format!("{}: {e}", dst.display()).into())
 }
 
+/// Run `make M=<work> modules` in the kernel build directory; the error holds the end of what
+/// kbuild printed.
+fn run_make(kernel: &Path, work: &Path, opts: &ModuleOptions) -> Result<std::process::Output> {
+    let mut cmd = Command::new("make");
+    cmd.arg("-C")
+        .arg(kernel)
+        .arg(format!("M={}", work.display()))
+        .arg(format!("-j{}", opts.jobs.max(1)))
+        .args(&opts.make_vars)
+        .args(
+            opts.probe_cache
+                .as_ref()
+                .and_then(|c| c.make_var(&opts.make_vars)),
+        )
+        .arg("modules");
+    let out = cmd.output().map_err(|e| format!("cannot run make: {e}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let tail: Vec<&str> = stderr
+            .lines()
+            .chain(stdout.lines())
+            .rev()
+            .take(25)
+            .collect();
+        return Err(format!(
+            "kbuild failed to build the module (work directory {}):\n{}",
+            work.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+        .into());
+    }
+    Ok(out)
+}
+
 /// Remove BTF from a built module: it describes the module against the kernel's BTF, which a
 /// livepatch module's post-linked symbols do not match.
 fn strip_btf(obj: &mut klpforge_elf::ElfObject<'_>) {
@@ -242,7 +278,12 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
         None => default_module_name(&diffs[0]),
     };
     let tmp;
-    let work: PathBuf = match &opts.work {
+    // Absolute: make runs in the kernel build directory, and the replayed commands name it.
+    let requested = opts
+        .work
+        .as_ref()
+        .map(|w| std::path::absolute(w).unwrap_or_else(|_| w.clone()));
+    let work: PathBuf = match &requested {
         Some(w) if kbuild_safe(w) => {
             std::fs::create_dir_all(w).map_err(ModuleError::io(&w))?;
             w.clone()
@@ -308,37 +349,35 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
     );
     std::fs::write(work.join("Kbuild"), kbuild).map_err(|e| e.to_string())?;
 
-    let mut cmd = Command::new("make");
-    cmd.arg("-C")
-        .arg(kernel)
-        .arg(format!("M={}", work.display()))
-        .arg(format!("-j{}", opts.jobs.max(1)))
-        .args(&opts.make_vars)
-        .args(
-            opts.probe_cache
-                .as_ref()
-                .and_then(|c| c.make_var(&opts.make_vars)),
-        )
-        .arg("modules");
-    let out = cmd.output().map_err(|e| format!("cannot run make: {e}"))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let tail: Vec<&str> = stderr
-            .lines()
-            .chain(stdout.lines())
-            .rev()
-            .take(25)
-            .collect();
-        return Err(format!(
-            "kbuild failed to build the module (work directory {}):\n{}",
-            work.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        )
-        .into());
-    }
+    // Kbuild's commands for this kernel, learned from an earlier make run, need no make; a
+    // replay that fails is done again by make, whose errors are kbuild's own.
+    let objects: Vec<String> = std::iter::once("klpforge_init.o".to_string())
+        .chain(parts.iter().cloned())
+        .collect();
+    let dir = work.to_string_lossy().into_owned();
+    let layout = recipe::Layout {
+        dir: &dir,
+        name: &name,
+        objects: &objects,
+    };
+    let recipe_file = cached_init.as_deref().map(recipe::recipe_path);
+    let replayed = match &recipe_file {
+        Some(r) if reused => recipe::Recipe::load(r).and_then(|rc| {
+            rc.replay(kernel, layout)
+                .map_err(|_| recipe::discard_outputs(layout))
+                .ok()
+        }),
+        _ => None,
+    };
+    let (stdout, stderr) = match replayed {
+        Some(out) => (out.stdout, out.stderr),
+        None => {
+            let out = run_make(kernel, &work, opts)?;
+            (out.stdout, out.stderr)
+        }
+    };
     let mut warnings = notes;
-    warnings.extend(kbuild_warnings(&out.stdout, &out.stderr));
+    warnings.extend(kbuild_warnings(&stdout, &stderr));
     warnings.retain(|w| !benign_objtool_warning(w));
     let objtool: Vec<&String> = warnings.iter().filter(|w| w.contains("objtool")).collect();
     if !objtool.is_empty() {
@@ -354,6 +393,19 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
     }
     if let (Some(c), false) = (&cached_init, reused) {
         store_init(&work.join("klpforge_init.o"), c);
+    }
+    if let Some(r) = recipe_file.filter(|r| !r.is_file()) {
+        // Best effort: without a proven recipe, the next build runs make again.
+        let strip: Vec<String> = opts
+            .probe_cache
+            .iter()
+            .filter_map(|c| c.command_prefix(&opts.make_vars))
+            .collect();
+        // Replays ship the cached init object; this run may have compiled it.
+        let shipped = work.join("klpforge_init.o_shipped");
+        if reused || std::fs::copy(work.join("klpforge_init.o"), &shipped).is_ok() {
+            let _ = recipe::learn_and_prove(kernel, layout, &strip, &r);
+        }
     }
     let built = work.join(format!("{name}.ko"));
     let file = ElfFile::open(&built).map_err(|e| e.to_string())?;

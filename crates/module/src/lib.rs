@@ -2,7 +2,8 @@
 //! ([`assemble`]), post-linking it into the exact ELF format the kernel's livepatch core
 //! requires ([`postlink`]), and converting hand-written source-based livepatch modules
 //! ([`convert`], the klp-convert route) using the target's symbol table ([`kallsyms`]), and
-//! checking that the finished module has what objtool must give it ([`verify`]).
+//! checking that the finished module has what objtool must give it ([`verify`]). Kbuild's
+//! module link is learned once per kernel and replayed without make ([`recipe`]).
 
 #![deny(missing_docs)]
 
@@ -12,5 +13,6 @@ pub mod error;
 pub mod kallsyms;
 pub mod postlink;
 pub mod probes;
+pub mod recipe;
 pub mod verify;
 pub use error::ModuleError;

@@ -46,6 +46,17 @@ impl ProbeCache {
             plain(&self.dir)?
         ))
     }
+
+    /// What [`ProbeCache::make_var`] puts before the compiler in every command kbuild runs
+    /// (`<exe> __cc-probe <dir> `), when it routes the compiler at all.
+    pub fn command_prefix(&self, make_vars: &[String]) -> Option<String> {
+        self.make_var(make_vars)?;
+        Some(format!(
+            "{} __cc-probe {} ",
+            self.exe.display(),
+            self.dir.display()
+        ))
+    }
 }
 
 /// The executable `name` names: itself when it has a slash, else the first match on `PATH`.

@@ -423,3 +423,39 @@ build_cases() {
         esac
     done
 }
+
+# ---- module link replayed without make -------------------------------------------------------
+# klpforge learns kbuild's module link commands from one make run per kernel and replays them
+# after (crates/module/src/recipe.rs). With an empty cache, the first `klpforge module` of a
+# built case's diff objects runs make (and learns); the second must replay (no make record in
+# its work directory) and give make's module byte for byte. (Not with --only: the cases run may
+# leave no diff objects.)
+check_module_replay() {
+    local label=module-replay dir=$RUN/module-replay case diffs=() i
+    for case in "${CASE_LABELS[@]}"; do
+        [ "${C_KIND[$case]}" = patch ] && [ "${C_STATUS[$case]}" != fail ] || continue
+        mapfile -t diffs < <(find "$RUN/cases/$case/work/diff" -name '*.o' 2>/dev/null | sort)
+        [ ${#diffs[@]} -gt 0 ] && break
+    done
+    CASE_LABELS+=("$label")
+    if [ ${#diffs[@]} = 0 ]; then
+        case_fail "$label" "no built case left diff objects to link"
+        return 0
+    fi
+    mkdir -p "$dir/cache"
+    for i in make replay; do
+        rm -rf "$dir/work"
+        if ! XDG_CACHE_HOME=$dir/cache "$KLPFORGE" module --kernel "$KBUILD" --name klp_replay \
+            --work "$dir/work" -o "$dir/$i.ko" "${diffs[@]}" >"$dir/$i.log" 2>&1; then
+            case_fail "$label" "klpforge module ($i) failed: $(tail -n2 "$dir/$i.log" | tr '\n' ' ')"
+            return 0
+        fi
+    done
+    if [ -e "$dir/work/.klp_replay.ko.cmd" ] || ! ls "$dir"/cache/klpforge/init/*.recipe >/dev/null 2>&1; then
+        case_fail "$label" "the second build ran make (no recipe learned; see $dir/cache)"
+    elif ! cmp -s "$dir/make.ko" "$dir/replay.ko"; then
+        case_fail "$label" "the replayed module differs from make's ($dir/make.ko, $dir/replay.ko)"
+    else
+        case_pass "$label" "replayed module link byte-identical to make's ($case)"
+    fi
+}
