@@ -362,13 +362,14 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
     };
     let recipe_file = cached_init.as_deref().map(recipe::recipe_path);
     let replayed = match &recipe_file {
-        Some(r) if reused => recipe::Recipe::load(r).and_then(|rc| {
+        Some(r) if reused => recipe::Recipe::load(r, kernel).and_then(|rc| {
             rc.replay(kernel, layout)
                 .map_err(|_| recipe::discard_outputs(layout))
                 .ok()
         }),
         _ => None,
     };
+    let made = replayed.is_none();
     let (stdout, stderr) = match replayed {
         Some(out) => (out.stdout, out.stderr),
         None => {
@@ -394,8 +395,9 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
     if let (Some(c), false) = (&cached_init, reused) {
         store_init(&work.join("klpforge_init.o"), c);
     }
-    if let Some(r) = recipe_file.filter(|r| !r.is_file()) {
-        // Best effort: without a proven recipe, the next build runs make again.
+    if let Some(r) = recipe_file.filter(|_| made) {
+        // Make ran (no recipe, one learned under other conditions, or a failed replay): learn
+        // from it. Best effort: without a proven recipe, the next build runs make again.
         let strip: Vec<String> = opts
             .probe_cache
             .iter()

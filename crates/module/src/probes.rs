@@ -60,7 +60,7 @@ impl ProbeCache {
 }
 
 /// The executable `name` names: itself when it has a slash, else the first match on `PATH`.
-fn resolve(name: &OsStr) -> Option<PathBuf> {
+pub(crate) fn resolve(name: &OsStr) -> Option<PathBuf> {
     let p = Path::new(name);
     if p.components().count() > 1 {
         return p.is_file().then(|| p.to_path_buf());
@@ -71,7 +71,7 @@ fn resolve(name: &OsStr) -> Option<PathBuf> {
 }
 
 /// What identifies an executable's build: its path, size and modification time.
-fn identity(path: &Path) -> String {
+pub(crate) fn identity(path: &Path) -> String {
     let meta = std::fs::metadata(path).ok();
     let mtime = meta
         .as_ref()

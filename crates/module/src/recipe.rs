@@ -90,10 +90,69 @@ impl Layout<'_> {
     }
 }
 
-/// The commands that build a module, by stage, with placeholders for its directory and name.
+/// The commands that build a module, by stage, with placeholders for its directory and name,
+/// and the conditions they were learned under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipe {
     stages: Vec<Vec<String>>,
+    /// A digest of [`conditions`] when the recipe was learned.
+    conditions: u64,
+}
+
+/// Environment variables kbuild reads that change the commands it runs (with every
+/// `KBUILD_*`); `PATH` also decides which compiler and assembler run.
+const KBUILD_ENV: &[&str] = &[
+    "ARCH",
+    "CROSS_COMPILE",
+    "LLVM",
+    "LLVM_IAS",
+    "CC",
+    "LD",
+    "AR",
+    "NM",
+    "OBJCOPY",
+    "OBJDUMP",
+    "KCFLAGS",
+    "KCPPFLAGS",
+    "KAFLAGS",
+    "KRUSTFLAGS",
+    "CFLAGS_MODULE",
+    "AFLAGS_MODULE",
+    "LDFLAGS_MODULE",
+    "PATH",
+];
+
+/// What the commands depend on besides the kernel build (which the cache key covers): the
+/// programs they run (path, size and time of each, found as the shell finds them, from the
+/// kernel build directory) and kbuild's environment variables. A recipe learned under other
+/// conditions is not replayed: make runs and a new recipe is learned.
+fn conditions(kernel: &Path, stages: &[Vec<String>]) -> u64 {
+    let mut text = String::new();
+    for command in stages.iter().flatten() {
+        for segment in command.split([';', '&', '|']) {
+            let Some(program) = segment.split_whitespace().find(|w| !w.contains('=')) else {
+                continue;
+            };
+            let found = if program.contains('/') {
+                Some(kernel.join(program))
+            } else {
+                crate::probes::resolve(std::ffi::OsStr::new(program))
+            };
+            match found {
+                Some(p) => text.push_str(&crate::probes::identity(&p)),
+                None => text.push_str(program),
+            }
+            text.push('\n');
+        }
+    }
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| KBUILD_ENV.contains(&k.as_str()) || k.starts_with("KBUILD_"))
+        .collect();
+    env.sort();
+    for (k, v) in env {
+        text.push_str(&format!("{k}={v}\n"));
+    }
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
 }
 
 /// What a replay printed: every command's standard output and error, in stage order.
@@ -109,7 +168,7 @@ impl Recipe {
     /// Learn the recipe from the records of a successful `make M=` run in `layout.dir`.
     /// `strip` are command prefixes to drop (a compiler wrapper that only make needed). The
     /// error says why the run cannot be replayed.
-    pub fn learn(layout: Layout<'_>, strip: &[String]) -> Result<Recipe, String> {
+    pub fn learn(kernel: &Path, layout: Layout<'_>, strip: &[String]) -> Result<Recipe, String> {
         let dir = Path::new(layout.dir);
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).map_err(|e| format!("{f}: {e}"));
         if read(&format!("{}.mod", layout.name))? != layout.mod_list() {
@@ -149,16 +208,19 @@ impl Recipe {
                 return Err(format!("kbuild ran a step klpforge does not know ({f})"));
             }
         }
-        Ok(Recipe { stages })
+        let conditions = conditions(kernel, &stages);
+        Ok(Recipe { stages, conditions })
     }
 
-    /// The recipe stored at `path`, if there is a readable one.
-    pub fn load(path: &Path) -> Option<Recipe> {
+    /// The recipe stored at `path`, if there is a readable one learned under the conditions
+    /// of now (see [`conditions`]) for the kernel build directory `kernel`.
+    pub fn load(path: &Path, kernel: &Path) -> Option<Recipe> {
         let text = std::fs::read_to_string(path).ok()?;
         let mut lines = text.lines();
         if lines.next()? != MAGIC {
             return None;
         }
+        let learned = u64::from_str_radix(lines.next()?.strip_prefix("conditions ")?, 16).ok()?;
         let mut stages: Vec<Vec<String>> = Vec::new();
         for line in lines {
             let (stage, command) = line.split_once('\t')?;
@@ -171,12 +233,16 @@ impl Recipe {
             }
             stages[stage].push(command.to_string());
         }
-        (!stages.is_empty()).then_some(Recipe { stages })
+        let recipe = Recipe {
+            conditions: conditions(kernel, &stages),
+            stages,
+        };
+        (!recipe.stages.is_empty() && recipe.conditions == learned).then_some(recipe)
     }
 
     /// Keep the recipe at `path` (best effort: written under a temporary name, then renamed).
     pub fn store(&self, path: &Path) {
-        let mut text = format!("{MAGIC}\n");
+        let mut text = format!("{MAGIC}\nconditions {:016x}\n", self.conditions);
         for (i, stage) in self.stages.iter().enumerate() {
             for c in stage {
                 text.push_str(&format!("{i}\t{c}\n"));
@@ -254,7 +320,7 @@ pub fn learn_and_prove(
     strip: &[String],
     path: &Path,
 ) -> Result<(), String> {
-    let recipe = Recipe::learn(layout, strip)?;
+    let recipe = Recipe::learn(kernel, layout, strip)?;
     let ko = Path::new(layout.dir).join(format!("{}.ko", layout.name));
     let made = std::fs::read(&ko).map_err(|e| format!("{}: {e}", ko.display()))?;
     let replayed = recipe
@@ -463,14 +529,14 @@ mod tests {
             objects: &objs,
         };
         fake_run(learnt, None);
-        let recipe = Recipe::learn(learnt, &[]).unwrap();
+        let recipe = Recipe::learn(Path::new("/"), learnt, &[]).unwrap();
         assert_eq!(
             recipe.stages.iter().map(Vec::len).collect::<Vec<_>>(),
             [1, 1, 1, 1]
         );
         let stored = a.path().join("r.recipe");
         recipe.store(&stored);
-        assert_eq!(Recipe::load(&stored), Some(recipe.clone()));
+        assert_eq!(Recipe::load(&stored, Path::new("/")), Some(recipe.clone()));
 
         let b = tempfile::tempdir().unwrap();
         let b_dir = b.path().to_str().unwrap().to_string();
@@ -503,11 +569,12 @@ mod tests {
             objects: &objs,
         };
         fake_run(layout, Some("klp_a.ko.btf"));
-        let err = Recipe::learn(layout, &[]).unwrap_err();
+        let err = Recipe::learn(Path::new("/"), layout, &[]).unwrap_err();
         assert!(err.contains(".klp_a.ko.btf.cmd"), "{err}");
 
         let failing = Recipe {
             stages: vec![vec!["echo oops >&2; false".into()]],
+            conditions: 0,
         };
         for o in &objs {
             std::fs::write(a.path().join(format!("{o}_shipped")), "x").unwrap();
@@ -537,7 +604,7 @@ mod tests {
         // make's module as the recipe's commands make it: proven and kept.
         std::fs::write(&ko, "obj\nobj\n\"klp_a\"\n").unwrap();
         learn_and_prove(Path::new("/"), layout, &[], &stored).unwrap();
-        assert!(Recipe::load(&stored).is_some());
+        assert!(Recipe::load(&stored, Path::new("/")).is_some());
         // make's module made some other way: not kept, and make's bytes are back in place.
         std::fs::remove_file(&stored).unwrap();
         std::fs::write(&ko, "made by make\n").unwrap();
@@ -545,5 +612,23 @@ mod tests {
         assert!(err.contains("differs"), "{err}");
         assert!(!stored.exists());
         assert_eq!(std::fs::read_to_string(&ko).unwrap(), "made by make\n");
+    }
+
+    /// A recipe whose programs changed since it was learned (a rebuilt objtool, another
+    /// compiler) is not replayed.
+    #[test]
+    fn recipes_learned_with_other_programs_are_not_loaded() {
+        let kernel = tempfile::tempdir().unwrap();
+        std::fs::write(kernel.path().join("tool"), "v1").unwrap();
+        let stages = vec![vec!["./tool a; sh -c b".to_string()]];
+        let recipe = Recipe {
+            conditions: conditions(kernel.path(), &stages),
+            stages,
+        };
+        let stored = kernel.path().join("r.recipe");
+        recipe.store(&stored);
+        assert_eq!(Recipe::load(&stored, kernel.path()), Some(recipe));
+        std::fs::write(kernel.path().join("tool"), "version 2").unwrap();
+        assert_eq!(Recipe::load(&stored, kernel.path()), None);
     }
 }
