@@ -405,16 +405,11 @@ pub fn diff(
     );
     let twins = twins.map_err(DiffError::Ambiguous)?;
     phase_done("correlation and special-section index");
-    let by_twins = |info, sites, patched| {
-        checksum::compute(
-            info,
-            sites,
-            checksum::Identity::Twins {
-                twins: &twins,
-                patched,
-            },
-        )
+    let identity = |patched| checksum::Identity::Twins {
+        twins: &twins,
+        patched,
     };
+    let by_twins = |info, sites, patched| checksum::compute(info, sites, identity(patched));
     let (orig_sums, patched_sums) = both(
         large,
         || by_twins(&o, &osites, false),
@@ -435,7 +430,20 @@ pub fn diff(
         }
     }
     phase_done("checksums");
-    let sel = select::select(&o, &p, &orig_sums, &patched_sums, &twins, opts);
+    let (orig_lines, patched_lines) = (
+        checksum::LineSums::new(&o, &osites, identity(false)),
+        checksum::LineSums::new(&p, &psites, identity(true)),
+    );
+    let sel = select::select(
+        &o,
+        &p,
+        &orig_sums,
+        &patched_sums,
+        (&orig_lines, &patched_lines),
+        &twins,
+        opts,
+    );
+    drop((orig_lines, patched_lines));
     let mut report = Report {
         objname: opts.objname.clone(),
         changed_functions: sel

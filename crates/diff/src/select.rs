@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use klpforge_elf::{SectionId, SymbolId};
 
 use crate::analyze::{ObjInfo, SecKind, SymKind};
-use crate::checksum::Checksums;
+use crate::checksum::{Checksums, LineSums};
 use crate::correlate::Twins;
 use crate::klp::{Binding, SymposSource};
 use crate::markers::{declared_states, markers};
@@ -53,12 +53,14 @@ pub struct Selection {
     pub warnings: Vec<String>,
 }
 
-/// Select the changes between `orig` and `patched`.
+/// Select the changes between `orig` and `patched` (`line_sums`: their line-insensitive
+/// checksums, asked for functions whose full checksums differ).
 pub fn select(
     orig: &ObjInfo<'_, '_>,
     patched: &ObjInfo<'_, '_>,
     orig_sums: &Checksums,
     patched_sums: &Checksums,
+    line_sums: (&LineSums<'_, '_, '_, '_, '_>, &LineSums<'_, '_, '_, '_, '_>),
     twins: &Twins,
     opts: &DiffOptions,
 ) -> Selection {
@@ -105,7 +107,7 @@ pub fn select(
                 if orig_sums.full[o.index()] == patched_sums.full[p.index()] && !forced {
                     continue;
                 }
-                if orig_sums.noline[o.index()] == patched_sums.noline[p.index()] && !forced {
+                if !forced && line_sums.0.noline(o) == line_sums.1.noline(p) {
                     sel.line_only.push(si.name.to_string());
                     continue;
                 }

@@ -4,7 +4,7 @@
 //! pin what each phase itself decides, so a regression names its phase.
 
 use klpforge_diff::analyze::ObjInfo;
-use klpforge_diff::checksum::{compute, Checksums, Identity, Sites};
+use klpforge_diff::checksum::{compute, Checksums, Identity, LineSums, Sites};
 use klpforge_diff::correlate::{correlate, Twins};
 use klpforge_diff::refs::Target;
 use klpforge_diff::select::{select, Selection};
@@ -45,23 +45,25 @@ fn phases(o: &ObjInfo<'_, '_>, p: &ObjInfo<'_, '_>) -> (Twins, Checksums, Checks
         compute(p, &psites, Identity::Names),
     );
     let twins = correlate(o, p, &on, &pn).unwrap();
-    let os = compute(
+    let identity = |patched| Identity::Twins {
+        twins: &twins,
+        patched,
+    };
+    let os = compute(o, &osites, identity(false));
+    let ps = compute(p, &psites, identity(true));
+    let lines = (
+        LineSums::new(o, &osites, identity(false)),
+        LineSums::new(p, &psites, identity(true)),
+    );
+    let sel = select(
         o,
-        &osites,
-        Identity::Twins {
-            twins: &twins,
-            patched: false,
-        },
-    );
-    let ps = compute(
         p,
-        &psites,
-        Identity::Twins {
-            twins: &twins,
-            patched: true,
-        },
+        &os,
+        &ps,
+        (&lines.0, &lines.1),
+        &twins,
+        &DiffOptions::default(),
     );
-    let sel = select(o, p, &os, &ps, &twins, &DiffOptions::default());
     (twins, os, ps, sel)
 }
 
@@ -94,13 +96,30 @@ fn line_numbers_alone_change_only_the_full_checksum() {
         info(object("lines", &src(""))),
         info(object("lines", &src("\n\n"))),
     );
+    let (osites, psites) = (Sites::new(&o), Sites::new(&p));
     let (os, ps) = (
-        compute(&o, &Sites::new(&o), Identity::Names),
-        compute(&p, &Sites::new(&p), Identity::Names),
+        compute(&o, &osites, Identity::Names),
+        compute(&p, &psites, Identity::Names),
     );
-    let (a, b) = (id(&o, "sleepy").index(), id(&p, "sleepy").index());
-    assert_ne!(os.full[a], ps.full[b], "the line moved");
-    assert_eq!(os.noline[a], ps.noline[b], "only the line moved");
+    let (a, b) = (id(&o, "sleepy"), id(&p, "sleepy"));
+    assert_ne!(os.full[a.index()], ps.full[b.index()], "the line moved");
+    let (ol, pl) = (
+        LineSums::new(&o, &osites, Identity::Names),
+        LineSums::new(&p, &psites, Identity::Names),
+    );
+    assert_eq!(ol.noline(a), pl.noline(b), "only the line moved");
+    // A changed constant changes both.
+    let q = info(object(
+        "lines",
+        &src("\n\n").replace("slept = 1", "slept = 2"),
+    ));
+    let qsites = Sites::new(&q);
+    let ql = LineSums::new(&q, &qsites, Identity::Names);
+    assert_ne!(
+        ol.noline(a),
+        ql.noline(id(&q, "sleepy")),
+        "a constant changed"
+    );
 }
 
 #[test]

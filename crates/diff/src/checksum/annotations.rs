@@ -6,7 +6,7 @@ use crate::HashMap;
 
 use klpforge_elf::{SectionId, SymbolId};
 
-use super::{field_size, hash_code, masked_bytes, Ctx, Hashers};
+use super::{field_size, hash_code, masked_bytes, Ctx};
 use crate::analyze::{relocs_in, ObjInfo, Reloc, RelocCursor, SecKind, SymKind};
 use crate::refs::Target;
 use crate::special;
@@ -202,13 +202,15 @@ fn hash_site(
     let (start, end, at) = (site.start, site.end, site.at);
     let here = relocs_in(info.relocations(sec), start, end);
     let data = info.obj.section(sec).bytes();
-    let mut h = Hashers::new();
+    let mut h = ctx.hashers();
     h.both(name.as_bytes());
     let bytes = masked_bytes(info, sec, start, end, here);
     h.full.update(&bytes);
     // Bug-table entries with a file name carry __LINE__ in the 16-bit field right
     // after their relocated fields (the flags follow it): only that field is masked.
-    if name == "__bug_table" && here.len() >= 2 {
+    if !h.lines {
+        // No line-insensitive checksum wanted.
+    } else if name == "__bug_table" && here.len() >= 2 {
         let line_at = here
             .iter()
             .map(|r| (r.offset - start) as usize + field_size(info, r))
@@ -217,9 +219,9 @@ fn hash_site(
         let mut masked = bytes.clone();
         let line_end = (line_at + 2).min(masked.len());
         masked[line_at.min(line_end)..line_end].fill(0);
-        h.noline.update(&masked);
+        h.noline(&masked);
     } else {
-        h.noline.update(&bytes);
+        h.noline(&bytes);
     }
     for r in here {
         h.both(&(r.offset - start).to_le_bytes());
@@ -246,7 +248,7 @@ fn hash_site(
     Annotation {
         at,
         full: h.full.digest(),
-        noline: h.noline.digest(),
+        noline: h.noline_digest(),
     }
 }
 

@@ -60,8 +60,6 @@ pub enum Identity<'t> {
 pub struct Checksums {
     /// Full checksum per symbol arena slot (0 = none computed).
     pub full: Vec<u64>,
-    /// Line-insensitive checksum per symbol arena slot.
-    pub noline: Vec<u64>,
     /// Code that no function symbol covers, sorted by key.
     pub gaps: Vec<CodeGap>,
 }
@@ -107,32 +105,58 @@ impl HashInput {
     }
 }
 
+/// The inputs of the full and the line-insensitive checksum. Only a function whose full
+/// checksum changed needs the second ([`LineSums`]), so it is built only when `lines` is set
+/// (its digest is 0 otherwise).
 pub(crate) struct Hashers {
     full: HashInput,
-    noline: HashInput,
+    noline_input: HashInput,
+    lines: bool,
 }
 
 impl Hashers {
-    fn new() -> Hashers {
+    fn new(lines: bool) -> Hashers {
         Hashers {
             full: HashInput(Vec::with_capacity(256)),
-            noline: HashInput(Vec::with_capacity(256)),
+            noline_input: HashInput(if lines {
+                Vec::with_capacity(256)
+            } else {
+                Vec::new()
+            }),
+            lines,
         }
     }
 
     /// Make room for about `n` more bytes in both inputs.
     fn reserve(&mut self, n: usize) {
         self.full.0.reserve(n);
-        self.noline.0.reserve(n);
+        if self.lines {
+            self.noline_input.0.reserve(n);
+        }
+    }
+
+    /// Add `bytes` to the line-insensitive input only.
+    fn noline(&mut self, bytes: &[u8]) {
+        if self.lines {
+            self.noline_input.update(bytes);
+        }
     }
 
     fn both(&mut self, bytes: &[u8]) {
         self.full.update(bytes);
-        self.noline.update(bytes);
+        self.noline(bytes);
+    }
+
+    fn noline_digest(&self) -> u64 {
+        if self.lines {
+            self.noline_input.digest()
+        } else {
+            0
+        }
     }
 
     fn digests(&self) -> (u64, u64) {
-        (self.full.digest(), self.noline.digest())
+        (self.full.digest(), self.noline_digest())
     }
 }
 
@@ -149,12 +173,15 @@ pub(crate) struct Ctx<'i, 'a, 'd, 't> {
     backref: Option<usize>,
     /// Layout hashes of the section anchors hashed so far ([`Ctx::anchor_layout`]).
     anchors: HashMap<Anchor, (u64, u64)>,
-    /// The symbols of callees that take `__LINE__` ([`lines::line_callees`]).
+    /// The symbols of callees that take `__LINE__` ([`lines::line_callees`]; only with
+    /// `lines`).
     line_callees: Vec<SymbolId>,
+    /// Whether line-insensitive checksums are computed too (see [`Hashers`]).
+    lines: bool,
 }
 
 impl<'i, 'a, 'd, 't> Ctx<'i, 'a, 'd, 't> {
-    fn new(info: &'i ObjInfo<'a, 'd>, identity: Identity<'t>) -> Self {
+    fn new(info: &'i ObjInfo<'a, 'd>, identity: Identity<'t>, lines: bool) -> Self {
         Ctx {
             info,
             identity,
@@ -162,8 +189,18 @@ impl<'i, 'a, 'd, 't> Ctx<'i, 'a, 'd, 't> {
             stack: Vec::new(),
             backref: None,
             anchors: HashMap::default(),
-            line_callees: lines::line_callees(info),
+            line_callees: if lines {
+                lines::line_callees(info)
+            } else {
+                Vec::new()
+            },
+            lines,
         }
+    }
+
+    /// Fresh hash inputs in this context's mode.
+    fn hashers(&self) -> Hashers {
+        Hashers::new(self.lines)
     }
 }
 
@@ -287,11 +324,11 @@ impl Ctx<'_, '_, '_, '_> {
     fn anchor_layout(&mut self, h: &mut Hashers, a: Anchor) {
         if let Some(&(full, noline)) = self.anchors.get(&a) {
             h.full.update(&full.to_le_bytes());
-            h.noline.update(&noline.to_le_bytes());
+            h.noline(&noline.to_le_bytes());
             return;
         }
         let info = self.info;
-        let mut inner = Hashers::new();
+        let mut inner = self.hashers();
         inner.both(b"@");
         for &b in &info.piece_bounds[a.sec.index()] {
             inner.both(&(b as i64).wrapping_sub(a.offset).to_le_bytes());
@@ -309,7 +346,7 @@ impl Ctx<'_, '_, '_, '_> {
         let d = inner.digests();
         self.anchors.insert(a, d);
         h.full.update(&d.0.to_le_bytes());
-        h.noline.update(&d.1.to_le_bytes());
+        h.noline(&d.1.to_le_bytes());
     }
 
     /// Hash the content of `[start, end)` of `sec` into `h`: bytes with relocated fields
@@ -318,7 +355,7 @@ impl Ctx<'_, '_, '_, '_> {
         let key = (sec, start, end);
         if let Some(&(full, noline)) = self.memo.get(&key) {
             h.full.update(&full.to_le_bytes());
-            h.noline.update(&noline.to_le_bytes());
+            h.noline(&noline.to_le_bytes());
             return;
         }
         if let Some(depth) = self.stack.iter().position(|&k| k == key) {
@@ -332,7 +369,7 @@ impl Ctx<'_, '_, '_, '_> {
         self.stack.push(key);
         let saved = self.backref.take();
         let info = self.info;
-        let mut inner = Hashers::new();
+        let mut inner = self.hashers();
         let size = info.obj.section(sec).size();
         let (a, b) = (start.min(size), end.min(size));
         let all = info.relocations(sec);
@@ -343,7 +380,7 @@ impl Ctx<'_, '_, '_, '_> {
         inner.full.update(&bytes);
         let name = info.obj.section(sec).name_lossy();
         if !LINE_RECORD_SECTIONS.contains(&name.as_ref()) && !name.contains("Lubsan") {
-            inner.noline.update(&bytes);
+            inner.noline(&bytes);
         }
         for r in relocs {
             inner.both(&(r.offset - a).to_le_bytes());
@@ -364,7 +401,7 @@ impl Ctx<'_, '_, '_, '_> {
             self.memo.insert(key, d);
         }
         h.full.update(&d.0.to_le_bytes());
-        h.noline.update(&d.1.to_le_bytes());
+        h.noline(&d.1.to_le_bytes());
     }
 }
 
@@ -394,7 +431,11 @@ pub(crate) fn hash_code(
         .unwrap_or_default();
     // Each instruction adds its length byte; each reference a few words.
     h.reserve((end - start) as usize + insns.len() + relocs.len() * 24);
-    let line_args = line_arguments(info, &ctx.line_callees, sec, &insns, relocs);
+    let line_args = if h.lines {
+        line_arguments(info, &ctx.line_callees, sec, &insns, relocs)
+    } else {
+        Vec::new()
+    };
     let mut covered = start;
     let mut buf = Vec::with_capacity(16);
     let mut cursor = RelocCursor::new(relocs);
@@ -435,10 +476,10 @@ pub(crate) fn hash_code(
         }
         h.full.update(&[insn.length()]);
         h.full.update(&buf);
-        h.noline.update(&[insn.length()]);
-        match line_args[i] {
-            Some(arg) => h.noline.update(&[b'L', arg]),
-            None => h.noline.update(&buf),
+        h.noline(&[insn.length()]);
+        match line_args.get(i).copied().flatten() {
+            Some(arg) => h.noline(&[b'L', arg]),
+            None => h.noline(&buf),
         }
         if let Some(t) = branch_target {
             let target = match info.symbol_at(sec, t) {
@@ -512,16 +553,14 @@ pub fn compute(info: &ObjInfo<'_, '_>, sites: &Sites, identity: Identity<'_>) ->
     let n = info.obj.symbol_arena_len();
     let mut out = Checksums {
         full: vec![0; n],
-        noline: vec![0; n],
         gaps: Vec::new(),
     };
-    let mut ctx = Ctx::new(info, identity);
+    let mut ctx = Ctx::new(info, identity, false);
     let annotations = code_annotations(&mut ctx, sites);
     for (id, _) in info.obj.symbols() {
         let own = annotations.get(&id).map_or(&[][..], Vec::as_slice);
-        if let Some((full, noline)) = symbol_sums(&mut ctx, own, id) {
+        if let Some((full, _)) = symbol_sums(&mut ctx, own, id) {
             out.full[id.index()] = full;
-            out.noline[id.index()] = noline;
         }
     }
     out.gaps = code_gaps(&mut ctx);
@@ -539,7 +578,7 @@ fn symbol_sums(
     let s = info.obj.symbol(id);
     let sec = s.section()?;
     let si = info.sym(id);
-    let mut h = Hashers::new();
+    let mut h = ctx.hashers();
     match si.kind {
         SymKind::Function => {
             h.both(b"F");
@@ -562,13 +601,13 @@ fn symbol_sums(
             }
             for a in annotations {
                 h.full.update(&a.full.to_le_bytes());
-                h.noline.update(&a.noline.to_le_bytes());
+                h.noline(&a.noline.to_le_bytes());
             }
         }
         SymKind::Object => hash_object(&mut h, ctx, id),
         _ => return None,
     }
-    Some((h.full.digest(), h.noline.digest()))
+    Some(h.digests())
 }
 
 /// Full checksums of symbols, by arena slot (0: none).
@@ -597,7 +636,7 @@ impl<'i, 'a, 'd, 's> LazySums<'i, 'a, 'd, 's> {
     /// Ready to hash the symbols of `info` by name.
     pub fn new(info: &'i ObjInfo<'a, 'd>, sites: &'s Sites) -> LazySums<'i, 'a, 'd, 's> {
         LazySums {
-            ctx: std::cell::RefCell::new(Ctx::new(info, Identity::Names)),
+            ctx: std::cell::RefCell::new(Ctx::new(info, Identity::Names, false)),
             sites,
             done: std::cell::RefCell::new(vec![None; info.obj.symbol_arena_len()]),
         }
@@ -614,6 +653,34 @@ impl FullSums for LazySums<'_, '_, '_, '_> {
         let v = symbol_sums(&mut ctx, &annotations, id).map_or(0, |s| s.0);
         self.done.borrow_mut()[id.index()] = Some(v);
         v
+    }
+}
+
+/// Line-insensitive checksums by twin identity, computed on demand: only a function whose
+/// full checksum changed is asked (did only `__LINE__` values change?).
+pub struct LineSums<'i, 'a, 'd, 't, 's> {
+    ctx: std::cell::RefCell<Ctx<'i, 'a, 'd, 't>>,
+    sites: &'s Sites,
+}
+
+impl<'i, 'a, 'd, 't, 's> LineSums<'i, 'a, 'd, 't, 's> {
+    /// Ready to hash the symbols of `info` as `identity` says.
+    pub fn new(
+        info: &'i ObjInfo<'a, 'd>,
+        sites: &'s Sites,
+        identity: Identity<'t>,
+    ) -> LineSums<'i, 'a, 'd, 't, 's> {
+        LineSums {
+            ctx: std::cell::RefCell::new(Ctx::new(info, identity, true)),
+            sites,
+        }
+    }
+
+    /// The line-insensitive checksum of `id` (0 for symbols that have none).
+    pub fn noline(&self, id: SymbolId) -> u64 {
+        let mut ctx = self.ctx.borrow_mut();
+        let annotations = annotations_of(&mut ctx, self.sites, id);
+        symbol_sums(&mut ctx, &annotations, id).map_or(0, |s| s.1)
     }
 }
 
@@ -681,7 +748,7 @@ fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
             let n = seen.entry((name.clone(), label.to_string())).or_default();
             let occurrence = *n;
             *n += 1;
-            let mut h = Hashers::new();
+            let mut h = ctx.hashers();
             hash_code(&mut h, ctx, sec, a, b);
             out.push(CodeGap {
                 key: GapKey {
