@@ -46,6 +46,10 @@ impl std::fmt::Display for Ambiguity {
 /// FILE symbol -> its scope key (file name, unit number).
 type ScopeKeys = HashMap<SymbolId, (String, usize)>;
 
+/// The names that tell a unit (FILE scope) apart: `(false, name)` a symbol it defines,
+/// `(true, name)` a function that refers to one of its symbols.
+type UnitNames<'i> = BTreeSet<(bool, &'i str)>;
+
 /// Scope keys of the FILE symbols of both objects: `(file name, n)`, where `n` numbers the
 /// original's translation units of that name in order, and a patched unit gets the number of
 /// the original unit whose symbol names it shares most (a unit new in the patched object gets
@@ -55,7 +59,7 @@ fn scope_keys(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> (ScopeKeys, 
     /// FILE symbols by name, in table order, with the names that tell their units apart:
     /// the local symbols each scope defines and the functions that refer to them (globals
     /// carry no scope in an `ld -r` object, but their references to the unit's statics do).
-    fn units(info: &ObjInfo<'_, '_>) -> BTreeMap<String, Vec<(SymbolId, BTreeSet<String>)>> {
+    fn units<'i>(info: &'i ObjInfo<'_, '_>) -> BTreeMap<String, Vec<(SymbolId, UnitNames<'i>)>> {
         let mut count: HashMap<&str, usize> = HashMap::default();
         for (id, _) in info.obj.symbols() {
             if info.sym(id).kind == SymKind::File {
@@ -63,7 +67,7 @@ fn scope_keys(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> (ScopeKeys, 
             }
         }
         let shared = |f: SymbolId| count.get(info.sym(f).name.as_ref()).is_some_and(|&n| n > 1);
-        let mut names: HashMap<SymbolId, BTreeSet<String>> = HashMap::default();
+        let mut names: HashMap<SymbolId, UnitNames<'_>> = HashMap::default();
         for (id, s) in info.obj.symbols() {
             let si = info.sym(id);
             if let (Some(f), Some(_)) = (si.file, s.section()) {
@@ -71,7 +75,7 @@ fn scope_keys(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> (ScopeKeys, 
                     names
                         .entry(f)
                         .or_default()
-                        .insert(si.stable_name.to_string());
+                        .insert((false, si.stable_name.as_ref()));
                 }
             }
         }
@@ -88,13 +92,13 @@ fn scope_keys(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> (ScopeKeys, 
                         continue;
                     };
                     if let Some(user) = info.symbol_at(sec, r.offset as i64) {
-                        let name = format!("<-{}", info.sym(user).stable_name);
-                        names.entry(f).or_default().insert(name);
+                        let name = info.sym(user).stable_name.as_ref();
+                        names.entry(f).or_default().insert((true, name));
                     }
                 }
             }
         }
-        let mut out: BTreeMap<String, Vec<(SymbolId, BTreeSet<String>)>> = BTreeMap::new();
+        let mut out: BTreeMap<String, Vec<(SymbolId, UnitNames<'_>)>> = BTreeMap::new();
         for (id, _) in info.obj.symbols() {
             if info.sym(id).kind == SymKind::File {
                 out.entry(info.sym(id).name.to_string())
@@ -189,8 +193,8 @@ type GroupKey<'k> = (Option<(&'k str, usize)>, u8, &'k str);
 fn group<'k>(
     info: &'k ObjInfo<'_, '_>,
     files: &'k HashMap<SymbolId, (String, usize)>,
-) -> HashMap<GroupKey<'k>, Vec<SymbolId>> {
-    let mut out: HashMap<GroupKey<'k>, Vec<SymbolId>> = HashMap::default();
+) -> HashMap<GroupKey<'k>, Members> {
+    let mut out: HashMap<GroupKey<'k>, Members> = HashMap::default();
     for (id, s) in info.obj.symbols() {
         let si = info.sym(id);
         if si.never_correlate || si.static_local || si.parent.is_some() {
@@ -220,6 +224,36 @@ fn group<'k>(
         out.entry((scope, kind, name)).or_default().push(id);
     }
     out
+}
+
+/// The symbols of one group, the first kept inline: almost every group of a kernel has one
+/// symbol a side, and a vector each would be hundreds of thousands of allocations.
+#[derive(Default)]
+struct Members {
+    first: Option<SymbolId>,
+    rest: Vec<SymbolId>,
+}
+
+impl Members {
+    fn push(&mut self, id: SymbolId) {
+        if self.first.is_none() {
+            self.first = Some(id);
+        } else {
+            self.rest.push(id);
+        }
+    }
+
+    /// The only member, if there is exactly one.
+    fn single(&self) -> Option<SymbolId> {
+        self.first.filter(|_| self.rest.is_empty())
+    }
+
+    fn to_vec(&self) -> Vec<SymbolId> {
+        self.first
+            .into_iter()
+            .chain(self.rest.iter().copied())
+            .collect()
+    }
 }
 
 /// Candidates of one name that evidence has not paired yet.
@@ -465,7 +499,7 @@ pub fn correlate(
             twins.pair(*id, p);
         }
     }
-    let (og, mut pg) = crate::both(
+    let (og, pg) = crate::both(
         large(orig, patched),
         || group(orig, &of),
         || group(patched, &pf),
@@ -474,10 +508,15 @@ pub fn correlate(
     // goes on in key order (what pairing by evidence and its messages follow), so only the
     // few groups left are sorted, not every name of a kernel.
     let mut left: Vec<(GroupKey<'_>, Pending)> = Vec::new();
-    for (key, os) in og {
-        let Some(ps) = pg.remove(&key) else { continue };
+    for (key, om) in &og {
+        let Some(pm) = pg.get(key) else { continue };
+        if let (Some(o), Some(p)) = (om.single(), pm.single()) {
+            twins.pair(o, p);
+            continue;
+        }
+        let (os, ps) = (om.to_vec(), pm.to_vec());
         if let Some(p) = pair_group(&mut twins, (orig_sums, patched_sums), key.2, os, ps) {
-            left.push((key, p));
+            left.push((*key, p));
         }
     }
     left.sort_unstable_by(|a, b| a.0.cmp(&b.0));
