@@ -12,9 +12,9 @@
 use crate::{HashMap, HashSet};
 use std::collections::{BTreeMap, BTreeSet};
 
-use klpforge_elf::{SymbolId, SymbolPlace};
+use klpforge_elf::{SectionId, SymbolId, SymbolPlace};
 
-use crate::analyze::{ObjInfo, SecKind, SymKind};
+use crate::analyze::{ObjInfo, Reloc, SecKind, SymKind};
 use crate::checksum::FullSums;
 use crate::refs::Target;
 use crate::stable_name::static_local_base;
@@ -324,41 +324,56 @@ fn users(info: &ObjInfo<'_, '_>, wanted: &HashSet<SymbolId>) -> Users {
     if wanted.is_empty() {
         return Users { of, sites };
     }
-    // The user of each reference (a `.cold` part counts as its parent), in section order.
-    let each_reference = |f: &mut dyn FnMut(SymbolId, Option<(SymbolId, i64)>)| {
-        for (sec, _) in info.obj.sections() {
-            if info.sec(sec).ranges.is_empty() {
-                continue;
-            }
-            for r in info.relocations(sec) {
-                let Some(user) = info.symbol_at(sec, r.offset as i64) else {
-                    continue;
-                };
-                let user = info.sym(user).parent.unwrap_or(user);
-                let target = match r.target {
-                    Target::Symbol { sym, offset } => Some((sym, offset)),
-                    _ => None,
-                };
-                f(user, target);
-            }
-        }
+    // The user of a reference: the function or object at its site, a `.cold` part counted as
+    // its parent.
+    let user_of = |sec: SectionId, r: &Reloc<'_>| {
+        info.symbol_at(sec, r.offset as i64)
+            .map(|u| info.sym(u).parent.unwrap_or(u))
     };
     // (target, user) pairs already listed: a popular target has tens of thousands of users.
     let mut listed: HashSet<(SymbolId, SymbolId)> = HashSet::default();
     let mut needed: HashSet<SymbolId> = HashSet::default();
-    each_reference(&mut |user, target| {
-        let Some((sym, _)) = target else { return };
-        if user != sym && wanted.contains(&sym) && listed.insert((sym, user)) {
-            of.entry(sym).or_default().push(user);
-            needed.insert(user);
+    for (sec, _) in info.obj.sections() {
+        if info.sec(sec).ranges.is_empty() {
+            continue;
         }
-    });
-    // The reference sites of the users found (only they are ever compared).
-    each_reference(&mut |user, target| {
-        if needed.contains(&user) {
+        for r in info.relocations(sec) {
+            let Target::Symbol { sym, .. } = r.target else {
+                continue;
+            };
+            if !wanted.contains(&sym) {
+                continue;
+            }
+            let Some(user) = user_of(sec, r) else {
+                continue;
+            };
+            if user != sym && listed.insert((sym, user)) {
+                of.entry(sym).or_default().push(user);
+                needed.insert(user);
+            }
+        }
+    }
+    // The reference sites of the users found (only they are ever compared), in section order:
+    // only the sections of their code (and their `.cold` parts) hold them.
+    let mut code: Vec<SectionId> = needed
+        .iter()
+        .flat_map(|&u| std::iter::once(u).chain(info.sym(u).children.iter().copied()))
+        .filter_map(|s| info.obj.symbol(s).section())
+        .collect();
+    code.sort_unstable();
+    code.dedup();
+    for sec in code {
+        for r in info.relocations(sec) {
+            let Some(user) = user_of(sec, r).filter(|u| needed.contains(u)) else {
+                continue;
+            };
+            let target = match r.target {
+                Target::Symbol { sym, offset } => Some((sym, offset)),
+                _ => None,
+            };
             sites.entry(user).or_default().push(target);
         }
-    });
+    }
     Users { of, sites }
 }
 
