@@ -117,11 +117,23 @@ impl CodeMap {
 
     /// The instruction containing byte `offset`.
     pub fn insn_at(&self, offset: u64) -> Option<CodeInsn> {
+        let (i, at, _) = self.find(offset)?;
+        Some(self.insn(i, at))
+    }
+
+    /// Where the instruction containing byte `offset` starts and ends (what a reference
+    /// inside it needs, without its branch).
+    pub fn span_at(&self, offset: u64) -> Option<(u64, u64)> {
+        self.find(offset).map(|(_, at, end)| (at, end))
+    }
+
+    /// The index, offset and end of the instruction containing byte `offset`.
+    fn find(&self, offset: u64) -> Option<(usize, u64, u64)> {
         let (mut i, mut at, stop) = self.checkpoint_before(offset)?;
         while i < stop {
             let end = at + u64::from(self.lens[i]);
             if offset < end {
-                return Some(self.insn(i, at));
+                return Some((i, at, end));
             }
             at = end;
             i += 1;
@@ -131,42 +143,80 @@ impl CodeMap {
 
     /// Instructions within `[start, end)` (starting there; the last may extend past `end`).
     pub fn range(&self, start: u64, end: u64) -> Vec<CodeInsn> {
-        let (mut i, mut at) = match self.checkpoint_before(start) {
+        self.walk(start, end).collect()
+    }
+
+    /// The instructions of [`CodeMap::range`], one by one.
+    pub fn walk(&self, start: u64, end: u64) -> Walk<'_> {
+        let (i, at) = match self.checkpoint_before(start) {
             Some((i, at, _)) => (i, at),
             None => match self.marks.first() {
                 Some(&(i, at)) => (i as usize, u64::from(at)),
-                None => return Vec::new(),
+                None => (self.lens.len(), 0),
             },
         };
-        // About one instruction per four bytes.
-        let mut out = Vec::with_capacity((end.saturating_sub(start) / 4 + 1).min(1 << 16) as usize);
-        let mut mark = self.marks.partition_point(|&(j, _)| (j as usize) <= i);
-        let mut branch = self.branches.partition_point(|b| (b.0 as usize) < i);
-        let index_of = |k: Option<u32>| k.map_or(usize::MAX, |j| j as usize);
-        let mut next_mark = index_of(self.marks.get(mark).map(|m| m.0));
-        let mut next_branch = index_of(self.branches.get(branch).map(|b| b.0));
-        while i < self.lens.len() {
-            // A checkpoint gives the offset after a gap.
-            if i == next_mark {
-                at = u64::from(self.marks[mark].1);
-                mark += 1;
-                next_mark = index_of(self.marks.get(mark).map(|m| m.0));
-            }
-            if at >= end {
-                break;
-            }
-            let here = (i == next_branch).then_some(branch);
-            if at >= start {
-                out.push(self.insn_with(i, at, here));
-            }
-            if here.is_some() {
-                branch += 1;
-                next_branch = index_of(self.branches.get(branch).map(|b| b.0));
-            }
-            at += u64::from(self.lens[i]);
-            i += 1;
+        let mark = self.marks.partition_point(|&(j, _)| (j as usize) <= i);
+        let branch = self.branches.partition_point(|b| (b.0 as usize) < i);
+        Walk {
+            map: self,
+            i,
+            at,
+            mark,
+            branch,
+            start,
+            end,
         }
-        out
+    }
+}
+
+/// The instructions of a [`CodeMap`] within a range, in order ([`CodeMap::walk`]).
+pub struct Walk<'m> {
+    map: &'m CodeMap,
+    /// The next instruction's index and offset.
+    i: usize,
+    at: u64,
+    /// The next checkpoint and branch at or after `i`.
+    mark: usize,
+    branch: usize,
+    start: u64,
+    end: u64,
+}
+
+impl Iterator for Walk<'_> {
+    type Item = CodeInsn;
+
+    fn next(&mut self) -> Option<CodeInsn> {
+        let m = self.map;
+        while self.i < m.lens.len() {
+            let i = self.i;
+            // A checkpoint gives the offset after a gap.
+            if m.marks
+                .get(self.mark)
+                .is_some_and(|&(j, _)| j as usize == i)
+            {
+                self.at = u64::from(m.marks[self.mark].1);
+                self.mark += 1;
+            }
+            if self.at >= self.end {
+                self.i = m.lens.len();
+                return None;
+            }
+            let here = m
+                .branches
+                .get(self.branch)
+                .is_some_and(|b| b.0 as usize == i)
+                .then_some(self.branch);
+            if here.is_some() {
+                self.branch += 1;
+            }
+            let at = self.at;
+            self.at += u64::from(m.lens[i]);
+            self.i += 1;
+            if at >= self.start {
+                return Some(m.insn_with(i, at, here));
+            }
+        }
+        None
     }
 }
 
@@ -246,6 +296,11 @@ mod tests {
                 .copied()
                 .find(|x| x.offset() <= start && start < x.end());
             assert_eq!(map.insn_at(start), holding, "at {start}");
+            assert_eq!(
+                map.span_at(start),
+                holding.map(|x| (x.offset(), x.end())),
+                "at {start}"
+            );
         }
         assert_eq!(map.insn_at(end - 1), insns.last().copied());
         assert_eq!(map.insn_at(end), None);

@@ -746,9 +746,9 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     /// `offset` lies in them.
     pub fn insn_holding(&self, sec: SectionId, offset: u64) -> Option<(&[u8], usize)> {
         let data = self.obj.section(sec).bytes();
-        let i = self.code(sec)?.insn_at(offset)?;
-        let bytes = data.get(i.offset() as usize..(i.end()) as usize)?;
-        Some((bytes, (offset - i.offset()) as usize))
+        let (start, end) = self.code(sec)?.span_at(offset)?;
+        let bytes = data.get(start as usize..end as usize)?;
+        Some((bytes, (offset - start) as usize))
     }
 
     /// Whether relocation `r` of code section `sec` is the target of a call or jump (rather

@@ -62,8 +62,8 @@ pub fn pc_bias(info: &ObjInfo<'_, '_>, from: SectionId, r: &Relocation) -> i64 {
     }
     let insn_end = info
         .code(from)
-        .and_then(|c| c.insn_at(r.offset))
-        .map(|insn| insn.end());
+        .and_then(|c| c.span_at(r.offset))
+        .map(|(_, end)| end);
     info.arch.pc_bias(
         r.r_type,
         r.offset,

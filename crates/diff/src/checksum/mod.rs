@@ -425,40 +425,74 @@ pub(crate) fn hash_code(
     let start = start.min(end);
     let all_relocs = info.relocations(sec);
     let relocs = relocs_in(all_relocs, start, end);
-    let insns = info
-        .code(sec)
-        .map(|c| c.range(start, end))
-        .unwrap_or_default();
     // Each instruction adds its length byte; each reference a few words.
-    h.reserve((end - start) as usize + insns.len() + relocs.len() * 24);
-    let line_args = if h.lines {
-        line_arguments(info, &ctx.line_callees, sec, &insns, relocs)
+    h.reserve((end - start) as usize + (end - start) as usize / 4 + relocs.len() * 24);
+    let code = info.code(sec);
+    let covered = if h.lines {
+        // The line-insensitive input replaces `__LINE__` arguments: they need the whole list.
+        let insns = code.map(|c| c.range(start, end)).unwrap_or_default();
+        let line_args = line_arguments(info, &ctx.line_callees, sec, &insns, relocs);
+        let each = insns.into_iter().zip(line_args);
+        hash_insns(h, ctx, sec, (start, end), relocs, each)
     } else {
-        Vec::new()
+        let each = code
+            .into_iter()
+            .flat_map(|c| c.walk(start, end))
+            .map(|i| (i, None));
+        hash_insns(h, ctx, sec, (start, end), relocs, each)
     };
+    // Bytes that did not decode (or a non-code section): raw, with relocated fields zeroed.
+    if covered < end {
+        let rest = masked_bytes(info, sec, covered, end, relocs_in(relocs, covered, end));
+        h.both(b"R");
+        h.both(&rest);
+        for r in relocs_in(relocs, covered, end) {
+            h.both(&r.r_type.to_le_bytes());
+            h.both(&(r.offset - covered).to_le_bytes());
+            ctx.hash_target(h, r.target);
+        }
+    }
+}
+
+/// Hash the instructions `each` (with the `__LINE__` argument the line-insensitive checksum
+/// puts in place of each, if any) of `[start, end)` of code section `sec`: length, bytes with
+/// relocated fields and outside branch displacements zeroed, then what each reference and
+/// outside branch means. Returns where the decoded instructions stop.
+fn hash_insns(
+    h: &mut Hashers,
+    ctx: &mut Ctx<'_, '_, '_, '_>,
+    sec: SectionId,
+    (start, end): (u64, u64),
+    relocs: &[Reloc<'_>],
+    each: impl Iterator<Item = (CodeInsn, Option<u8>)>,
+) -> u64 {
+    let info = ctx.info;
+    let data = info.obj.section(sec).bytes();
+    let outside = |t: i64| !(t >= start as i64 && t < end as i64);
     let mut covered = start;
-    let mut buf = Vec::with_capacity(16);
     let mut cursor = RelocCursor::new(relocs);
-    for (i, insn) in insns.iter().enumerate() {
+    for (insn, line_arg) in each {
         let (a, b) = (insn.offset(), insn.end());
         if b > end || a < covered {
             break;
         }
-        buf.clear();
-        buf.extend_from_slice(&data[a as usize..b as usize]);
         let here = cursor.take(a, b);
+        // The instruction's bytes go straight into the full input and are masked there.
+        h.full.update(&[insn.length()]);
+        let at = h.full.0.len();
+        h.full.update(&data[a as usize..b as usize]);
+        let bytes = &mut h.full.0[at..];
         for r in here {
             let off = (r.offset - a) as usize;
-            let size = field_size(info, r).min(buf.len().saturating_sub(off));
-            buf[off..off + size].fill(0);
+            let size = field_size(info, r).min(bytes.len().saturating_sub(off));
+            bytes[off..off + size].fill(0);
         }
         let mut branch_target = None;
-        let outside = |t: i64| !(t >= start as i64 && t < end as i64);
         if let Some(br) = insn.branch() {
             if here.is_empty() && outside(br.target) {
                 let off = usize::from(br.disp_offset);
-                let size = usize::from(br.disp_size).min(buf.len().saturating_sub(off));
-                buf[off..off + size].fill(0);
+                let size = usize::from(br.disp_size).min(bytes.len().saturating_sub(off));
+                bytes[off..off + size].fill(0);
                 branch_target = Some(br.target);
             }
         } else if here.is_empty() && !info.arch.decoder_gives_branches() {
@@ -470,16 +504,19 @@ pub(crate) fn hash_code(
                 .relative_branch_target(raw, a)
                 .filter(|&t| outside(t))
             {
-                info.arch.mask_branch_displacement(&mut buf);
+                info.arch.mask_branch_displacement(bytes);
                 branch_target = Some(t);
             }
         }
-        h.full.update(&[insn.length()]);
-        h.full.update(&buf);
-        h.noline(&[insn.length()]);
-        match line_args.get(i).copied().flatten() {
-            Some(arg) => h.noline(&[b'L', arg]),
-            None => h.noline(&buf),
+        if h.lines {
+            h.noline_input.update(&[insn.length()]);
+            match line_arg {
+                Some(arg) => h.noline_input.update(&[b'L', arg]),
+                None => {
+                    let (full, noline) = (&h.full.0, &mut h.noline_input.0);
+                    noline.extend_from_slice(&full[at..]);
+                }
+            }
         }
         if let Some(t) = branch_target {
             let target = match info.symbol_at(sec, t) {
@@ -501,17 +538,7 @@ pub(crate) fn hash_code(
         }
         covered = b;
     }
-    // Bytes that did not decode (or a non-code section): raw, with relocated fields zeroed.
-    if covered < end {
-        let rest = masked_bytes(info, sec, covered, end, relocs_in(relocs, covered, end));
-        h.both(b"R");
-        h.both(&rest);
-        for r in relocs_in(relocs, covered, end) {
-            h.both(&r.r_type.to_le_bytes());
-            h.both(&(r.offset - covered).to_le_bytes());
-            ctx.hash_target(h, r.target);
-        }
-    }
+    covered
 }
 
 /// Hash a data object: its size and its content (bytes with relocated fields zeroed, NOBITS as
