@@ -685,6 +685,12 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     /// sized symbol, else a zero-sized one exactly at `offset`, else (for a reference one past
     /// the end, as loop bounds produce) the symbol ending exactly there.
     pub fn symbol_at(&self, section: SectionId, offset: i64) -> Option<SymbolId> {
+        self.symbol_and_start_at(section, offset).map(|(id, _)| id)
+    }
+
+    /// [`ObjInfo::symbol_at`] and the symbol's start (its value: the caller need not read
+    /// the symbol for it).
+    pub fn symbol_and_start_at(&self, section: SectionId, offset: i64) -> Option<(SymbolId, u64)> {
         if offset < 0 {
             return None;
         }
@@ -698,25 +704,25 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             ranges.partition_point(|&(start, _, _)| start.saturating_add(info.max_len) < offset);
         let near = &ranges[from.min(upto)..upto];
         // The smallest containing symbol; of equal sizes, the first in order.
-        let mut best: Option<(u64, SymbolId)> = None;
+        let mut best: Option<(u64, SymbolId, u64)> = None;
         for &(start, end, id) in near.iter().rev() {
-            if offset < end && best.is_none_or(|(size, _)| end - start <= size) {
-                best = Some((end - start, id));
+            if offset < end && best.is_none_or(|(size, _, _)| end - start <= size) {
+                best = Some((end - start, id, start));
             }
         }
-        if let Some((_, id)) = best {
-            return Some(id);
+        if let Some((_, id, start)) = best {
+            return Some((id, start));
         }
-        if let Some(&(_, _, id)) = near
+        if let Some(&(start, _, id)) = near
             .iter()
             .find(|&&(start, end, _)| start == end && start == offset)
         {
-            return Some(id);
+            return Some((id, start));
         }
         near.iter()
             .rev()
             .find(|&&(start, end, _)| end == offset && end > start)
-            .map(|&(_, _, id)| id)
+            .map(|&(start, _, id)| (id, start))
     }
 
     /// The relocation tables of the model that apply to `section` (usually one), unresolved

@@ -128,10 +128,10 @@ pub fn resolve(info: &ObjInfo<'_, '_>, from: SectionId, r: &Relocation) -> Targe
     if named {
         return Target::Symbol { sym, offset: eff };
     }
-    match info.symbol_at(sec, section_offset) {
-        Some(owner) => Target::Symbol {
+    match info.symbol_and_start_at(sec, section_offset) {
+        Some((owner, start)) => Target::Symbol {
             sym: owner,
-            offset: section_offset.saturating_sub(info.obj.symbol(owner).value as i64),
+            offset: section_offset.saturating_sub(start as i64),
         },
         None => Target::Section {
             sec,

@@ -519,10 +519,10 @@ fn hash_insns(
             }
         }
         if let Some(t) = branch_target {
-            let target = match info.symbol_at(sec, t) {
-                Some(sym) => Target::Symbol {
+            let target = match info.symbol_and_start_at(sec, t) {
+                Some((sym, start)) => Target::Symbol {
                     sym,
-                    offset: t - info.obj.symbol(sym).value as i64,
+                    offset: t - start as i64,
                 },
                 None => Target::Section { sec, offset: t },
             };
