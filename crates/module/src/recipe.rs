@@ -402,27 +402,31 @@ fn template(command: &str, layout: Layout<'_>, strip: &[String]) -> Result<Strin
     if let Some(o) = layout.objects.iter().find(|o| c.contains(o.as_str())) {
         return Err(format!("the command names the input object {o}"));
     }
+    // Where kbuild puts the name: file names in the directory, the quoted KBUILD_MODNAME and
+    // KBUILD_BASENAME, and `kmod_<name>`; a mention anywhere else (a path that happens to
+    // hold it) is refused rather than guessed.
+    const BEFORE: [&str; 4] = ["@KLPFORGE_DIR@/", "@KLPFORGE_DIR@/.", "'\"", "kmod_"];
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let bytes = c.as_bytes();
     let mut out = String::with_capacity(c.len());
     let mut last = 0;
     for (i, _) in c.match_indices(layout.name) {
         let end = i + layout.name.len();
-        let before = i == 0 || !word(bytes[i - 1]) || c[..i].ends_with("kmod_");
+        let before = BEFORE.iter().any(|p| c[..i].ends_with(p));
         let after = end == c.len() || !word(bytes[end]);
-        if before && after && i >= last {
+        if !(before && after) {
+            return Err(format!(
+                "the command names {} where kbuild does not put the module name",
+                layout.name
+            ));
+        }
+        if i >= last {
             out.push_str(&c[last..i]);
             out.push_str(NAME);
             last = end;
         }
     }
     out.push_str(&c[last..]);
-    if out.contains(layout.name) {
-        return Err(format!(
-            "the module name {} is part of a longer word in the command",
-            layout.name
-        ));
-    }
     Ok(out)
 }
 
@@ -471,8 +475,10 @@ mod tests {
             t,
             "gcc -Wp,-MMD,@KLPFORGE_DIR@/.@KLPFORGE_NAME@.mod.o.d -DKBUILD_BASENAME='\"@KLPFORGE_NAME@.mod\"' -DKBUILD_MODNAME='\"@KLPFORGE_NAME@\"' -D__KBUILD_MODNAME=kmod_@KLPFORGE_NAME@ -c -o @KLPFORGE_DIR@/@KLPFORGE_NAME@.mod.o @KLPFORGE_DIR@/@KLPFORGE_NAME@.mod.c"
         );
-        // A name inside a longer word, the bare directory or an input object: not replayable.
+        // A name inside a longer word or anywhere kbuild does not put it, the bare directory
+        // or an input object: not replayable.
         assert!(template("gcc -DX=klp_x_y", layout, &[]).is_err());
+        assert!(template("gcc -I/src/klp_x/include", layout, &[]).is_err());
         assert!(template("cd /w/mod && ld", layout, &[]).is_err());
         assert!(template("ld /w/mod/klpforge_part0.o", layout, &[]).is_err());
         assert!(template("echo @KLPFORGE_DIR@", layout, &[]).is_err());
