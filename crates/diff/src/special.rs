@@ -24,16 +24,64 @@ use crate::refusal::{refusal, Refusal};
 /// One entry: `[start, end)` within the section.
 pub type Entry = (u64, u64);
 
+/// The entries of a special section, in order. Most have a fixed size (a kernel's ORC, call
+/// and return sites are a million and a half entries): those are a stride, not a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entries {
+    /// Entries of `size` bytes from the section start; the last may end early, at `end`.
+    Stride {
+        /// The entry size (non-zero).
+        size: u64,
+        /// The section size.
+        end: u64,
+    },
+    /// Entries of their own sizes.
+    Bounds(Vec<Entry>),
+}
+
+impl Entries {
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        match self {
+            Entries::Stride { size, end } => end.div_ceil(*size) as usize,
+            Entries::Bounds(list) => list.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entry `i`.
+    pub fn get(&self, i: usize) -> Option<Entry> {
+        match self {
+            Entries::Stride { size, end } => {
+                let a = (i as u64).checked_mul(*size).filter(|a| a < end)?;
+                Some((a, a.saturating_add(*size).min(*end)))
+            }
+            Entries::Bounds(list) => list.get(i).copied(),
+        }
+    }
+
+    /// The entries in order.
+    pub fn iter(&self) -> impl Iterator<Item = Entry> + '_ {
+        (0..self.len()).map_while(|i| self.get(i))
+    }
+}
+
 /// Split special section `sec` into entries.
-pub fn entries(info: &ObjInfo<'_, '_>, sec: SectionId) -> Result<Vec<Entry>, String> {
+pub fn entries(info: &ObjInfo<'_, '_>, sec: SectionId) -> Result<Entries, String> {
     let s = info.obj.section(sec);
     let size = s.bytes().len() as u64;
     if size == 0 {
-        return Ok(Vec::new());
+        return Ok(Entries::Bounds(Vec::new()));
     }
     if s.sh_entsize > 0 && size % s.sh_entsize == 0 {
-        let e = s.sh_entsize;
-        return Ok((0..size / e).map(|i| (i * e, (i + 1) * e)).collect());
+        return Ok(Entries::Stride {
+            size: s.sh_entsize,
+            end: size,
+        });
     }
     let starts = annotated_starts(info, sec);
     if !starts.is_empty() {
@@ -42,7 +90,7 @@ pub fn entries(info: &ObjInfo<'_, '_>, sec: SectionId) -> Result<Vec<Entry>, Str
             let b = starts.get(i + 1).copied().unwrap_or(size);
             out.push((a, b));
         }
-        return Ok(out);
+        return Ok(Entries::Bounds(out));
     }
     let relocs: Vec<Field> = info
         .relocations(sec)
@@ -54,9 +102,7 @@ pub fn entries(info: &ObjInfo<'_, '_>, sec: SectionId) -> Result<Vec<Entry>, Str
         })
         .collect();
     match stride(&relocs, size) {
-        Some(e) => Ok((0..size.div_ceil(e))
-            .map(|i| (i * e, ((i + 1) * e).min(size)))
-            .collect()),
+        Some(e) => Ok(Entries::Stride { size: e, end: size }),
         None if relocs.is_empty() => Err(format!(
             "special section {} has no relocations and no sh_entsize: its entry size cannot be established",
             s.name_lossy()

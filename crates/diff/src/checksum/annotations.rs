@@ -101,7 +101,7 @@ impl Sites {
             let len_field = replacement_length_field(info, sec, &entries, relocs, &aux_bounds);
             let mut cursor = RelocCursor::new(relocs);
             let mut sites = Vec::new();
-            for (start, end) in entries {
+            for (start, end) in entries.iter() {
                 let here = cursor.take(start, end);
                 let owner = here.iter().find_map(|r| match r.target {
                     Target::Symbol { sym, offset } if info.sym(sym).kind == SymKind::Function => {
@@ -266,7 +266,7 @@ fn next_bound(bounds: &[u64], a: u64) -> Option<u64> {
 fn replacement_length_field(
     info: &ObjInfo<'_, '_>,
     sec: SectionId,
-    entries: &[special::Entry],
+    entries: &special::Entries,
     relocs: &[Reloc],
     aux_bounds: &HashMap<SectionId, Vec<u64>>,
 ) -> Option<u64> {
@@ -274,7 +274,7 @@ fn replacement_length_field(
     let mut samples: Vec<(u64, u64, u64)> = Vec::new(); // (entry start, entry len, piece len)
     let mut reloc_fields: Vec<(u64, u64)> = Vec::new(); // relocated (offset in entry, size)
     let mut cursor = RelocCursor::new(relocs);
-    for &(start, end) in entries {
+    for (start, end) in entries.iter() {
         for r in cursor.take(start, end) {
             reloc_fields.push((r.offset - start, field_size(info, r) as u64));
             if let Target::Section { sec: aux, offset } = r.target {

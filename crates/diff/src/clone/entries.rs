@@ -30,7 +30,7 @@ pub struct SpecialIndex {
 struct IndexedSection {
     psec: SectionId,
     name: String,
-    entries: Result<Vec<special::Entry>, String>,
+    entries: Result<special::Entries, String>,
     orc: Result<Option<OrcPartner>, String>,
 }
 
@@ -53,7 +53,7 @@ impl SpecialIndex {
             let n = sections.len() as u32;
             if let Ok(list) = &entries {
                 let mut relocs = RelocCursor::new(p.relocations(psec));
-                for (e, &(start, end)) in list.iter().enumerate() {
+                for (e, (start, end)) in list.iter().enumerate() {
                     for r in relocs.take(start, end) {
                         if let Target::Symbol { sym, .. } = r.target {
                             if p.sym(sym).kind == SymKind::Function {
@@ -110,7 +110,7 @@ impl Cloner<'_, '_, '_, '_, '_> {
                     ahead.insert((n, 0));
                 }
                 Ok(_) if sec.orc.is_err() || sec.name == ".printk_index" => {
-                    let count = sec.entries.as_ref().map_or(0, Vec::len);
+                    let count = sec.entries.as_ref().map_or(0, special::Entries::len);
                     ahead.extend((0..count.max(1)).map(|e| (n, e)));
                 }
                 Ok(_) => {}
@@ -147,7 +147,7 @@ impl Cloner<'_, '_, '_, '_, '_> {
                     continue;
                 }
             };
-            let Some(&(start, end)) = entries.get(e) else {
+            let Some((start, end)) = entries.get(e) else {
                 continue;
             };
             if self.carried.contains(&(psec, start)) {
