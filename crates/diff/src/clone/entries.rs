@@ -22,9 +22,10 @@ use crate::special::{self, OrcPartner};
 /// Built before cloning ([`SpecialIndex::new`]), while correlation runs.
 pub struct SpecialIndex {
     sections: Vec<IndexedSection>,
-    /// Function → the positions (section number, entry number) of the entries referring to it
-    /// (32-bit: a kernel has millions).
-    by_function: HashMap<SymbolId, Vec<(u32, u32)>>,
+    /// Function → the entries referring to it, as runs `(section number, first entry, count)`
+    /// (a function's ORC, call and return sites lie together: a kernel has millions of
+    /// entries, a few hundred thousand runs).
+    by_function: HashMap<SymbolId, Vec<(u32, u32, u32)>>,
 }
 
 struct IndexedSection {
@@ -38,7 +39,7 @@ impl SpecialIndex {
     /// Read and index the special sections of `p` (the patched object).
     pub fn new(p: &ObjInfo<'_, '_>) -> SpecialIndex {
         let mut sections = Vec::new();
-        let mut by_function: HashMap<SymbolId, Vec<(u32, u32)>> = HashMap::default();
+        let mut by_function: HashMap<SymbolId, Vec<(u32, u32, u32)>> = HashMap::default();
         for (psec, s) in p.obj.sections() {
             if p.sec(psec).kind != SecKind::Special {
                 continue;
@@ -57,10 +58,14 @@ impl SpecialIndex {
                     for r in relocs.take(start, end) {
                         if let Target::Symbol { sym, .. } = r.target {
                             if p.sym(sym).kind == SymKind::Function {
-                                let at = by_function.entry(sym).or_default();
-                                let here = (n, e as u32);
-                                if at.last() != Some(&here) {
-                                    at.push(here);
+                                let e = e as u32;
+                                let runs = by_function.entry(sym).or_default();
+                                match runs.last_mut() {
+                                    Some((m, first, count)) if *m == n && *first + *count == e => {
+                                        *count += 1
+                                    }
+                                    Some((m, first, count)) if *m == n && *first + *count > e => {}
+                                    _ => runs.push((n, e, 1)),
                                 }
                             }
                         }
@@ -80,13 +85,15 @@ impl SpecialIndex {
         }
     }
 
-    /// The positions (section number, entry number) of the entries referring to `f`.
+    /// The positions (section number, entry number) of the entries referring to `f`, in order.
     fn entries_of(&self, f: SymbolId) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.by_function
             .get(&f)
             .into_iter()
             .flatten()
-            .map(|&(n, e)| (n as usize, e as usize))
+            .flat_map(|&(n, first, count)| {
+                (first..first + count).map(move |e| (n as usize, e as usize))
+            })
     }
 }
 
