@@ -537,6 +537,14 @@ pub fn correlate(
     left.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut pending: Vec<Pending> = left.into_iter().map(|(_, p)| p).collect();
     // A symbol that changed scope (static ↔ global) pairs by exact name when unique.
+    let in_pending_o: HashSet<SymbolId> = pending
+        .iter()
+        .flat_map(|g| g.orig.iter().copied())
+        .collect();
+    let in_pending_p: HashSet<SymbolId> = pending
+        .iter()
+        .flat_map(|g| g.patched.iter().copied())
+        .collect();
     let unpaired_o: Vec<SymbolId> = orig
         .obj
         .symbols()
@@ -547,7 +555,7 @@ pub fn correlate(
                 && !orig.sym(*id).never_correlate
                 && !orig.sym(*id).static_local
                 && orig.sym(*id).parent.is_none()
-                && !pending.iter().any(|g| g.orig.contains(id))
+                && !in_pending_o.contains(id)
         })
         .map(|(id, _)| id)
         .collect();
@@ -562,7 +570,7 @@ pub fn correlate(
                     && patched.obj.symbol(p).section().is_some()
                     && patched.sym(p).kind == orig.sym(o).kind
                     && !patched.sym(p).static_local
-                    && !pending.iter().any(|g| g.patched.contains(&p))
+                    && !in_pending_p.contains(&p)
             })
             .collect();
         if cands.len() == 1 && orig.named(name).len() == 1 {
