@@ -204,6 +204,48 @@ fn prepare_diff(src: &Path, dst: &Path, objtool_at_link: bool) -> Result<()> {
     klpforge_elf::write::write_file(&obj, dst).map_err(|e| format!("{}: {e}", dst.display()).into())
 }
 
+/// Link the module `layout` describes (its parts and init object in place) and return what
+/// the build printed. Kbuild's commands for this kernel, learned from an earlier make run
+/// ([`recipe`]), need no make; without a recipe, or when a replayed command fails, make runs
+/// (its errors are kbuild's own) and, with an init cache (`cached_init`; `reused`: this
+/// build shipped it), the compiled init object and a recipe proven on this run are kept.
+fn link(
+    kernel: &Path,
+    layout: recipe::Layout<'_>,
+    opts: &ModuleOptions,
+    cached_init: Option<&Path>,
+    reused: bool,
+) -> Result<(Vec<u8>, Vec<u8>)> {
+    let recipe_file = cached_init.map(recipe::recipe_path);
+    if let Some(r) = recipe_file.as_deref().filter(|_| reused) {
+        if let Some(recipe) = recipe::Recipe::load(r, kernel) {
+            match recipe.replay(kernel, layout) {
+                Ok(out) => return Ok((out.stdout, out.stderr)),
+                Err(_) => recipe::discard_outputs(layout),
+            }
+        }
+    }
+    let work = Path::new(layout.dir);
+    let out = run_make(kernel, work, opts)?;
+    if let (Some(c), false) = (cached_init, reused) {
+        store_init(&work.join("klpforge_init.o"), c);
+    }
+    if let Some(r) = recipe_file {
+        // Best effort: without a proven recipe, the next build runs make again.
+        let strip: Vec<String> = opts
+            .probe_cache
+            .iter()
+            .filter_map(|c| c.command_prefix(&opts.make_vars))
+            .collect();
+        // Replays ship the cached init object; this run may have compiled it.
+        let shipped = work.join("klpforge_init.o_shipped");
+        if reused || std::fs::copy(work.join("klpforge_init.o"), &shipped).is_ok() {
+            let _ = recipe::learn_and_prove(kernel, layout, &strip, &r);
+        }
+    }
+    Ok((out.stdout, out.stderr))
+}
+
 /// Run `make M=<work> modules` in the kernel build directory; the error holds the end of what
 /// kbuild printed.
 fn run_make(kernel: &Path, work: &Path, opts: &ModuleOptions) -> Result<std::process::Output> {
@@ -349,8 +391,6 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
     );
     std::fs::write(work.join("Kbuild"), kbuild).map_err(|e| e.to_string())?;
 
-    // Kbuild's commands for this kernel, learned from an earlier make run, need no make; a
-    // replay that fails is done again by make, whose errors are kbuild's own.
     let objects: Vec<String> = std::iter::once("klpforge_init.o".to_string())
         .chain(parts.iter().cloned())
         .collect();
@@ -360,23 +400,7 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
         name: &name,
         objects: &objects,
     };
-    let recipe_file = cached_init.as_deref().map(recipe::recipe_path);
-    let replayed = match &recipe_file {
-        Some(r) if reused => recipe::Recipe::load(r, kernel).and_then(|rc| {
-            rc.replay(kernel, layout)
-                .map_err(|_| recipe::discard_outputs(layout))
-                .ok()
-        }),
-        _ => None,
-    };
-    let made = replayed.is_none();
-    let (stdout, stderr) = match replayed {
-        Some(out) => (out.stdout, out.stderr),
-        None => {
-            let out = run_make(kernel, &work, opts)?;
-            (out.stdout, out.stderr)
-        }
-    };
+    let (stdout, stderr) = link(kernel, layout, opts, cached_init.as_deref(), reused)?;
     let mut warnings = notes;
     warnings.extend(kbuild_warnings(&stdout, &stderr));
     warnings.retain(|w| !benign_objtool_warning(w));
@@ -391,23 +415,6 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
                 .collect::<Vec<_>>()
                 .join("\n")
         ).into());
-    }
-    if let (Some(c), false) = (&cached_init, reused) {
-        store_init(&work.join("klpforge_init.o"), c);
-    }
-    if let Some(r) = recipe_file.filter(|_| made) {
-        // Make ran (no recipe, one learned under other conditions, or a failed replay): learn
-        // from it. Best effort: without a proven recipe, the next build runs make again.
-        let strip: Vec<String> = opts
-            .probe_cache
-            .iter()
-            .filter_map(|c| c.command_prefix(&opts.make_vars))
-            .collect();
-        // Replays ship the cached init object; this run may have compiled it.
-        let shipped = work.join("klpforge_init.o_shipped");
-        if reused || std::fs::copy(work.join("klpforge_init.o"), &shipped).is_ok() {
-            let _ = recipe::learn_and_prove(kernel, layout, &strip, &r);
-        }
     }
     let built = work.join(format!("{name}.ko"));
     let file = ElfFile::open(&built).map_err(|e| e.to_string())?;
