@@ -2,6 +2,7 @@
 //! no randomising plugins, the same compiler as the kernel's), which files a patch must not
 //! touch, and facts of the configuration the stages need.
 
+use klpforge_module::config::KernelConfig;
 use std::path::Path;
 use std::process::Command;
 
@@ -35,8 +36,9 @@ pub(crate) fn refused_path(path: &str) -> Option<&'static str> {
     None
 }
 
-pub(crate) fn config_value(tree: &KernelTree, key: &str) -> Option<String> {
-    klpforge_module::assemble::config_value(&tree.build, key)
+/// The configuration of the tree's build (empty when it has no readable `.config`).
+pub(crate) fn config(tree: &KernelTree) -> KernelConfig {
+    KernelConfig::read(&tree.build).unwrap_or_default()
 }
 
 /// Check that the tree can produce livepatches.
@@ -49,13 +51,14 @@ pub fn check_tree(opts: &BuildOptions) -> Result<()> {
         )
         .into());
     }
+    let config = config(tree);
     for needed in [
         "CONFIG_LIVEPATCH",
         "CONFIG_DYNAMIC_FTRACE",
         "CONFIG_MODULES",
         "CONFIG_KALLSYMS",
     ] {
-        if config_value(tree, needed).as_deref() != Some("y") {
+        if !config.enabled(needed) {
             return Err(format!(
                 "{needed} is not enabled in {}/.config",
                 tree.build.display()
@@ -69,7 +72,7 @@ pub fn check_tree(opts: &BuildOptions) -> Result<()> {
         "CONFIG_RANDSTRUCT_PERFORMANCE",
         "CONFIG_GCC_PLUGIN_LATENT_ENTROPY",
     ] {
-        if config_value(tree, bad).as_deref() == Some("y") {
+        if config.enabled(bad) {
             return Err(format!(
                 "{bad} is enabled: objects built again would not match the running kernel"
             )
@@ -111,7 +114,10 @@ fn compiler_version(cc: &str) -> Option<String> {
 /// not by command name; the vmlinux's `.comment` must name the same version.
 fn check_compiler(opts: &BuildOptions) -> Result<()> {
     let tree = &opts.tree;
-    let want = config_value(tree, "CONFIG_CC_VERSION_TEXT").unwrap_or_default();
+    let want = config(tree)
+        .value("CONFIG_CC_VERSION_TEXT")
+        .unwrap_or_default()
+        .to_string();
     let named = want.split_whitespace().next().unwrap_or("gcc").to_string();
     let candidates: Vec<String> = match opts
         .make_vars
@@ -169,6 +175,7 @@ fn vmlinux_compiler(vmlinux: &Path) -> Option<String> {
 
 /// The kernel's source architecture directory (`arch/<srcarch>`), from the configuration.
 pub(crate) fn kernel_srcarch(tree: &KernelTree) -> Option<&'static str> {
+    let config = config(tree);
     [
         ("CONFIG_X86", "x86"),
         ("CONFIG_ARM64", "arm64"),
@@ -177,7 +184,7 @@ pub(crate) fn kernel_srcarch(tree: &KernelTree) -> Option<&'static str> {
         ("CONFIG_LOONGARCH", "loongarch"),
     ]
     .into_iter()
-    .find(|(key, _)| config_value(tree, key).as_deref() == Some("y"))
+    .find(|(key, _)| config.enabled(key))
     .map(|(_, arch)| arch)
 }
 

@@ -226,7 +226,8 @@ pub(crate) fn cross_make_vars(opts: &BuildOptions, host: &str) -> Vec<String> {
     if !given("ARCH=") {
         vars.push(format!("ARCH={srcarch}"));
     }
-    let cc = crate::preflight::config_value(&opts.tree, "CONFIG_CC_VERSION_TEXT")
+    let cc = crate::preflight::config(&opts.tree)
+        .value("CONFIG_CC_VERSION_TEXT")
         .and_then(|t| t.split_whitespace().next().map(str::to_string))
         .unwrap_or_default();
     if let Some(prefix) = cc.strip_suffix("gcc").filter(|p| p.ends_with('-')) {

@@ -14,6 +14,7 @@ use std::process::Command;
 use klpforge_diff::klp::KLP_OBJECTS_SECTION;
 use klpforge_elf::ElfFile;
 
+use crate::config::KernelConfig;
 use crate::error::{ModuleError, Result};
 use crate::postlink::{post_link, PostLinkReport};
 use crate::recipe;
@@ -141,20 +142,6 @@ pub fn default_module_name(first: &Path) -> String {
         .unwrap_or_default();
     let stem = stem.trim_end_matches(".diff").trim_end_matches("-diff");
     sanitize_module_name(&format!("klp_{stem}"))
-}
-
-/// The value of `option` in the kernel build's `.config` (quotes removed), if set.
-pub fn config_value(kernel: &Path, option: &str) -> Option<String> {
-    let text = std::fs::read_to_string(kernel.join(".config")).ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix(option)?
-            .strip_prefix('=')
-            .map(|v| v.trim_matches('"').to_string())
-    })
-}
-
-fn config_enabled(kernel: &Path, option: &str) -> bool {
-    config_value(kernel, option).as_deref() == Some("y")
 }
 
 /// Sections objtool generates. When objtool runs on the linked module (kernels with IBT or
@@ -305,7 +292,8 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
         )
         .into());
     }
-    if !config_enabled(kernel, "CONFIG_LIVEPATCH") {
+    let config = KernelConfig::read(kernel).unwrap_or_default();
+    if !config.enabled("CONFIG_LIVEPATCH") {
         return Err(format!("{}: CONFIG_LIVEPATCH is not enabled", kernel.display()).into());
     }
     let mut notes = Vec::new();
@@ -345,9 +333,8 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
             tmp.path().to_path_buf()
         }
     };
-    let objtool_at_link = config_enabled(kernel, "CONFIG_OBJTOOL")
-        && (config_enabled(kernel, "CONFIG_X86_KERNEL_IBT")
-            || config_enabled(kernel, "CONFIG_LTO_CLANG"));
+    let objtool_at_link = config.enabled("CONFIG_OBJTOOL")
+        && (config.enabled("CONFIG_X86_KERNEL_IBT") || config.enabled("CONFIG_LTO_CLANG"));
     let mut parts = Vec::new();
     for (i, d) in diffs.iter().enumerate() {
         let part = format!("klpforge_part{i}.o");
@@ -422,8 +409,8 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
     strip_btf(&mut obj);
     let report = post_link(&mut obj).map_err(|e| format!("{}: {e}", built.display()))?;
     let req = crate::verify::Requirements {
-        orc: config_enabled(kernel, "CONFIG_UNWINDER_ORC"),
-        return_sites: config_enabled(kernel, "CONFIG_MITIGATION_RETHUNK"),
+        orc: config.enabled("CONFIG_UNWINDER_ORC"),
+        return_sites: config.enabled("CONFIG_MITIGATION_RETHUNK"),
     };
     crate::verify::verify_module(&obj, req).map_err(|e| format!("{}: {e}", built.display()))?;
     let dest = opts
@@ -432,8 +419,8 @@ pub fn build_module(diffs: &[PathBuf], opts: &ModuleOptions) -> Result<ModuleRep
         .unwrap_or_else(|| PathBuf::from(format!("{name}.ko")));
     klpforge_elf::write::write_file(&obj, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
     if let Some((key, cert)) = &opts.sign {
-        sign_module(kernel, key, cert, &dest)?;
-    } else if config_enabled(kernel, "CONFIG_MODULE_SIG_FORCE") {
+        sign_module(kernel, &config, key, cert, &dest)?;
+    } else if config.enabled("CONFIG_MODULE_SIG_FORCE") {
         warnings.push(format!(
             "the kernel enforces module signatures (CONFIG_MODULE_SIG_FORCE) and {} is not signed: it will refuse to load it; sign it with --sign-key KEY --sign-cert CERT",
             dest.display()
@@ -458,7 +445,13 @@ fn benign_objtool_warning(line: &str) -> bool {
 /// Sign `module` in place with the kernel's own `scripts/sign-file`, so machines that enforce
 /// module signatures (Secure Boot lockdown, `MODULE_SIG_FORCE`) accept it once the key is
 /// enrolled.
-fn sign_module(kernel: &Path, key: &Path, cert: &Path, module: &Path) -> Result<()> {
+fn sign_module(
+    kernel: &Path,
+    config: &KernelConfig,
+    key: &Path,
+    cert: &Path,
+    module: &Path,
+) -> Result<()> {
     let tool = kernel.join("scripts/sign-file");
     if !tool.exists() {
         return Err(format!(
@@ -467,9 +460,9 @@ fn sign_module(kernel: &Path, key: &Path, cert: &Path, module: &Path) -> Result<
         )
         .into());
     }
-    let hash = config_value(kernel, "CONFIG_MODULE_SIG_HASH").unwrap_or_else(|| "sha256".into());
+    let hash = config.value("CONFIG_MODULE_SIG_HASH").unwrap_or("sha256");
     let out = Command::new(&tool)
-        .arg(&hash)
+        .arg(hash)
         .arg(key)
         .arg(cert)
         .arg(module)

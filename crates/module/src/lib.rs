@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod assemble;
+pub mod config;
 pub mod convert;
 pub mod error;
 pub mod kallsyms;
