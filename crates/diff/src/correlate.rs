@@ -357,7 +357,7 @@ fn users(info: &ObjInfo<'_, '_>, wanted: &HashSet<SymbolId>) -> Users {
     // only the sections of their code (and their `.cold` parts) hold them.
     let mut code: Vec<SectionId> = needed
         .iter()
-        .flat_map(|&u| std::iter::once(u).chain(info.sym(u).children.iter().copied()))
+        .flat_map(|&u| std::iter::once(u).chain(info.children(u).iter().copied()))
         .filter_map(|s| info.obj.symbol(s).section())
         .collect();
     code.sort_unstable();
@@ -634,8 +634,7 @@ pub fn correlate(
         };
         let want = &orig.sym(o).stable_name;
         let cands: Vec<SymbolId> = patched
-            .sym(pp)
-            .children
+            .children(pp)
             .iter()
             .copied()
             .filter(|&c| &patched.sym(c).stable_name == want && twins.of_patched(c).is_none())

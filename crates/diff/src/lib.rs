@@ -254,7 +254,7 @@ fn first_difference(
             patched_insns.len()
         );
     }
-    if !o.sym(osym).children.is_empty() || !p.sym(psym).children.is_empty() {
+    if !o.children(osym).is_empty() || !p.children(psym).is_empty() {
         return "its .cold part changed".into();
     }
     "a referenced string, constant or target changed".into()

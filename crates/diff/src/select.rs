@@ -551,7 +551,7 @@ fn check_static_locals(
     sel: &mut Selection,
 ) {
     let mut used = BTreeSet::new();
-    for part in std::iter::once(o).chain(orig.sym(o).children.iter().copied()) {
+    for part in std::iter::once(o).chain(orig.children(o).iter().copied()) {
         let s = orig.obj.symbol(part);
         let Some(sec) = s.section() else { continue };
         for r in orig.relocations(sec) {

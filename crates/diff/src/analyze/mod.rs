@@ -127,8 +127,6 @@ pub struct SymInfo<'a> {
     pub never_correlate: bool,
     /// For a `.cold` split-off: the function it belongs to.
     pub parent: Option<SymbolId>,
-    /// `.cold` split-offs of this function.
-    pub children: Vec<SymbolId>,
     /// A `__pfx_`/`__cfi_` padding symbol that precedes this function.
     pub prefix: Option<SymbolId>,
     /// A function-scope static (`name.N`), correlated by its users.
@@ -263,6 +261,9 @@ pub struct ObjInfo<'a, 'data> {
     /// Every symbol but FILE symbols, sorted by the hash of its full name and the name
     /// (table order among equal names): what [`ObjInfo::named`] searches.
     by_name: NameIndex,
+    /// The `.cold` split-offs of each function that has any ([`ObjInfo::children`]; few
+    /// functions do, so not a field of every symbol's facts).
+    children: HashMap<SymbolId, Vec<SymbolId>>,
     /// Decoded instructions of each code section (index = section arena slot).
     pub code: Vec<Option<crate::code::CodeMap>>,
     /// Every relocation applying to each section (index = section arena slot), sorted by
@@ -448,7 +449,6 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 file: None,
                 never_correlate: false,
                 parent: None,
-                children: Vec::new(),
                 prefix: None,
                 static_local: false,
             });
@@ -488,6 +488,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         }
 
         // Classes, parents and prefixes.
+        let mut children: HashMap<SymbolId, Vec<SymbolId>> = HashMap::default();
         let ids: Vec<SymbolId> = obj.symbol_ids().to_vec();
         // Per section, once: whether nothing in it has an identity to keep (anonymous data),
         // or nothing of it exists at run time (not allocated, or discarded).
@@ -573,7 +574,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                     .copied();
                 if let Some(p) = parent {
                     syms[id.index()].parent = Some(p);
-                    syms[p.index()].children.push(id);
+                    children.entry(p).or_default().push(id);
                 }
             }
         }
@@ -603,6 +604,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             syms,
             secs,
             by_name,
+            children,
             code: Vec::new(),
             relocs: (0..obj.section_arena_len())
                 .map(|_| std::sync::OnceLock::new())
@@ -674,6 +676,11 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     /// Facts about a symbol.
     pub fn sym(&self, id: SymbolId) -> &SymInfo<'a> {
         &self.syms[id.index()]
+    }
+
+    /// The `.cold` split-offs of function `id` (whose `parent` is `id`).
+    pub fn children(&self, id: SymbolId) -> &[SymbolId] {
+        self.children.get(&id).map_or(&[], Vec::as_slice)
     }
 
     /// Facts about a section.

@@ -610,7 +610,7 @@ fn symbol_sums(
         SymKind::Function => {
             h.both(b"F");
             hash_code(&mut h, ctx, sec, s.value, s.value.saturating_add(s.size));
-            let mut children = si.children.clone();
+            let mut children = info.children(id).to_vec();
             children.sort_by(|a, b| info.sym(*a).stable_name.cmp(&info.sym(*b).stable_name));
             for c in children {
                 let cs = info.obj.symbol(c);

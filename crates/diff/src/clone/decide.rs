@@ -302,7 +302,7 @@ pub(super) fn unit_local_callees(
     let mut work: Vec<SymbolId> = roots.to_vec();
     while let Some(f) = work.pop() {
         let mut parts = vec![f];
-        parts.extend(p.sym(f).children.iter().copied());
+        parts.extend(p.children(f).iter().copied());
         for part in parts {
             let s = p.obj.symbol(part);
             let Some(sec) = s.section() else { continue };

@@ -230,7 +230,13 @@ impl<'a, 'oi, 'o, 'pi, 'p> Cloner<'a, 'oi, 'o, 'pi, 'p> {
         self.queue.push_back(psym);
         // A function's `.cold` parts and prefix padding come with it.
         let si = self.p.sym(psym);
-        let extra: Vec<SymbolId> = si.children.iter().copied().chain(si.prefix).collect();
+        let extra: Vec<SymbolId> = self
+            .p
+            .children(psym)
+            .iter()
+            .copied()
+            .chain(si.prefix)
+            .collect();
         for x in extra {
             self.include(x);
         }
