@@ -19,23 +19,81 @@ pub use klpforge_arch::BranchField as Branch;
 /// millions): one length byte per instruction, an offset checkpoint every [`MARK_EVERY`]
 /// instructions and wherever decoding restarted, and the relative branches apart (a few per
 /// hundred bytes). [`CodeMap::range`] and [`CodeMap::insn_at`] give whole instructions back.
-#[derive(Debug, Clone, Default)]
-pub struct CodeMap {
+/// A view into the object's [`CodeMaps`] (or a [`CodeMapBuilder`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CodeMap<'m> {
     /// Length of each instruction, in offset order.
-    lens: Vec<u8>,
+    lens: &'m [u8],
     /// `(instruction index, offset)`: every [`MARK_EVERY`]th instruction and the first after a
     /// gap; sorted. The offset of any other instruction follows from the lengths since.
-    marks: Vec<(u32, u32)>,
+    marks: &'m [(u32, u32)],
     /// The relative branches: `(instruction index, target minus offset, field offset, field
     /// size)`, sorted by index.
+    branches: &'m [(u32, i32, u8, u8)],
+}
+
+/// The instructions of one section as decoding gives them, in runs ([`CodeMapBuilder::extend`]).
+#[derive(Debug, Clone, Default)]
+pub struct CodeMapBuilder {
+    lens: Vec<u8>,
+    marks: Vec<(u32, u32)>,
     branches: Vec<(u32, i32, u8, u8)>,
 }
 
-/// How many instructions apart [`CodeMap`] keeps offset checkpoints: a lookup walks at most
-/// this many lengths.
-const MARK_EVERY: usize = 32;
+/// The decoded code sections of one object, stored together (one set of tables rather than
+/// three vectors per section: a kernel has tens of thousands of code sections).
+#[derive(Debug, Clone, Default)]
+pub struct CodeMaps {
+    lens: Vec<u8>,
+    marks: Vec<(u32, u32)>,
+    branches: Vec<(u32, i32, u8, u8)>,
+    /// Per section (arena slot): its map's number in `starts`, or `u32::MAX` for none.
+    slot: Vec<u32>,
+    /// Where each map's tables start, and after the last map where they end.
+    starts: Vec<(usize, usize, usize)>,
+}
 
-impl CodeMap {
+impl CodeMaps {
+    /// Room for `sections` section slots, none decoded yet.
+    pub fn new(sections: usize) -> CodeMaps {
+        CodeMaps {
+            slot: vec![u32::MAX; sections],
+            starts: vec![(0, 0, 0)],
+            ..CodeMaps::default()
+        }
+    }
+
+    /// Keep the map `built` for section slot `sec` (each section once).
+    pub fn push(&mut self, sec: usize, built: &CodeMapBuilder) {
+        self.lens.extend_from_slice(&built.lens);
+        self.marks.extend_from_slice(&built.marks);
+        self.branches.extend_from_slice(&built.branches);
+        self.slot[sec] = (self.starts.len() - 1) as u32;
+        self.starts
+            .push((self.lens.len(), self.marks.len(), self.branches.len()));
+    }
+
+    /// Kept for the whole diff: no spare capacity.
+    pub fn finish(&mut self) {
+        self.lens.shrink_to_fit();
+        self.marks.shrink_to_fit();
+        self.branches.shrink_to_fit();
+        self.starts.shrink_to_fit();
+    }
+
+    /// The map of section slot `sec`, if it was decoded.
+    pub fn get(&self, sec: usize) -> Option<CodeMap<'_>> {
+        let k = *self.slot.get(sec)? as usize;
+        let (&(l0, m0, b0), &(l1, m1, b1)) = (self.starts.get(k)?, self.starts.get(k + 1)?);
+        Some(CodeMap {
+            lens: &self.lens[l0..l1],
+            marks: &self.marks[m0..m1],
+            branches: &self.branches[b0..b1],
+        })
+    }
+}
+
+impl CodeMapBuilder {
     /// Append `insns` (sorted by offset, after those already stored).
     fn extend(&mut self, insns: &[CodeInsn]) {
         let mut next = self.end();
@@ -69,13 +127,28 @@ impl CodeMap {
         )
     }
 
-    /// Kept for the whole diff: no spare capacity (a kernel has millions of instructions).
-    fn finish(&mut self) {
-        self.lens.shrink_to_fit();
-        self.marks.shrink_to_fit();
-        self.branches.shrink_to_fit();
+    /// Empty again (keeping the room: one builder serves every section of an object).
+    fn clear(&mut self) {
+        self.lens.clear();
+        self.marks.clear();
+        self.branches.clear();
     }
 
+    /// The map as built so far.
+    pub fn view(&self) -> CodeMap<'_> {
+        CodeMap {
+            lens: &self.lens,
+            marks: &self.marks,
+            branches: &self.branches,
+        }
+    }
+}
+
+/// How many instructions apart [`CodeMap`] keeps offset checkpoints: a lookup walks at most
+/// this many lengths.
+const MARK_EVERY: usize = 32;
+
+impl<'m> CodeMap<'m> {
     /// Instruction `i`, whose offset is `offset`; `branch` is the index in `branches` of its
     /// branch, if it has one.
     fn insn_with(&self, i: usize, offset: u64, branch: Option<usize>) -> CodeInsn {
@@ -147,7 +220,7 @@ impl CodeMap {
     }
 
     /// The instructions of [`CodeMap::range`], one by one.
-    pub fn walk(&self, start: u64, end: u64) -> Walk<'_> {
+    pub fn walk(&self, start: u64, end: u64) -> Walk<'m> {
         let (i, at) = match self.checkpoint_before(start) {
             Some((i, at, _)) => (i, at),
             None => match self.marks.first() {
@@ -158,7 +231,7 @@ impl CodeMap {
         let mark = self.marks.partition_point(|&(j, _)| (j as usize) <= i);
         let branch = self.branches.partition_point(|b| (b.0 as usize) < i);
         Walk {
-            map: self,
+            map: *self,
             i,
             at,
             mark,
@@ -171,7 +244,7 @@ impl CodeMap {
 
 /// The instructions of a [`CodeMap`] within a range, in order ([`CodeMap::walk`]).
 pub struct Walk<'m> {
-    map: &'m CodeMap,
+    map: CodeMap<'m>,
     /// The next instruction's index and offset.
     i: usize,
     at: u64,
@@ -186,7 +259,7 @@ impl Iterator for Walk<'_> {
     type Item = CodeInsn;
 
     fn next(&mut self) -> Option<CodeInsn> {
-        let m = self.map;
+        let m = &self.map;
         while self.i < m.lens.len() {
             let i = self.i;
             // A checkpoint gives the offset after a gap.
@@ -222,11 +295,14 @@ impl Iterator for Walk<'_> {
 
 /// Decode one code section's bytes `data` for `arch`; `starts` are the offsets where
 /// functions begin (decoding restarts there after bytes that do not decode).
-pub fn decode_section(arch: &dyn Arch, data: &[u8], starts: &[u64]) -> CodeMap {
+/// Decode one code section's bytes `data` for `arch` into `map` (emptied first); `starts`
+/// are the offsets where functions begin (decoding restarts there after bytes that do not
+/// decode).
+pub fn decode_section(arch: &dyn Arch, data: &[u8], starts: &[u64], map: &mut CodeMapBuilder) {
     let mut starts: Vec<u64> = starts.to_vec();
     starts.sort_unstable();
     starts.dedup();
-    let mut map = CodeMap::default();
+    map.clear();
     let mut pos: u64 = 0;
     while (pos as usize) < data.len() {
         // Decode up to the next function start, so one bad stretch cannot swallow the rest.
@@ -240,8 +316,6 @@ pub fn decode_section(arch: &dyn Arch, data: &[u8], starts: &[u64]) -> CodeMap {
         map.extend(&decoded);
         pos = next;
     }
-    map.finish();
-    map
 }
 
 #[cfg(test)]
@@ -274,11 +348,18 @@ mod tests {
     fn compact_map_gives_back_every_instruction() {
         let insns = sample();
         // Stored in three runs, as decoding gives them (a run may end inside a checkpoint).
-        let mut map = CodeMap::default();
-        map.extend(&insns[..45]);
-        map.extend(&insns[45..71]);
-        map.extend(&insns[71..]);
-        map.finish();
+        let mut built = CodeMapBuilder::default();
+        built.extend(&insns[..45]);
+        built.extend(&insns[45..71]);
+        built.extend(&insns[71..]);
+        // Kept among other sections' maps.
+        let mut maps = CodeMaps::new(3);
+        maps.push(0, &CodeMapBuilder::default());
+        maps.push(2, &built);
+        maps.finish();
+        assert!(maps.get(1).is_none());
+        assert_eq!(maps.get(0).unwrap().range(0, 100), Vec::new());
+        let map = maps.get(2).unwrap();
         let end = insns.last().unwrap().end();
         assert_eq!(map.range(0, end + 1), insns);
         // Every sub-range, every containing instruction, and the bytes in gaps.

@@ -161,14 +161,13 @@ fn first_difference(
     let (Some(osec), Some(psec)) = (os.section(), ps.section()) else {
         return "definition changed".into();
     };
-    let empty = code::CodeMap::default();
     let orig_insns = o
         .code(osec)
-        .unwrap_or(&empty)
+        .unwrap_or_default()
         .range(os.value, os.value + os.size);
     let patched_insns = p
         .code(psec)
-        .unwrap_or(&empty)
+        .unwrap_or_default()
         .range(ps.value, ps.value + ps.size);
     // An instruction as bytes (relocated fields as `__`) and what its references mean.
     // `patched`: `info` is the patched object, whose references are named after their twins.

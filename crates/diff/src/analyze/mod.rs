@@ -265,7 +265,7 @@ pub struct ObjInfo<'a, 'data> {
     /// functions do, so not a field of every symbol's facts).
     children: HashMap<SymbolId, Vec<SymbolId>>,
     /// Decoded instructions of each code section (index = section arena slot).
-    pub code: Vec<Option<crate::code::CodeMap>>,
+    pub code: crate::code::CodeMaps,
     /// Every relocation applying to each section (index = section arena slot), sorted by
     /// offset, with what it refers to resolved once ([`crate::refs::resolve`]): the one table
     /// checksum, correlate, select and clone read ([`ObjInfo::relocations`]). Code and data
@@ -605,7 +605,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             secs,
             by_name,
             children,
-            code: Vec::new(),
+            code: crate::code::CodeMaps::default(),
             relocs: (0..obj.section_arena_len())
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
@@ -649,8 +649,8 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     }
 
     /// The decoded instructions of a code section.
-    pub fn code(&self, sec: SectionId) -> Option<&crate::code::CodeMap> {
-        self.code.get(sec.index()).and_then(Option::as_ref)
+    pub fn code(&self, sec: SectionId) -> Option<crate::code::CodeMap<'_>> {
+        self.code.get(sec.index())
     }
 
     /// The first section named `name` (an index built once: a kernel has 100,000 sections
@@ -983,14 +983,17 @@ fn anonymous_piece_bounds(info: &ObjInfo<'_, '_>) -> Vec<Vec<u64>> {
 }
 
 /// Decode every code section of an object (index = section arena slot).
-fn decode_code(info: &ObjInfo<'_, '_>) -> Vec<Option<crate::code::CodeMap>> {
-    let mut out = vec![None; info.obj.section_arena_len()];
+fn decode_code(info: &ObjInfo<'_, '_>) -> crate::code::CodeMaps {
+    let mut out = crate::code::CodeMaps::new(info.obj.section_arena_len());
+    let mut built = crate::code::CodeMapBuilder::default();
     for (id, s) in info.obj.sections() {
         if matches!(info.sec(id).kind, SecKind::Text | SecKind::SpecialAux) && s.is_exec() {
             let starts: Vec<u64> = info.sec(id).ranges.iter().map(|r| r.0).collect();
-            out[id.index()] = Some(crate::code::decode_section(info.arch, s.bytes(), &starts));
+            crate::code::decode_section(info.arch, s.bytes(), &starts, &mut built);
+            out.push(id.index(), &built);
         }
     }
+    out.finish();
     out
 }
 
