@@ -711,13 +711,22 @@ impl<'i, 'a, 'd, 't, 's> LineSums<'i, 'a, 'd, 't, 's> {
     }
 }
 
+/// The entries of section `sec` in `list`, sorted by section.
+fn of_section<T>(list: &[(SectionId, u64, T)], sec: SectionId) -> &[(SectionId, u64, T)] {
+    let lo = list.partition_point(|e| e.0 < sec);
+    let hi = list.partition_point(|e| e.0 <= sec);
+    &list[lo..hi]
+}
+
 /// The runs of run-time code (not `__init`/`__exit`) that no function or object symbol
 /// covers, alignment padding trimmed (see [`klpforge_arch::Arch::is_padding`]), each hashed
 /// like a function's code.
 fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
     let info = ctx.info;
-    let mut covered: HashMap<SectionId, Vec<(u64, u64)>> = HashMap::default();
-    let mut labels: HashMap<SectionId, Vec<(u64, SymbolId)>> = HashMap::default();
+    // What covers the run-time code and the labels in it, by section (flat, sorted: a
+    // kernel has tens of thousands of code sections).
+    let mut covered: Vec<(SectionId, u64, u64)> = Vec::new();
+    let mut labels: Vec<(SectionId, u64, SymbolId)> = Vec::new();
     for (id, s) in info.obj.symbols() {
         let Some(sec) = s.section() else { continue };
         if info.sec(sec).kind != SecKind::Text || info.sec(sec).init {
@@ -725,20 +734,21 @@ fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
         }
         let si = info.sym(id);
         match si.kind {
-            SymKind::Function | SymKind::Object if s.size > 0 => covered
-                .entry(sec)
-                .or_default()
-                .push((s.value, s.value.saturating_add(s.size))),
+            SymKind::Function | SymKind::Object if s.size > 0 => {
+                covered.push((sec, s.value, s.value.saturating_add(s.size)))
+            }
             SymKind::Function | SymKind::Other
                 if !si.name.is_empty()
                     && !si.name.starts_with(".L")
                     && !si.name.starts_with('$') =>
             {
-                labels.entry(sec).or_default().push((s.value, id));
+                labels.push((sec, s.value, id));
             }
             _ => {}
         }
     }
+    covered.sort_unstable();
+    labels.sort_unstable();
     let mut out = Vec::new();
     let mut seen: HashMap<(String, String), u32> = HashMap::default();
     for (sec, s) in info.obj.sections() {
@@ -746,11 +756,11 @@ fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
             continue;
         }
         let size = s.size();
-        let mut spans = covered.remove(&sec).unwrap_or_default();
-        spans.sort_unstable();
+        let spans = of_section(&covered, sec);
+        let sec_labels = of_section(&labels, sec);
         let mut runs = Vec::new();
         let mut at = 0u64;
-        for (a, b) in spans {
+        for &(_, a, b) in spans {
             if a > at {
                 runs.push((at, a.min(size)));
             }
@@ -759,8 +769,6 @@ fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
         if at < size {
             runs.push((at, size));
         }
-        let mut sec_labels = labels.remove(&sec).unwrap_or_default();
-        sec_labels.sort_unstable();
         let name = s.name_lossy().into_owned();
         for (a, b) in runs {
             let Some((a, b)) = trim_padding(info, sec, a, b) else {
@@ -769,8 +777,8 @@ fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
             let label = sec_labels
                 .iter()
                 .rev()
-                .find(|&&(v, _)| v <= a)
-                .map(|&(v, l)| (v, info.sym(l).name.clone()));
+                .find(|&&(_, v, _)| v <= a)
+                .map(|&(_, v, l)| (v, info.sym(l).name.clone()));
             let (base, label) = label.unwrap_or((0, String::new().into()));
             let n = seen.entry((name.clone(), label.to_string())).or_default();
             let occurrence = *n;
