@@ -334,7 +334,7 @@ fn users(info: &ObjInfo<'_, '_>, wanted: &HashSet<SymbolId>) -> Users {
     let mut listed: HashSet<(SymbolId, SymbolId)> = HashSet::default();
     let mut needed: HashSet<SymbolId> = HashSet::default();
     for (sec, _) in info.obj.sections() {
-        if info.sec(sec).ranges.is_empty() {
+        if info.ranges(sec).is_empty() {
             continue;
         }
         for r in info.relocations(sec) {

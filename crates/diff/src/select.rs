@@ -458,7 +458,7 @@ fn check_alias_split(
         let s = info.obj.symbol(f);
         (s.section(), s.value)
     };
-    for &(start, _, alias) in &orig.sec(sec).ranges {
+    for &(start, _, alias) in orig.ranges(sec) {
         if start != os.value || alias == o || orig.sym(alias).kind != SymKind::Function {
             continue;
         }

@@ -140,11 +140,8 @@ pub struct SecInfo {
     pub kind: SecKind,
     /// Part of `__init`/`__exit` code or data: already run and freed, or only run at unload.
     pub init: bool,
-    /// The relocation sections applying to it (usually one).
-    pub relocs: Vec<SectionId>,
-    /// Named FUNC/OBJECT symbols in it, sorted by value: `(start, end, symbol)`.
-    pub ranges: Vec<(u64, u64, SymbolId)>,
-    /// The largest size among `ranges` (how far back a symbol containing an offset can start).
+    /// The largest size among its [`ObjInfo::ranges`] (how far back a symbol containing an
+    /// offset can start).
     pub max_len: u64,
     /// A default data section several pieces share: code may reach it through a section
     /// anchor ([`ObjInfo::anchor`]).
@@ -209,6 +206,25 @@ impl<T> PerSection<T> {
         out
     }
 
+    /// One list per section arena slot of `sections`, from `(slot, value)` pairs (stably
+    /// sorted by slot here: each list keeps the pairs' order).
+    fn from_pairs(sections: usize, mut pairs: Vec<(usize, T)>) -> Self {
+        pairs.sort_by_key(|&(i, _)| i);
+        let mut out = PerSection {
+            starts: Vec::with_capacity(sections + 1),
+            values: Vec::with_capacity(pairs.len()),
+        };
+        out.starts.push(0);
+        let mut pairs = pairs.into_iter().peekable();
+        for i in 0..sections {
+            while let Some((_, v)) = pairs.next_if(|&(j, _)| j == i) {
+                out.values.push(v);
+            }
+            out.starts.push(out.values.len() as u32);
+        }
+        out
+    }
+
     /// The list of section arena slot `index` (empty past the last).
     pub fn get(&self, index: usize) -> &[T] {
         match (self.starts.get(index), self.starts.get(index + 1)) {
@@ -264,6 +280,11 @@ pub struct ObjInfo<'a, 'data> {
     /// The `.cold` split-offs of each function that has any ([`ObjInfo::children`]; few
     /// functions do, so not a field of every symbol's facts).
     children: HashMap<SymbolId, Vec<SymbolId>>,
+    /// The relocation sections applying to each section (usually one).
+    rel_sections: PerSection<SectionId>,
+    /// The named FUNC/OBJECT symbols of each section, sorted by value: `(start, end,
+    /// symbol)` ([`ObjInfo::ranges`]).
+    ranges: PerSection<(u64, u64, SymbolId)>,
     /// Decoded instructions of each code section (index = section arena slot).
     pub code: crate::code::CodeMaps,
     /// Every relocation applying to each section (index = section arena slot), sorted by
@@ -413,27 +434,28 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             .map(|_| SecInfo {
                 kind: SecKind::Other,
                 init: false,
-                relocs: Vec::new(),
-                ranges: Vec::new(),
                 max_len: 0,
                 anchored: false,
                 section_symbol: None,
             })
             .collect();
+        let mut rel_sections: Vec<(usize, SectionId)> = Vec::new();
         for (id, s) in obj.sections() {
             let (kind, init) = classify_section(obj, id);
             secs[id.index()].kind = kind;
             secs[id.index()].init = init;
             if let Some(target) = s.relocation_target() {
-                if let Some(info) = secs.get_mut(target.index()) {
-                    info.relocs.push(id);
+                if target.index() < secs.len() {
+                    rel_sections.push((target.index(), id));
                 }
             }
         }
+        let rel_sections = PerSection::from_pairs(secs.len(), rel_sections);
 
         let mut syms: Vec<SymInfo<'a>> = Vec::with_capacity(obj.symbol_arena_len());
         let mut by_name: Vec<(u64, SymbolId)> = Vec::with_capacity(obj.symbol_arena_len());
         let mut current_file: Option<SymbolId> = None;
+        let mut ranges: Vec<(usize, (u64, u64, SymbolId))> = Vec::new();
         for i in 0..obj.symbol_arena_len() {
             let id = SymbolId::from_index(i);
             let s = obj.symbol(id);
@@ -470,17 +492,16 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 } else if matches!(info.kind, SymKind::Function | SymKind::Object)
                     && !is_prefix_symbol(&info.name)
                 {
-                    secs[sec.index()]
-                        .ranges
-                        .push((s.value, s.value + s.size, id));
+                    ranges.push((sec.index(), (s.value, s.value + s.size, id)));
                 }
             }
         }
         let by_name = NameIndex::new(by_name, &syms);
-        for sec in &mut secs {
-            sec.ranges.sort_by_key(|&(start, end, id)| (start, end, id));
-            sec.max_len = sec
-                .ranges
+        ranges.sort_unstable_by_key(|&(sec, (start, end, id))| (sec, start, end, id));
+        let ranges = PerSection::from_pairs(secs.len(), ranges);
+        for (i, sec) in secs.iter_mut().enumerate() {
+            sec.max_len = ranges
+                .get(i)
                 .iter()
                 .map(|&(a, b, _)| b.saturating_sub(a))
                 .max()
@@ -605,6 +626,8 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             secs,
             by_name,
             children,
+            rel_sections,
+            ranges,
             code: crate::code::CodeMaps::default(),
             relocs: (0..obj.section_arena_len())
                 .map(|_| std::sync::OnceLock::new())
@@ -683,6 +706,11 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         self.children.get(&id).map_or(&[], Vec::as_slice)
     }
 
+    /// The named FUNC/OBJECT symbols of section `id`, sorted by value: `(start, end, symbol)`.
+    pub fn ranges(&self, id: SectionId) -> &[(u64, u64, SymbolId)] {
+        self.ranges.get(id.index())
+    }
+
     /// Facts about a section.
     pub fn sec(&self, id: SectionId) -> &SecInfo {
         &self.secs[id.index()]
@@ -703,7 +731,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         }
         let offset = offset as u64;
         let info = &self.secs[section.index()];
-        let ranges = &info.ranges;
+        let ranges = self.ranges(section);
         // Only symbols starting at most `max_len` before `offset` can contain it or end there
         // (binary search: sections of plain objects hold thousands of symbols).
         let upto = ranges.partition_point(|&(start, _, _)| start <= offset);
@@ -736,8 +764,8 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     /// and in file order.
     fn model_relocations(&self, section: SectionId) -> impl Iterator<Item = &'a [Relocation]> + '_ {
         let obj: &'a ElfObject<'data> = self.obj;
-        self.sec(section)
-            .relocs
+        self.rel_sections
+            .get(section.index())
             .iter()
             .map(move |&rs| obj.section(rs).relocations().unwrap_or(&[]))
     }
@@ -803,7 +831,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     /// pieces something refers to): what code may reach through a section anchor.
     fn is_shared(&self, sec: SectionId) -> bool {
         let size = self.obj.section(sec).size();
-        match self.sec(sec).ranges.as_slice() {
+        match self.ranges(sec) {
             [] => self.piece_bounds[sec.index()]
                 .iter()
                 .any(|&b| b > 0 && b < size),
@@ -971,7 +999,7 @@ fn anonymous_piece_bounds(info: &ObjInfo<'_, '_>) -> Vec<Vec<u64>> {
         let size = info.obj.section(sec).size();
         list.push(0);
         list.push(size);
-        for &(start, end, _) in &info.sec(sec).ranges {
+        for &(start, end, _) in info.ranges(sec) {
             list.push(start);
             list.push(end);
         }
@@ -988,7 +1016,7 @@ fn decode_code(info: &ObjInfo<'_, '_>) -> crate::code::CodeMaps {
     let mut built = crate::code::CodeMapBuilder::default();
     for (id, s) in info.obj.sections() {
         if matches!(info.sec(id).kind, SecKind::Text | SecKind::SpecialAux) && s.is_exec() {
-            let starts: Vec<u64> = info.sec(id).ranges.iter().map(|r| r.0).collect();
+            let starts: Vec<u64> = info.ranges(id).iter().map(|r| r.0).collect();
             crate::code::decode_section(info.arch, s.bytes(), &starts, &mut built);
             out.push(id.index(), &built);
         }

@@ -333,7 +333,7 @@ impl Ctx<'_, '_, '_, '_> {
         for &b in &info.piece_bounds[a.sec.index()] {
             inner.both(&(b as i64).wrapping_sub(a.offset).to_le_bytes());
         }
-        for &(start, end, sym) in &info.sec(a.sec).ranges {
+        for &(start, end, sym) in info.ranges(a.sec) {
             inner.both(&(start as i64).wrapping_sub(a.offset).to_le_bytes());
             inner.both(&(end - start).to_le_bytes());
             self.identity(&mut inner, sym);

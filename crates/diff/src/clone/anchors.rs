@@ -81,7 +81,7 @@ impl Cloner<'_, '_, '_, '_, '_> {
         };
         let oanchor = (osym.value as i64)
             .wrapping_add(a.offset.wrapping_sub(p.obj.symbol(base).value as i64));
-        for &(start, end, sym) in &p.sec(a.sec).ranges {
+        for &(start, end, sym) in p.ranges(a.sec) {
             let name = &p.sym(sym).name;
             if self.fresh.contains(&sym) {
                 return Some(format!(

@@ -248,8 +248,7 @@ impl<'a, 'oi, 'o, 'pi, 'p> Cloner<'a, 'oi, 'o, 'pi, 'p> {
     fn bundled(&self, sym: SymbolId, sec: SectionId) -> bool {
         let prefix = self.p.sym(sym).prefix;
         self.p
-            .sec(sec)
-            .ranges
+            .ranges(sec)
             .iter()
             .all(|&(_, _, id)| id == sym || Some(id) == prefix)
     }
