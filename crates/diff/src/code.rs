@@ -236,6 +236,8 @@ impl<'m> CodeMap<'m> {
             at,
             mark,
             branch,
+            next_mark: Walk::index_of(self.marks.get(mark).map(|x| x.0)),
+            next_branch: Walk::index_of(self.branches.get(branch).map(|b| b.0)),
             start,
             end,
         }
@@ -248,39 +250,43 @@ pub struct Walk<'m> {
     /// The next instruction's index and offset.
     i: usize,
     at: u64,
-    /// The next checkpoint and branch at or after `i`.
+    /// The next checkpoint and branch at or after `i`, and their instruction indexes
+    /// (`usize::MAX`: none left).
     mark: usize,
     branch: usize,
+    next_mark: usize,
+    next_branch: usize,
     start: u64,
     end: u64,
+}
+
+impl Walk<'_> {
+    fn index_of(k: Option<u32>) -> usize {
+        k.map_or(usize::MAX, |j| j as usize)
+    }
 }
 
 impl Iterator for Walk<'_> {
     type Item = CodeInsn;
 
     fn next(&mut self) -> Option<CodeInsn> {
-        let m = &self.map;
+        let m = self.map;
         while self.i < m.lens.len() {
             let i = self.i;
             // A checkpoint gives the offset after a gap.
-            if m.marks
-                .get(self.mark)
-                .is_some_and(|&(j, _)| j as usize == i)
-            {
+            if i == self.next_mark {
                 self.at = u64::from(m.marks[self.mark].1);
                 self.mark += 1;
+                self.next_mark = Self::index_of(m.marks.get(self.mark).map(|x| x.0));
             }
             if self.at >= self.end {
                 self.i = m.lens.len();
                 return None;
             }
-            let here = m
-                .branches
-                .get(self.branch)
-                .is_some_and(|b| b.0 as usize == i)
-                .then_some(self.branch);
+            let here = (i == self.next_branch).then_some(self.branch);
             if here.is_some() {
                 self.branch += 1;
+                self.next_branch = Self::index_of(m.branches.get(self.branch).map(|b| b.0));
             }
             let at = self.at;
             self.at += u64::from(m.lens[i]);
@@ -293,8 +299,6 @@ impl Iterator for Walk<'_> {
     }
 }
 
-/// Decode one code section's bytes `data` for `arch`; `starts` are the offsets where
-/// functions begin (decoding restarts there after bytes that do not decode).
 /// Decode one code section's bytes `data` for `arch` into `map` (emptied first); `starts`
 /// are the offsets where functions begin (decoding restarts there after bytes that do not
 /// decode).
