@@ -908,9 +908,16 @@ fn ftrace_sites(info: &ObjInfo<'_, '_>) -> Vec<Vec<i64>> {
 
 /// The relocations of a table sorted by offset whose offsets lie in `[start, end)`.
 pub fn relocs_in<'r, 'a>(relocs: &'r [Reloc<'a>], start: u64, end: u64) -> &'r [Reloc<'a>] {
-    let lo = relocs.partition_point(|r| r.offset < start);
-    let hi = lo + relocs[lo..].partition_point(|r| r.offset < end);
-    &relocs[lo..hi]
+    let rest = &relocs[relocs.partition_point(|r| r.offset < start)..];
+    // The range is usually short and the table long (a kernel's `.altinstr_replacement` or
+    // assembly `.text`): gallop forward from its start rather than search all the rest.
+    let (mut below, mut step) = (0, 1);
+    while below + step <= rest.len() && rest[below + step - 1].offset < end {
+        below += step;
+        step *= 2;
+    }
+    let window = &rest[below..(below + step).min(rest.len())];
+    &rest[..below + window.partition_point(|r| r.offset < end)]
 }
 
 /// [`relocs_in`] for ranges visited in ascending order (instructions, table entries): a
@@ -1079,6 +1086,17 @@ mod tests {
                 offsets(relocs_in(&table, a, b)),
                 "[{a}, {b})"
             );
+        }
+        // And relocs_in is the plain filter, for every range.
+        for a in 0..45 {
+            for b in 0..45 {
+                let want: Vec<u64> = model
+                    .iter()
+                    .map(|r| r.offset)
+                    .filter(|&o| a <= o && o < b)
+                    .collect();
+                assert_eq!(offsets(relocs_in(&table, a, b)), want, "[{a}, {b})");
+            }
         }
     }
 }
