@@ -206,6 +206,21 @@ impl<T> PerSection<T> {
         out
     }
 
+    /// One list per section arena slot of `sections`, each appended by `fill(slot, values)`
+    /// (`capacity`: all the values there will be).
+    fn build(sections: usize, capacity: usize, mut fill: impl FnMut(usize, &mut Vec<T>)) -> Self {
+        let mut out = PerSection {
+            starts: Vec::with_capacity(sections + 1),
+            values: Vec::with_capacity(capacity),
+        };
+        out.starts.push(0);
+        for i in 0..sections {
+            fill(i, &mut out.values);
+            out.starts.push(out.values.len() as u32);
+        }
+        out
+    }
+
     /// One list per section arena slot of `sections`, from `(slot, value)` pairs (stably
     /// sorted by slot here: each list keeps the pairs' order).
     fn from_pairs(sections: usize, mut pairs: Vec<(usize, T)>) -> Self {
@@ -290,10 +305,15 @@ pub struct ObjInfo<'a, 'data> {
     /// Every relocation applying to each section (index = section arena slot), sorted by
     /// offset, with what it refers to resolved once ([`crate::refs::resolve`]): the one table
     /// checksum, correlate, select and clone read ([`ObjInfo::relocations`]). Code and data
-    /// are resolved during the analysis; tables of per-site entries (`.orc_unwind_ip`,
-    /// `.call_sites`: half of a kernel's relocations) when first asked for, which for the
-    /// original object is mostly never.
-    relocs: Vec<std::sync::OnceLock<Vec<Reloc<'a>>>>,
+    /// are resolved during the analysis, into one flat table; tables of per-site entries
+    /// (`.orc_unwind_ip`, `.call_sites`: half of a kernel's relocations) and of debug and
+    /// metadata sections when first asked for, which for the original object is mostly never.
+    eager: PerSection<Reloc<'a>>,
+    /// Per section: its slot in `lazy` when its table is resolved only once asked for
+    /// (`u32::MAX` otherwise).
+    lazy_slot: Vec<u32>,
+    /// The tables resolved on demand.
+    lazy: Vec<std::sync::OnceLock<Vec<Reloc<'a>>>>,
     /// Boundaries of the anonymous pieces of each section (index = section arena slot):
     /// every offset something refers to without a symbol, every symbol start and end, and
     /// the section's ends, sorted. Empty for sections nothing refers into anonymously.
@@ -629,14 +649,24 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             rel_sections,
             ranges,
             code: crate::code::CodeMaps::default(),
-            relocs: (0..obj.section_arena_len())
-                .map(|_| std::sync::OnceLock::new())
-                .collect(),
+            eager: PerSection::default(),
+            lazy_slot: Vec::new(),
+            lazy: Vec::new(),
             piece_bounds: PerSection::default(),
             ftrace_sites: PerSection::default(),
             by_section_name: std::sync::OnceLock::new(),
         };
         info.code = decode_code(&info);
+        info.lazy_slot = vec![u32::MAX; obj.section_arena_len()];
+        for (id, _) in obj.sections() {
+            if !resolved_eagerly(info.secs[id.index()].kind)
+                && !info.rel_sections.get(id.index()).is_empty()
+            {
+                info.lazy_slot[id.index()] = info.lazy.len() as u32;
+                info.lazy.push(std::sync::OnceLock::new());
+            }
+        }
+        info.eager = resolve_eagerly(&info);
         info.piece_bounds = PerSection::from_lists(anonymous_piece_bounds(&info));
         for (id, s) in obj.sections() {
             let anchored = matches!(
@@ -772,9 +802,11 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
 
     /// The relocations applying to `section`, sorted by offset, with their targets.
     pub fn relocations(&self, section: SectionId) -> &[Reloc<'a>] {
-        match self.relocs.get(section.index()) {
-            Some(table) => table.get_or_init(|| resolve_section(self, section)),
-            None => &[],
+        match self.lazy_slot.get(section.index()) {
+            Some(&k) if k != u32::MAX => {
+                self.lazy[k as usize].get_or_init(|| resolve_section(self, section))
+            }
+            _ => self.eager.get(section.index()),
         }
     }
 
@@ -973,6 +1005,41 @@ fn resolve_section<'a>(info: &ObjInfo<'a, '_>, sec: SectionId) -> Vec<Reloc<'a>>
 /// cloning (and a changed variable's search for its users) looks into.
 fn resolved_on_demand(kind: SecKind) -> bool {
     matches!(kind, SecKind::Special | SecKind::Other)
+}
+
+/// Whether the relocation table of a section of this kind is resolved during the analysis
+/// (code and data: what piece bounds, checksums and correlation read).
+fn resolved_eagerly(kind: SecKind) -> bool {
+    !resolved_on_demand(kind) && !matches!(kind, SecKind::Debug | SecKind::Meta)
+}
+
+/// The relocation tables of the sections [`resolved_eagerly`], in one flat table sized
+/// exactly (it is kept for the whole diff).
+fn resolve_eagerly<'a>(info: &ObjInfo<'a, '_>) -> PerSection<Reloc<'a>> {
+    let eager = |i: usize| resolved_eagerly(info.secs[i].kind);
+    let total = (0..info.obj.section_arena_len())
+        .filter(|&i| eager(i))
+        .map(|i| {
+            info.model_relocations(SectionId::from_index(i))
+                .map(<[_]>::len)
+                .sum::<usize>()
+        })
+        .sum();
+    PerSection::build(info.obj.section_arena_len(), total, |i, out| {
+        if !eager(i) {
+            return;
+        }
+        let sec = SectionId::from_index(i);
+        let from = out.len();
+        for r in info.model_relocations(sec).flatten() {
+            out.push(Reloc {
+                offset: r.offset,
+                rel: r,
+                target: crate::refs::resolve(info, sec, r),
+            });
+        }
+        out[from..].sort_by_key(|r| r.offset);
+    })
 }
 
 /// Boundaries of the anonymous pieces of every section (see [`ObjInfo::piece_bounds`]).
