@@ -555,7 +555,6 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 .map_or((false, false), |sec| section_facts[sec.index()]);
             let info = &syms[id.index()];
             let name = info.name.as_ref();
-            let base = static_local_base(name);
             let local_object = s.is_local() && info.kind == SymKind::Object;
             let never = match info.kind {
                 SymKind::File | SymKind::Section => true,
@@ -563,10 +562,12 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 _ if name.starts_with(".L") => true,
                 _ if s.place == SymbolPlace::Absolute => true,
                 _ if name.starts_with("__initcall__") || name.starts_with("__initstub__") => true,
-                _ if local_object
-                    && UNCORRELATED_STATICS.iter().any(|p| {
+                _ if local_object && {
+                    let base = static_local_base(name);
+                    UNCORRELATED_STATICS.iter().any(|p| {
                         base == *p || name.strip_prefix(p).is_some_and(|r| r.starts_with('.'))
-                    }) =>
+                    })
+                } =>
                 {
                     true
                 }
