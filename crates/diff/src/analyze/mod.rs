@@ -112,6 +112,60 @@ pub enum SymKind {
     Other,
 }
 
+/// What a reference to a symbol is hashed by: facts of the symbol and its section, kept
+/// together in a byte ([`ObjInfo::target_class`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TargetClass(u8);
+
+impl TargetClass {
+    const ALTINSTR_AUX: u8 = 1;
+    const BY_CONTENT: u8 = 2;
+    const NEVER_CORRELATE: u8 = 4;
+
+    fn of(info: &ObjInfo<'_, '_>, sym: SymbolId) -> TargetClass {
+        let si = info.sym(sym);
+        let Some(sec) = info.obj.symbol(sym).section() else {
+            return TargetClass(if si.never_correlate {
+                Self::NEVER_CORRELATE
+            } else {
+                0
+            });
+        };
+        let mut bits = 0;
+        if si.never_correlate {
+            bits |= Self::NEVER_CORRELATE;
+        }
+        if info.is_altinstr_aux(sec) {
+            bits |= Self::ALTINSTR_AUX;
+        }
+        // Never-correlated data, and read-only data (what the code reads is what matters,
+        // and a fresh copy can carry new contents).
+        let data = !matches!(si.kind, SymKind::Function | SymKind::Section);
+        if data
+            && (si.never_correlate
+                || (si.kind == SymKind::Object && info.sec(sec).kind == SecKind::Rodata))
+        {
+            bits |= Self::BY_CONTENT;
+        }
+        TargetClass(bits)
+    }
+
+    /// The symbol is in an `.altinstr_aux` section.
+    pub fn altinstr_aux(self) -> bool {
+        self.0 & Self::ALTINSTR_AUX != 0
+    }
+
+    /// A reference to it is hashed by the content of its bytes.
+    pub fn by_content(self) -> bool {
+        self.0 & Self::BY_CONTENT != 0
+    }
+
+    /// It is never correlated ([`SymInfo::never_correlate`]).
+    pub fn never_correlate(self) -> bool {
+        self.0 & Self::NEVER_CORRELATE != 0
+    }
+}
+
 /// Per-symbol facts.
 #[derive(Debug, Clone)]
 pub struct SymInfo<'a> {
@@ -297,6 +351,11 @@ pub struct ObjInfo<'a, 'data> {
     children: HashMap<SymbolId, Vec<SymbolId>>,
     /// The relocation sections applying to each section (usually one).
     rel_sections: PerSection<SectionId>,
+    /// What a reference to each symbol is hashed by, a byte each ([`TargetClass`]): checksums
+    /// ask it of every reference, and the symbol and its section are elsewhere in memory.
+    target_class: Vec<TargetClass>,
+    /// The sections named `.altinstr_aux` (usually none or one).
+    altinstr_aux: Vec<SectionId>,
     /// The named FUNC/OBJECT symbols of each section, sorted by value: `(start, end,
     /// symbol)` ([`ObjInfo::ranges`]).
     ranges: PerSection<(u64, u64, SymbolId)>,
@@ -648,6 +707,8 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             by_name,
             children,
             rel_sections,
+            target_class: Vec::new(),
+            altinstr_aux: Vec::new(),
             ranges,
             code: crate::code::CodeMaps::default(),
             eager: PerSection::default(),
@@ -678,7 +739,25 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             info.secs[id.index()].anchored = anchored;
         }
         info.ftrace_sites = PerSection::from_lists(ftrace_sites(&info));
+        info.altinstr_aux = obj
+            .sections()
+            .filter(|(_, s)| s.name.as_ref() == b".altinstr_aux")
+            .map(|(id, _)| id)
+            .collect();
+        info.target_class = (0..obj.symbol_arena_len())
+            .map(|i| TargetClass::of(&info, SymbolId::from_index(i)))
+            .collect();
         info
+    }
+
+    /// What a reference to `sym` is hashed by (see [`TargetClass`]).
+    pub fn target_class(&self, sym: SymbolId) -> TargetClass {
+        self.target_class[sym.index()]
+    }
+
+    /// Whether `sec` is an `.altinstr_aux` section.
+    pub fn is_altinstr_aux(&self, sec: SectionId) -> bool {
+        self.altinstr_aux.contains(&sec)
     }
 
     /// The anonymous piece `[start, end)` of `sec` that holds `offset`: bounded by the

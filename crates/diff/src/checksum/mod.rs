@@ -211,7 +211,7 @@ impl Ctx<'_, '_, '_, '_> {
         let twin = match self.identity {
             // Never-correlated symbols without content to hash (absolute `__crc_*` values,
             // labels) are what their name says on both sides.
-            _ if info.sym(sym).never_correlate => None,
+            _ if info.target_class(sym).never_correlate() => None,
             Identity::Names => None,
             Identity::Twins { twins, patched } => Some(if patched {
                 twins.of_patched(sym)
@@ -241,44 +241,28 @@ impl Ctx<'_, '_, '_, '_> {
         }
     }
 
-    /// Whether a reference to `sym` is hashed by the content of its bytes: never-correlated
-    /// data, and read-only data (what the code reads is what matters, and a fresh copy can
-    /// carry new contents).
-    fn by_content(&self, sym: SymbolId) -> bool {
-        let info = self.info;
-        let si = info.sym(sym);
-        let s = info.obj.symbol(sym);
-        let Some(sec) = s.section() else { return false };
-        if si.kind == SymKind::Function || si.kind == SymKind::Section {
-            return false;
-        }
-        si.never_correlate || (si.kind == SymKind::Object && info.sec(sec).kind == SecKind::Rodata)
-    }
-
     /// Hash a layout-independent reference.
     fn hash_target(&mut self, h: &mut Hashers, target: Target) {
         let info = self.info;
         // `.altinstr_aux` code is always reached through alternatives; entries added anywhere
         // in the object shift every offset into it without changing what the code does.
         let aux = match target {
-            Target::Section { sec, .. } => Some(sec),
-            Target::Symbol { sym, .. } => info.obj.symbol(sym).section(),
-            _ => None,
+            Target::Section { sec, .. } => info.is_altinstr_aux(sec),
+            Target::Symbol { sym, .. } => info.target_class(sym).altinstr_aux(),
+            _ => false,
         };
-        if let Some(sec) = aux {
-            if info.obj.section(sec).name.as_ref() == b".altinstr_aux" {
-                h.both(b"altinstr_aux");
-                return;
-            }
+        if aux {
+            h.both(b"altinstr_aux");
+            return;
         }
         match target {
             Target::Absolute => h.both(b"A"),
             Target::Symbol { sym, offset } => {
-                let si = info.sym(sym);
-                if self.by_content(sym) {
+                let class = info.target_class(sym);
+                if class.by_content() {
                     let s = info.obj.symbol(sym);
                     let sec = s.section().expect("by_content needs a section");
-                    if !si.never_correlate {
+                    if !class.never_correlate() {
                         self.identity(h, sym);
                     }
                     h.both(b"V");
