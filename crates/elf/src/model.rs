@@ -234,7 +234,7 @@ impl<'data> Section<'data> {
 
     /// Name as lossy UTF-8, for messages.
     pub fn name_lossy(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.name)
+        lossy(&self.name)
     }
 
     /// `SHF_ALLOC` is set.
@@ -317,7 +317,7 @@ impl<'data> Symbol<'data> {
 
     /// Name as lossy UTF-8, for messages.
     pub fn name_lossy(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.name)
+        lossy(&self.name)
     }
 
     /// Set binding, keeping the type.
@@ -654,5 +654,15 @@ impl<'data> ElfObject<'data> {
             symbol_order: self.symbol_order,
             symbol_live: self.symbol_live,
         }
+    }
+}
+
+/// `bytes` as UTF-8, borrowed when valid (as names almost always are: `str::from_utf8`
+/// checks them faster than the lossy conversion's chunk walk), else with U+FFFD for what is
+/// not.
+fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }

@@ -245,11 +245,8 @@ fn hash_site(
             t => ctx.hash_target(&mut h, t),
         }
     }
-    Annotation {
-        at,
-        full: h.full.digest(),
-        noline: h.noline_digest(),
-    }
+    let (full, noline) = ctx.finish(h);
+    Annotation { at, full, noline }
 }
 
 /// The first of the sorted `bounds` above `a` (a binary search: a kernel's alternatives

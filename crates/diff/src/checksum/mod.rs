@@ -158,6 +158,12 @@ impl Hashers {
     fn digests(&self) -> (u64, u64) {
         (self.full.digest(), self.noline_digest())
     }
+
+    /// Empty again, keeping the room.
+    fn clear(&mut self) {
+        self.full.0.clear();
+        self.noline_input.0.clear();
+    }
 }
 
 /// The hashing state of one object: how identities are hashed, and the content hashes of
@@ -178,6 +184,9 @@ pub(crate) struct Ctx<'i, 'a, 'd, 't> {
     line_callees: Vec<SymbolId>,
     /// Whether line-insensitive checksums are computed too (see [`Hashers`]).
     lines: bool,
+    /// Hash inputs done with, kept for the next ([`Ctx::hashers`], [`Ctx::finish`]): a
+    /// kernel has hundreds of thousands of symbols to hash.
+    spare: Vec<Hashers>,
 }
 
 impl<'i, 'a, 'd, 't> Ctx<'i, 'a, 'd, 't> {
@@ -195,12 +204,26 @@ impl<'i, 'a, 'd, 't> Ctx<'i, 'a, 'd, 't> {
                 Vec::new()
             },
             lines,
+            spare: Vec::new(),
         }
     }
 
-    /// Fresh hash inputs in this context's mode.
-    fn hashers(&self) -> Hashers {
-        Hashers::new(self.lines)
+    /// Empty hash inputs in this context's mode.
+    fn hashers(&mut self) -> Hashers {
+        match self.spare.pop() {
+            Some(mut h) => {
+                h.clear();
+                h
+            }
+            None => Hashers::new(self.lines),
+        }
+    }
+
+    /// The digests of `h`, which is kept for reuse.
+    fn finish(&mut self, h: Hashers) -> (u64, u64) {
+        let d = h.digests();
+        self.spare.push(h);
+        d
     }
 }
 
@@ -327,7 +350,7 @@ impl Ctx<'_, '_, '_, '_> {
         if info.sec(a.sec).kind == SecKind::Rodata {
             self.content(&mut inner, a.sec, 0, size);
         }
-        let d = inner.digests();
+        let d = self.finish(inner);
         self.anchors.insert(a, d);
         h.full.update(&d.0.to_le_bytes());
         h.noline(&d.1.to_le_bytes());
@@ -380,7 +403,7 @@ impl Ctx<'_, '_, '_, '_> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let d = inner.digests();
+        let d = self.finish(inner);
         if outer.is_none() {
             self.memo.insert(key, d);
         }
@@ -589,6 +612,9 @@ fn symbol_sums(
     let s = info.obj.symbol(id);
     let sec = s.section()?;
     let si = info.sym(id);
+    if !matches!(si.kind, SymKind::Function | SymKind::Object) {
+        return None;
+    }
     let mut h = ctx.hashers();
     match si.kind {
         SymKind::Function => {
@@ -615,10 +641,9 @@ fn symbol_sums(
                 h.noline(&a.noline.to_le_bytes());
             }
         }
-        SymKind::Object => hash_object(&mut h, ctx, id),
-        _ => return None,
+        _ => hash_object(&mut h, ctx, id),
     }
-    Some(h.digests())
+    Some(ctx.finish(h))
 }
 
 /// Full checksums of symbols, by arena slot (0: none).
@@ -777,7 +802,7 @@ fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
                 },
                 offset: a - base,
                 len: b - a,
-                full: h.full.digest(),
+                full: ctx.finish(h).0,
             });
         }
     }
