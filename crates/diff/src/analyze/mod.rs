@@ -121,6 +121,7 @@ impl TargetClass {
     const ALTINSTR_AUX: u8 = 1;
     const BY_CONTENT: u8 = 2;
     const NEVER_CORRELATE: u8 = 4;
+    const IN_ANCHORED: u8 = 8;
 
     fn of(info: &ObjInfo<'_, '_>, sym: SymbolId) -> TargetClass {
         let si = info.sym(sym);
@@ -137,6 +138,9 @@ impl TargetClass {
         }
         if info.is_altinstr_aux(sec) {
             bits |= Self::ALTINSTR_AUX;
+        }
+        if info.is_anchored(sec) {
+            bits |= Self::IN_ANCHORED;
         }
         // Never-correlated data, and read-only data (what the code reads is what matters,
         // and a fresh copy can carry new contents).
@@ -163,6 +167,11 @@ impl TargetClass {
     /// It is never correlated ([`SymInfo::never_correlate`]).
     pub fn never_correlate(self) -> bool {
         self.0 & Self::NEVER_CORRELATE != 0
+    }
+
+    /// It is in a section code may reach through a section anchor ([`ObjInfo::anchor`]).
+    pub fn in_anchored(self) -> bool {
+        self.0 & Self::IN_ANCHORED != 0
     }
 }
 
@@ -356,6 +365,9 @@ pub struct ObjInfo<'a, 'data> {
     target_class: Vec<TargetClass>,
     /// The sections named `.altinstr_aux` (usually none or one).
     altinstr_aux: Vec<SectionId>,
+    /// The sections code may reach through a section anchor (`SecInfo::anchored`; a few
+    /// default data sections).
+    anchored: Vec<SectionId>,
     /// The named FUNC/OBJECT symbols of each section, sorted by value: `(start, end,
     /// symbol)` ([`ObjInfo::ranges`]).
     ranges: PerSection<(u64, u64, SymbolId)>,
@@ -709,6 +721,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             rel_sections,
             target_class: Vec::new(),
             altinstr_aux: Vec::new(),
+            anchored: Vec::new(),
             ranges,
             code: crate::code::CodeMaps::default(),
             eager: PerSection::default(),
@@ -737,6 +750,9 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             ) && ANCHORED_SECTIONS.contains(&s.name.as_ref())
                 && info.is_shared(id);
             info.secs[id.index()].anchored = anchored;
+            if anchored {
+                info.anchored.push(id);
+            }
         }
         info.ftrace_sites = PerSection::from_lists(ftrace_sites(&info));
         info.altinstr_aux = obj
@@ -758,6 +774,11 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     /// Whether `sec` is an `.altinstr_aux` section.
     pub fn is_altinstr_aux(&self, sec: SectionId) -> bool {
         self.altinstr_aux.contains(&sec)
+    }
+
+    /// Whether code may reach `sec` through a section anchor (`SecInfo::anchored`).
+    pub fn is_anchored(&self, sec: SectionId) -> bool {
+        self.anchored.contains(&sec)
     }
 
     /// The anonymous piece `[start, end)` of `sec` that holds `offset`: bounded by the
@@ -920,16 +941,13 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     /// it (gcc's section anchors, in objects built without `-fdata-sections`).
     pub fn anchor(&self, sec: SectionId, r: &Reloc) -> Option<Anchor> {
         let (target, offset) = match r.target {
-            crate::refs::Target::Symbol { sym, offset } => {
+            crate::refs::Target::Symbol { sym, offset } if self.target_class(sym).in_anchored() => {
                 let s = self.obj.symbol(sym);
                 (s.section()?, (s.value as i64).saturating_add(offset))
             }
-            crate::refs::Target::Section { sec, offset } => (sec, offset),
+            crate::refs::Target::Section { sec, offset } if self.is_anchored(sec) => (sec, offset),
             _ => return None,
         };
-        if !self.sec(target).anchored {
-            return None;
-        }
         let (insn, _) = self.insn_holding(sec, r.offset)?;
         self.arch
             .materializes_address(insn, r.r_type)
