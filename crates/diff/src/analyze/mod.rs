@@ -1038,6 +1038,12 @@ fn ftrace_sites(info: &ObjInfo<'_, '_>) -> Vec<Vec<i64>> {
 
 /// The relocations of a table sorted by offset whose offsets lie in `[start, end)`.
 pub fn relocs_in<'r, 'a>(relocs: &'r [Reloc<'a>], start: u64, end: u64) -> &'r [Reloc<'a>] {
+    // A function alone in its section (`-ffunction-sections`) asks for the whole table.
+    if let (Some(first), Some(last)) = (relocs.first(), relocs.last()) {
+        if first.offset >= start && last.offset < end {
+            return relocs;
+        }
+    }
     let rest = &relocs[relocs.partition_point(|r| r.offset < start)..];
     // The range is usually short and the table long (a kernel's `.altinstr_replacement` or
     // assembly `.text`): gallop forward from its start rather than search all the rest.
