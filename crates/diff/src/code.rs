@@ -221,6 +221,22 @@ impl<'m> CodeMap<'m> {
 
     /// The instructions of [`CodeMap::range`], one by one.
     pub fn walk(&self, start: u64, end: u64) -> Walk<'m> {
+        // From the first instruction (a function alone in its section): nothing to search.
+        if let Some(&(0, first)) = self.marks.first() {
+            if u64::from(first) >= start {
+                return Walk {
+                    map: *self,
+                    i: 0,
+                    at: u64::from(first),
+                    mark: 1,
+                    branch: 0,
+                    next_mark: Walk::index_of(self.marks.get(1).map(|x| x.0)),
+                    next_branch: Walk::index_of(self.branches.first().map(|b| b.0)),
+                    start,
+                    end,
+                };
+            }
+        }
         let (i, at) = match self.checkpoint_before(start) {
             Some((i, at, _)) => (i, at),
             None => match self.marks.first() {
