@@ -122,17 +122,32 @@ impl TargetClass {
     const BY_CONTENT: u8 = 2;
     const NEVER_CORRELATE: u8 = 4;
     const IN_ANCHORED: u8 = 8;
+    const NAMED: u8 = 16;
+
+    /// Whether a reference to `sym` is to it by name (not a section symbol, a local label or
+    /// a `.L` symbol, which stand for whatever lies at their offset): known before the
+    /// analysis resolves anything ([`crate::refs::resolve`] asks it of every relocation).
+    fn named(info: &ObjInfo<'_, '_>, sym: SymbolId) -> TargetClass {
+        let si = info.sym(sym);
+        let label = si.kind == SymKind::Other && info.obj.symbol(sym).is_local();
+        let named = si.kind != SymKind::Section && !label && !si.name.starts_with(".L");
+        TargetClass(if named { Self::NAMED } else { 0 })
+    }
 
     fn of(info: &ObjInfo<'_, '_>, sym: SymbolId) -> TargetClass {
         let si = info.sym(sym);
+        let named = info.target_class(sym).0 & Self::NAMED;
         let Some(sec) = info.obj.symbol(sym).section() else {
-            return TargetClass(if si.never_correlate {
-                Self::NEVER_CORRELATE
-            } else {
-                0
-            });
+            return TargetClass(
+                named
+                    | if si.never_correlate {
+                        Self::NEVER_CORRELATE
+                    } else {
+                        0
+                    },
+            );
         };
-        let mut bits = 0;
+        let mut bits = named;
         if si.never_correlate {
             bits |= Self::NEVER_CORRELATE;
         }
@@ -167,6 +182,11 @@ impl TargetClass {
     /// It is never correlated ([`SymInfo::never_correlate`]).
     pub fn never_correlate(self) -> bool {
         self.0 & Self::NEVER_CORRELATE != 0
+    }
+
+    /// A reference to it is to it by name ([`TargetClass::named`]).
+    pub fn is_named(self) -> bool {
+        self.0 & Self::NAMED != 0
     }
 
     /// It is in a section code may reach through a section anchor ([`ObjInfo::anchor`]).
@@ -732,6 +752,9 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             by_section_name: std::sync::OnceLock::new(),
         };
         info.code = decode_code(&info);
+        info.target_class = (0..obj.symbol_arena_len())
+            .map(|i| TargetClass::named(&info, SymbolId::from_index(i)))
+            .collect();
         info.lazy_slot = vec![u32::MAX; obj.section_arena_len()];
         for (id, _) in obj.sections() {
             if !resolved_eagerly(info.secs[id.index()].kind)

@@ -9,7 +9,7 @@
 use klpforge_arch::RelocKind;
 use klpforge_elf::{Relocation, SectionId, SymbolId, SymbolPlace};
 
-use crate::analyze::{ObjInfo, SecKind, SymKind};
+use crate::analyze::{ObjInfo, SecKind};
 
 /// A layout-independent reference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,10 +122,7 @@ pub fn resolve(info: &ObjInfo<'_, '_>, from: SectionId, r: &Relocation) -> Targe
         }
         _ => {}
     }
-    let si = info.sym(sym);
-    let label = si.kind == SymKind::Other && s.is_local();
-    let named = si.kind != SymKind::Section && !label && !si.name.starts_with(".L");
-    if named {
+    if info.target_class(sym).is_named() {
         return Target::Symbol { sym, offset: eff };
     }
     match info.symbol_and_start_at(sec, section_offset) {
