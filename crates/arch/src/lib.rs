@@ -142,6 +142,24 @@ impl DecodedInsn {
         })
     }
 
+    /// An instruction given in the compact form itself: `offset`, `len`, and for a relative
+    /// branch (`disp_size` not 0) its target minus `offset` and its displacement field.
+    pub fn from_compact(
+        offset: u32,
+        len: u8,
+        target_delta: i32,
+        disp_offset: u8,
+        disp_size: u8,
+    ) -> DecodedInsn {
+        DecodedInsn {
+            offset,
+            target_delta: if disp_size == 0 { 0 } else { target_delta },
+            len,
+            disp_offset: if disp_size == 0 { 0 } else { disp_offset },
+            disp_size,
+        }
+    }
+
     /// Offset of the first byte.
     pub fn offset(&self) -> u64 {
         u64::from(self.offset)

@@ -152,16 +152,12 @@ impl<'m> CodeMap<'m> {
     /// Instruction `i`, whose offset is `offset`; `branch` is the index in `branches` of its
     /// branch, if it has one.
     fn insn_with(&self, i: usize, offset: u64, branch: Option<usize>) -> CodeInsn {
-        let branch = branch.map(|k| {
+        // Offsets were stored as 32 bits (`marks`), branches in the compact form.
+        let (delta, disp_offset, disp_size) = branch.map_or((0, 0, 0), |k| {
             let (_, delta, disp_offset, disp_size) = self.branches[k];
-            Branch {
-                target: offset as i64 + i64::from(delta),
-                disp_offset,
-                disp_size,
-            }
+            (delta, disp_offset, disp_size)
         });
-        CodeInsn::new(offset, self.lens[i], branch)
-            .expect("offsets that were stored fit the compact form")
+        CodeInsn::from_compact(offset as u32, self.lens[i], delta, disp_offset, disp_size)
     }
 
     /// Instruction `i`, whose offset is `offset`.
