@@ -264,6 +264,14 @@ struct Pending {
     patched: Vec<SymbolId>,
 }
 
+/// The original and the patched symbols of the `pending` groups.
+fn members(pending: &[Pending]) -> (HashSet<SymbolId>, HashSet<SymbolId>) {
+    let side = |of: fn(&Pending) -> &Vec<SymbolId>| {
+        pending.iter().flat_map(|g| of(g).iter().copied()).collect()
+    };
+    (side(|g| &g.orig), side(|g| &g.patched))
+}
+
 /// Pair what content alone decides in one group: a unique candidate on each side, then
 /// identical checksums unique on both sides, then a last remaining candidate on each side.
 /// What is left on both sides is returned for the evidence of their users.
@@ -537,14 +545,7 @@ pub fn correlate(
     left.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut pending: Vec<Pending> = left.into_iter().map(|(_, p)| p).collect();
     // A symbol that changed scope (static ↔ global) pairs by exact name when unique.
-    let in_pending_o: HashSet<SymbolId> = pending
-        .iter()
-        .flat_map(|g| g.orig.iter().copied())
-        .collect();
-    let in_pending_p: HashSet<SymbolId> = pending
-        .iter()
-        .flat_map(|g| g.patched.iter().copied())
-        .collect();
+    let (in_pending_o, in_pending_p) = members(&pending);
     let unpaired_o: Vec<SymbolId> = orig
         .obj
         .symbols()
@@ -610,14 +611,7 @@ pub fn correlate(
             ps,
         ));
     }
-    let wanted_o: HashSet<SymbolId> = pending
-        .iter()
-        .flat_map(|g| g.orig.iter().copied())
-        .collect();
-    let wanted_p: HashSet<SymbolId> = pending
-        .iter()
-        .flat_map(|g| g.patched.iter().copied())
-        .collect();
+    let (wanted_o, wanted_p) = members(&pending);
     let (ou, pu) = crate::both(
         large(orig, patched),
         || users(orig, &wanted_o),

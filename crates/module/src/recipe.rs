@@ -434,6 +434,13 @@ fn template(command: &str, layout: Layout<'_>, strip: &[String]) -> Result<Strin
 mod tests {
     use super::*;
 
+    /// A scratch work directory and its path as make's `M=` would name it.
+    fn work_dir() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap().to_string();
+        (dir, path)
+    }
+
     fn objects() -> Vec<String> {
         vec!["klpforge_init.o".into(), "klpforge_part0.o".into()]
     }
@@ -527,8 +534,7 @@ mod tests {
     #[test]
     fn learned_recipes_replay_for_another_directory_and_name() {
         let objs = objects();
-        let a = tempfile::tempdir().unwrap();
-        let a_dir = a.path().to_str().unwrap().to_string();
+        let (a, a_dir) = work_dir();
         let learnt = Layout {
             dir: &a_dir,
             name: "klp_a",
@@ -544,8 +550,7 @@ mod tests {
         recipe.store(&stored);
         assert_eq!(Recipe::load(&stored, Path::new("/")), Some(recipe.clone()));
 
-        let b = tempfile::tempdir().unwrap();
-        let b_dir = b.path().to_str().unwrap().to_string();
+        let (b, b_dir) = work_dir();
         let three = vec![objs[0].clone(), objs[1].clone(), "klpforge_part1.o".into()];
         let layout = Layout {
             dir: &b_dir,
@@ -567,8 +572,7 @@ mod tests {
     #[test]
     fn unknown_steps_and_failing_commands_are_not_replayed() {
         let objs = objects();
-        let a = tempfile::tempdir().unwrap();
-        let a_dir = a.path().to_str().unwrap().to_string();
+        let (a, a_dir) = work_dir();
         let layout = Layout {
             dir: &a_dir,
             name: "klp_a",
@@ -594,8 +598,7 @@ mod tests {
     #[test]
     fn recipes_are_kept_only_when_the_replay_matches_make() {
         let objs = objects();
-        let a = tempfile::tempdir().unwrap();
-        let a_dir = a.path().to_str().unwrap().to_string();
+        let (a, a_dir) = work_dir();
         let layout = Layout {
             dir: &a_dir,
             name: "klp_a",

@@ -226,9 +226,6 @@ pub struct SecInfo {
     /// The largest size among its [`ObjInfo::ranges`] (how far back a symbol containing an
     /// offset can start).
     pub max_len: u64,
-    /// A default data section several pieces share: code may reach it through a section
-    /// anchor ([`ObjInfo::anchor`]).
-    pub anchored: bool,
     /// Its `STT_SECTION` symbol.
     pub section_symbol: Option<SymbolId>,
 }
@@ -385,8 +382,8 @@ pub struct ObjInfo<'a, 'data> {
     target_class: Vec<TargetClass>,
     /// The sections named `.altinstr_aux` (usually none or one).
     altinstr_aux: Vec<SectionId>,
-    /// The sections code may reach through a section anchor (`SecInfo::anchored`; a few
-    /// default data sections).
+    /// The sections code may reach through a section anchor: default data sections several
+    /// pieces share (a few; [`ObjInfo::anchor`]).
     anchored: Vec<SectionId>,
     /// The named FUNC/OBJECT symbols of each section, sorted by value: `(start, end,
     /// symbol)` ([`ObjInfo::ranges`]).
@@ -546,7 +543,6 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 kind: SecKind::Other,
                 init: false,
                 max_len: 0,
-                anchored: false,
                 section_symbol: None,
             })
             .collect();
@@ -766,17 +762,17 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         }
         info.eager = resolve_eagerly(&info);
         info.piece_bounds = PerSection::from_lists(anonymous_piece_bounds(&info));
-        for (id, s) in obj.sections() {
-            let anchored = matches!(
-                info.secs[id.index()].kind,
-                SecKind::Data | SecKind::Rodata | SecKind::Bss
-            ) && ANCHORED_SECTIONS.contains(&s.name.as_ref())
-                && info.is_shared(id);
-            info.secs[id.index()].anchored = anchored;
-            if anchored {
-                info.anchored.push(id);
-            }
-        }
+        info.anchored = obj
+            .sections()
+            .filter(|&(id, s)| {
+                matches!(
+                    info.secs[id.index()].kind,
+                    SecKind::Data | SecKind::Rodata | SecKind::Bss
+                ) && ANCHORED_SECTIONS.contains(&s.name.as_ref())
+                    && info.is_shared(id)
+            })
+            .map(|(id, _)| id)
+            .collect();
         info.ftrace_sites = PerSection::from_lists(ftrace_sites(&info));
         info.altinstr_aux = obj
             .sections()
@@ -799,7 +795,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         self.altinstr_aux.contains(&sec)
     }
 
-    /// Whether code may reach `sec` through a section anchor (`SecInfo::anchored`).
+    /// Whether code may reach `sec` through a section anchor ([`ObjInfo::anchor`]).
     pub fn is_anchored(&self, sec: SectionId) -> bool {
         self.anchored.contains(&sec)
     }
