@@ -1235,6 +1235,17 @@ mod tests {
         }
         assert!(flat.get(5).is_empty() && flat.get(99).is_empty());
         assert!(PerSection::<u64>::default().get(0).is_empty());
+        // The same lists from pairs given out of slot order (each list keeps its pairs'
+        // order) and from a fill per slot.
+        let pairs = vec![(2, 7u64), (0, 3), (1, 9), (0, 5)];
+        let mut lists = lists;
+        lists[1].push(9);
+        let from_pairs = PerSection::from_pairs(5, pairs);
+        let built = PerSection::build(5, 4, |i, out: &mut Vec<u64>| out.extend(&lists[i]));
+        for (i, list) in lists.iter().enumerate() {
+            assert_eq!(&from_pairs[i], list.as_slice());
+            assert_eq!(&built[i], list.as_slice());
+        }
     }
 
     /// The cursor answers every range as `relocs_in` does, ranges visited in order or not.
