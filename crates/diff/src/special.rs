@@ -92,15 +92,14 @@ pub fn entries(info: &ObjInfo<'_, '_>, sec: SectionId) -> Result<Entries, String
         }
         return Ok(Entries::Bounds(out));
     }
-    let relocs: Vec<Field> = info
-        .relocations(sec)
-        .iter()
-        .map(|r| Field {
+    let mut relocs: Vec<Field> = Vec::new();
+    info.visit_relocations_once(sec, |r| {
+        relocs.push(Field {
             offset: r.offset,
             r_type: r.r_type,
             target: target_class(info, r),
         })
-        .collect();
+    });
     match stride(&relocs, size) {
         Some(e) => Ok(Entries::Stride { size: e, end: size }),
         None if relocs.is_empty() => Err(format!(

@@ -64,7 +64,7 @@ impl<'data> Section<'data> {
             info: Info::Section(target),
             data: SectionData::Relocations {
                 rela: true,
-                entries,
+                entries: Cow::Owned(entries),
             },
             ..Section::new_bytes(name, elf::SHT_RELA.0, sh_flags, 8, Vec::<u8>::new())
         }

@@ -277,7 +277,7 @@ impl Dump {
                 contents,
             });
             if let SectionData::Relocations { entries, .. } = &s.data {
-                for r in entries {
+                for r in entries.iter() {
                     let (symbol, symbol_name) = match r.symbol {
                         None => (0, String::new()),
                         Some(y) => {

@@ -126,8 +126,10 @@ impl ElfFile {
     }
 
     /// Parse the file into a model borrowing from the mapping. The mapped pages of the tables
-    /// the model copies (symbols, relocations: half of a large object) are given back to the
-    /// system: they would otherwise count in the process's memory until it ends.
+    /// the parse reads in full (symbols and relocations, half of a large object) are given back
+    /// to the system once checked: they would otherwise count in the process's memory until it
+    /// ends, although the model copies the symbols and reads most relocation tables again only
+    /// in part, if at all (a page read again is read from the file).
     pub fn parse(&self) -> std::result::Result<ElfObject<'_>, FileError> {
         let mut copied = Vec::new();
         let obj = read::parse_tracking(self.data(), &mut copied).map_err(|e| self.error(e))?;

@@ -129,20 +129,31 @@ pub struct StringRoles {
 }
 
 /// One relocation entry. `symbol` is `None` for `r_sym == 0`.
+///
+/// Laid out as an `Elf64_Rela` read on a little-endian machine: `r_info`'s low word is the
+/// type and its high word the symbol index, which is a [`SymbolId`]'s stored value (arena
+/// slot plus one, the null symbol being `None`). The parser therefore borrows a
+/// little-endian object's `SHT_RELA` tables from the file instead of copying them
+/// ([`SectionData::Relocations`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
 pub struct Relocation {
     /// `r_offset`: where in the target section the relocation applies.
     pub offset: u64,
-    /// The referenced symbol.
-    pub symbol: Option<SymbolId>,
     /// Raw `r_type`; see `klpforge-arch` for its meaning.
     pub r_type: u32,
+    /// The referenced symbol.
+    pub symbol: Option<SymbolId>,
     /// `r_addend` (always 0 in `SHT_REL` sections, whose addends are in the section bytes).
     pub addend: i64,
 }
 
-// A kernel object has millions of relocations: four bytes of symbol, no padding.
+// A kernel object has millions of relocations: an `Elf64_Rela`'s 24 bytes, no padding.
 const _: () = assert!(std::mem::size_of::<Relocation>() == 24);
+const _: () = assert!(std::mem::align_of::<Relocation>() == 8);
+const _: () = assert!(std::mem::offset_of!(Relocation, r_type) == 8);
+const _: () = assert!(std::mem::offset_of!(Relocation, symbol) == 12);
+const _: () = assert!(std::mem::offset_of!(Relocation, addend) == 16);
 
 /// The contents of a section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,8 +169,9 @@ pub enum SectionData<'data> {
     Relocations {
         /// `SHT_RELA` (explicit addends) rather than `SHT_REL`.
         rela: bool,
-        /// The entries, in file order.
-        entries: Vec<Relocation>,
+        /// The entries, in file order (borrowed from the file when its layout is this
+        /// model's: little-endian `SHT_RELA` on a little-endian machine).
+        entries: Cow<'data, [Relocation]>,
     },
     /// `SHT_GROUP`: a flag word and member sections (signature symbol in [`Section::info`]).
     Group {
@@ -626,7 +638,10 @@ impl<'data> ElfObject<'data> {
                         SectionData::Bytes(b) => SectionData::Bytes(own(b)),
                         SectionData::NoBits { size } => SectionData::NoBits { size },
                         SectionData::Relocations { rela, entries } => {
-                            SectionData::Relocations { rela, entries }
+                            SectionData::Relocations {
+                                rela,
+                                entries: Cow::Owned(entries.into_owned()),
+                            }
                         }
                         SectionData::Group { flags, members } => {
                             SectionData::Group { flags, members }

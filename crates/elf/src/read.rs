@@ -80,9 +80,9 @@ pub fn parse(data: &[u8]) -> Result<ElfObject<'_>> {
     parse_tracking(data, &mut Vec::new())
 }
 
-/// [`parse`], also listing the file ranges `(offset, size)` the model copied rather than
-/// borrowed (the symbol table, its extended indices and the relocation tables): the model
-/// never reads them from `data` again.
+/// [`parse`], also listing the file ranges `(offset, size)` the parse read in full but the
+/// model reads again at most in part: the symbol table and its extended indices (copied) and
+/// the relocation tables (copied, or borrowed in place and read again when a user asks).
 pub(crate) fn parse_tracking<'data>(
     data: &'data [u8],
     copied: &mut Vec<(u64, u64)>,
@@ -412,14 +412,14 @@ pub(crate) fn parse_tracking<'data>(
     Ok(model)
 }
 
-fn read_relocations(
+fn read_relocations<'data>(
     shdr: &Shdr,
     endian: Endianness,
-    data: &[u8],
+    data: &'data [u8],
     rela: bool,
     nsyms: usize,
     label: &dyn Fn() -> String,
-) -> Result<Vec<Relocation>> {
+) -> Result<Cow<'data, [Relocation]>> {
     let bad_range = || {
         ElfError::Truncated(format!(
             "{}: relocation entries (offset {:#x}, size {:#x}) lie outside the file ({:#x} bytes)",
@@ -441,13 +441,18 @@ fn read_relocations(
             Ok(Some(SymbolId::from_index(sym as usize - 1)))
         }
     };
-    let mut out = Vec::new();
     if rela {
         let (entries, _) = shdr
             .rela(endian, data)
             .map_err(|_| bad_range())?
             .ok_or_else(bad_range)?;
-        out.reserve_exact(entries.len());
+        if let Some(borrowed) = borrow_rela(entries, endian) {
+            for (n, r) in entries.iter().enumerate() {
+                check_sym(n, r.r_sym(endian, false))?;
+            }
+            return Ok(Cow::Borrowed(borrowed));
+        }
+        let mut out = Vec::with_capacity(entries.len());
         for (n, r) in entries.iter().enumerate() {
             out.push(Relocation {
                 offset: r.r_offset(endian),
@@ -456,12 +461,13 @@ fn read_relocations(
                 addend: r.r_addend(endian),
             });
         }
+        Ok(Cow::Owned(out))
     } else {
         let (entries, _) = shdr
             .rel(endian, data)
             .map_err(|_| bad_range())?
             .ok_or_else(bad_range)?;
-        out.reserve_exact(entries.len());
+        let mut out = Vec::with_capacity(entries.len());
         for (n, r) in entries.iter().enumerate() {
             out.push(Relocation {
                 offset: r.r_offset(endian),
@@ -470,6 +476,26 @@ fn read_relocations(
                 addend: 0,
             });
         }
+        Ok(Cow::Owned(out))
     }
-    Ok(out)
+}
+
+/// The file's `Elf64_Rela` entries as [`Relocation`]s in place, when their bytes already are
+/// that layout: a little-endian file read on a little-endian machine, the table 8-byte
+/// aligned in memory. Symbol indices are the caller's to check.
+fn borrow_rela<'data>(
+    entries: &'data [elf::Rela64<Endianness>],
+    endian: Endianness,
+) -> Option<&'data [Relocation]> {
+    let ptr = entries.as_ptr();
+    let in_place = cfg!(target_endian = "little")
+        && endian == Endianness::Little
+        && std::mem::size_of::<elf::Rela64<Endianness>>() == std::mem::size_of::<Relocation>()
+        && (ptr as usize).is_multiple_of(std::mem::align_of::<Relocation>());
+    // SAFETY: `Relocation` is `repr(C)` with the size of `Elf64_Rela` and its fields at the
+    // same offsets (`r_offset`; `r_info`'s low word, the type, then its high word, the
+    // symbol index, which `Option<SymbolId>` stores as is, 0 being `None`; `r_addend`); every
+    // bit pattern is a valid value of each field; the pointer is aligned (checked above) and
+    // the slice lives as long as the file's bytes.
+    in_place.then(|| unsafe { std::slice::from_raw_parts(ptr.cast::<Relocation>(), entries.len()) })
 }

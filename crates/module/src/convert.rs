@@ -223,7 +223,7 @@ pub fn convert(
         let mut zero = Vec::new();
         if let SectionData::Relocations { entries, .. } = &mut module.section_mut(rs).data {
             let mut keep = Vec::with_capacity(entries.len());
-            for r in entries.drain(..) {
+            for r in entries.to_mut().drain(..) {
                 match r.symbol.and_then(|s| plan.get(&s)) {
                     Some(k) => {
                         if SPECIAL.contains(&tname.as_str()) || tname.starts_with(".discard") {
@@ -242,7 +242,7 @@ pub fn convert(
                     None => keep.push(r),
                 }
             }
-            *entries = keep;
+            *entries = keep.into();
         }
         for (off, ty) in zero {
             zero_relocated(module, target_sec, off, ty);

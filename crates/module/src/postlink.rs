@@ -87,6 +87,7 @@ pub(crate) fn add_klp_rela(
     let name = format!(".klp.rela.{objname}.{}", obj.section(target).name_lossy());
     if let Some(existing) = obj.section_by_name(name.as_bytes()) {
         if let SectionData::Relocations { entries: e, .. } = &mut obj.section_mut(existing).data {
+            let e = e.to_mut();
             e.extend(entries);
             e.sort_by_key(|r| r.offset);
             return name;
@@ -203,9 +204,11 @@ pub fn post_link(obj: &mut ElfObject<'_>) -> Result<PostLinkReport> {
                 continue;
             }
             if let SectionData::Relocations { entries, .. } = &mut obj.section_mut(rs).data {
-                let before = entries.len();
-                entries.retain(|r| !(r.offset == offset && r.symbol == reloc.symbol));
-                removed |= entries.len() != before;
+                let matches = |r: &Relocation| r.offset == offset && r.symbol == reloc.symbol;
+                if entries.iter().any(matches) {
+                    entries.to_mut().retain(|r| !matches(r));
+                    removed = true;
+                }
             }
         }
         if !removed {

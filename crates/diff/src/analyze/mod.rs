@@ -352,6 +352,17 @@ pub struct Reloc<'a> {
 // A kernel object has millions: keep each at four words.
 const _: () = assert!(std::mem::size_of::<Reloc<'static>>() == 32);
 
+impl<'a> Reloc<'a> {
+    /// `r`, which applies to section `sec` of `info`'s object, with its target resolved.
+    fn resolved(info: &ObjInfo<'a, '_>, sec: SectionId, r: &'a Relocation) -> Reloc<'a> {
+        Reloc {
+            offset: r.offset,
+            rel: r,
+            target: crate::refs::resolve(info, sec, r),
+        }
+    }
+}
+
 impl std::ops::Deref for Reloc<'_> {
     type Target = Relocation;
     fn deref(&self) -> &Relocation {
@@ -401,7 +412,7 @@ pub struct ObjInfo<'a, 'data> {
     /// (`u32::MAX` otherwise).
     lazy_slot: Vec<u32>,
     /// The tables resolved on demand.
-    lazy: Vec<std::sync::OnceLock<Vec<Reloc<'a>>>>,
+    lazy: Vec<LazyTable<'a>>,
     /// Boundaries of the anonymous pieces of each section (index = section arena slot):
     /// every offset something refers to without a symbol, every symbol start and end, and
     /// the section's ends, sorted. Empty for sections nothing refers into anonymously.
@@ -757,7 +768,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 && !info.rel_sections.get(id.index()).is_empty()
             {
                 info.lazy_slot[id.index()] = info.lazy.len() as u32;
-                info.lazy.push(std::sync::OnceLock::new());
+                info.lazy.push(LazyTable::default());
             }
         }
         info.eager = resolve_eagerly(&info);
@@ -922,12 +933,80 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
 
     /// The relocations applying to `section`, sorted by offset, with their targets.
     pub fn relocations(&self, section: SectionId) -> &[Reloc<'a>] {
-        match self.lazy_slot.get(section.index()) {
-            Some(&k) if k != u32::MAX => {
-                self.lazy[k as usize].get_or_init(|| resolve_section(self, section))
-            }
-            _ => self.eager.get(section.index()),
+        match self.lazy_table(section) {
+            Some(lazy) => lazy
+                .resolved
+                .get_or_init(|| resolve_section(self, section)),
+            None => self.eager.get(section.index()),
         }
+    }
+
+    /// The slot of `section`'s table when it is resolved only on demand.
+    fn lazy_table(&self, section: SectionId) -> Option<&LazyTable<'a>> {
+        match self.lazy_slot.get(section.index()) {
+            Some(&k) if k != u32::MAX => self.lazy.get(k as usize),
+            _ => None,
+        }
+    }
+
+    /// The model's relocation table of `section` when [`ObjInfo::relocations`] would resolve
+    /// it on demand and has not yet, and it is one table in offset order (as assemblers write
+    /// them): its entries can then be resolved where they are read, in the order the resolved
+    /// table would list them.
+    fn unresolved_in_order(&self, section: SectionId) -> Option<&'a [Relocation]> {
+        let lazy = self.lazy_table(section)?;
+        let mut tables = self.model_relocations(section);
+        match (lazy.resolved.get(), tables.next(), tables.next()) {
+            (None, Some(table), None)
+                if *lazy
+                    .sorted
+                    .get_or_init(|| table.is_sorted_by_key(|r| r.offset)) =>
+            {
+                Some(table)
+            }
+            _ => None,
+        }
+    }
+
+    /// Visit [`ObjInfo::relocations`] of `section` in order, for a reader that visits the
+    /// table once: a table resolved on demand and not kept yet is resolved as it is visited
+    /// and not kept (a kernel's per-site tables are most of its relocations).
+    pub fn visit_relocations_once(&self, section: SectionId, mut visit: impl FnMut(&Reloc<'a>)) {
+        match self.unresolved_in_order(section) {
+            Some(table) => table
+                .iter()
+                .for_each(|r| visit(&Reloc::resolved(self, section, r))),
+            None => {
+                let table = match self.lazy_table(section) {
+                    Some(lazy) if lazy.resolved.get().is_none() => {
+                        Cow::Owned(resolve_section(self, section))
+                    }
+                    _ => Cow::Borrowed(self.relocations(section)),
+                };
+                table.iter().for_each(visit)
+            }
+        }
+    }
+
+    /// [`ObjInfo::relocations_in`] without keeping a table resolved on demand: when it is not
+    /// kept yet and in offset order, only the entries in the range are resolved.
+    pub fn relocations_in_once(
+        &self,
+        section: SectionId,
+        start: u64,
+        end: u64,
+    ) -> Cow<'_, [Reloc<'a>]> {
+        if let Some(table) = self.unresolved_in_order(section) {
+            let rest = &table[table.partition_point(|r| r.offset < start)..];
+            let range = &rest[..rest.partition_point(|r| r.offset < end)];
+            return Cow::Owned(
+                range
+                    .iter()
+                    .map(|r| Reloc::resolved(self, section, r))
+                    .collect(),
+            );
+        }
+        Cow::Borrowed(self.relocations_in(section, start, end))
     }
 
     /// The relocations applying to `[start, end)` of `section`.
@@ -1113,14 +1192,19 @@ fn resolve_section<'a>(info: &ObjInfo<'a, '_>, sec: SectionId) -> Vec<Reloc<'a>>
     // Sized exactly: the table is kept for the whole diff.
     let mut list = Vec::with_capacity(info.model_relocations(sec).map(<[_]>::len).sum());
     for r in info.model_relocations(sec).flatten() {
-        list.push(Reloc {
-            offset: r.offset,
-            rel: r,
-            target: crate::refs::resolve(info, sec, r),
-        });
+        list.push(Reloc::resolved(info, sec, r));
     }
     list.sort_by_key(|r| r.offset);
     list
+}
+
+/// A relocation table resolved only on demand ([`ObjInfo::relocations`]).
+#[derive(Default)]
+struct LazyTable<'a> {
+    /// The resolved table, once asked for.
+    resolved: std::sync::OnceLock<Vec<Reloc<'a>>>,
+    /// Whether the model's table is in offset order ([`ObjInfo::relocations_in_once`]).
+    sorted: std::sync::OnceLock<bool>,
 }
 
 /// Whether the relocation table of a section of this kind is kept only once asked for: tables
@@ -1155,11 +1239,7 @@ fn resolve_eagerly<'a>(info: &ObjInfo<'a, '_>) -> PerSection<Reloc<'a>> {
         let sec = SectionId::from_index(i);
         let from = out.len();
         for r in info.model_relocations(sec).flatten() {
-            out.push(Reloc {
-                offset: r.offset,
-                rel: r,
-                target: crate::refs::resolve(info, sec, r),
-            });
+            out.push(Reloc::resolved(info, sec, r));
         }
         out[from..].sort_by_key(|r| r.offset);
     })

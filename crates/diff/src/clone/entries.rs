@@ -12,7 +12,7 @@ use object::elf;
 
 use super::decide::Decision;
 use super::{Cloner, SpecialStat};
-use crate::analyze::{relocs_in, ObjInfo, Reloc, RelocCursor, SecKind, SymKind};
+use crate::analyze::{ObjInfo, Reloc, SecKind, SymKind};
 use crate::refs::Target;
 use crate::refusal::refusal;
 use crate::special::{self, OrcPartner};
@@ -53,24 +53,29 @@ impl SpecialIndex {
             };
             let n = sections.len() as u32;
             if let Ok(list) = &entries {
-                let mut relocs = RelocCursor::new(p.relocations(psec));
-                for (e, (start, end)) in list.iter().enumerate() {
-                    for r in relocs.take(start, end) {
-                        if let Target::Symbol { sym, .. } = r.target {
-                            if p.sym(sym).kind == SymKind::Function {
-                                let e = e as u32;
-                                let runs = by_function.entry(sym).or_default();
-                                match runs.last_mut() {
-                                    Some((m, first, count)) if *m == n && *first + *count == e => {
-                                        *count += 1
-                                    }
-                                    Some((m, first, count)) if *m == n && *first + *count > e => {}
-                                    _ => runs.push((n, e, 1)),
-                                }
-                            }
-                        }
+                // Entries ascend without overlapping: walk them beside the relocations (in
+                // offset order), each relocation in the entry holding it. The table is
+                // resolved for this walk only: cloning reads few of these entries again.
+                let mut spans = list.iter().enumerate().peekable();
+                p.visit_relocations_once(psec, |r| {
+                    while spans.next_if(|&(_, (_, end))| end <= r.offset).is_some() {}
+                    let Some(&(e, (start, _))) = spans.peek() else {
+                        return;
+                    };
+                    let Target::Symbol { sym, .. } = r.target else {
+                        return;
+                    };
+                    if start > r.offset || p.sym(sym).kind != SymKind::Function {
+                        return;
                     }
-                }
+                    let e = e as u32;
+                    let runs = by_function.entry(sym).or_default();
+                    match runs.last_mut() {
+                        Some((m, first, count)) if *m == n && *first + *count == e => *count += 1,
+                        Some((m, first, count)) if *m == n && *first + *count > e => {}
+                        _ => runs.push((n, e, 1)),
+                    }
+                });
             }
             sections.push(IndexedSection {
                 psec,
@@ -160,13 +165,13 @@ impl Cloner<'_, '_, '_, '_, '_> {
             if self.carried.contains(&(psec, start)) {
                 continue;
             }
-            let here = relocs_in(p.relocations(psec), start, end);
-            if !special::entry_relevant(p, name, here, &self.clone_of) {
+            let here = p.relocations_in_once(psec, start, end);
+            if !special::entry_relevant(p, name, &here, &self.clone_of) {
                 continue;
             }
             self.carried.insert((psec, start));
             progressed = true;
-            self.carry_entry(psec, name, (start, end), here, orc);
+            self.carry_entry(psec, name, (start, end), &here, orc);
             // What the entry pulled in may make entries ahead relevant in this visit.
             for f in &self.included[seen..] {
                 ahead.extend(index.entries_of(*f).filter(|&q| q > (n, e)));
