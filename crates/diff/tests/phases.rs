@@ -232,3 +232,44 @@ fn references_resolve_to_strings_and_symbols() {
         );
     }
 }
+
+#[test]
+fn per_site_tables_read_once_answer_as_the_kept_table() {
+    // A per-site table (resolved only on demand) referring to functions, one with an addend.
+    let obj = object(
+        "once",
+        "int f(int x) { return x + 1; }\n\
+         static int g(int x) { return x * 2; }\n\
+         int h(int x) { return g(x) + f(x); }\n\
+         void *const sites[] __attribute__((section(\".call_sites\"), used)) =\n\
+             { (char *)f + 1, (void *)g, (void *)h, (char *)g + 2 };\n",
+    );
+    let i = info(obj);
+    let sec = i
+        .section_named(b".call_sites")
+        .expect("the .call_sites section");
+    let listed = |rs: &[klpforge_diff::analyze::Reloc<'_>]| -> Vec<(u64, Target)> {
+        rs.iter().map(|r| (r.offset, r.target)).collect()
+    };
+    let ranges = [(0, 8), (8, 24), (4, 20), (24, 40), (0, 64), (16, 16)];
+    // Read once before the table is kept, then kept, then read once again (now borrowed).
+    for _ in 0..2 {
+        let mut visited = Vec::new();
+        i.visit_relocations_once(sec, |r| visited.push((r.offset, r.target)));
+        let once: Vec<_> = ranges
+            .iter()
+            .map(|&(a, b)| listed(&i.relocations_in_once(sec, a, b)))
+            .collect();
+        let kept = listed(i.relocations(sec));
+        assert_eq!(kept.len(), 4);
+        assert_eq!(visited, kept);
+        for (&(a, b), got) in ranges.iter().zip(once) {
+            assert_eq!(got, listed(i.relocations_in(sec, a, b)), "[{a}, {b})");
+        }
+    }
+    let f = id(&i, "f");
+    assert_eq!(
+        i.relocations(sec)[0].target,
+        Target::Symbol { sym: f, offset: 1 }
+    );
+}

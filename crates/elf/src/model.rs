@@ -637,12 +637,10 @@ impl<'data> ElfObject<'data> {
                     data: match s.data {
                         SectionData::Bytes(b) => SectionData::Bytes(own(b)),
                         SectionData::NoBits { size } => SectionData::NoBits { size },
-                        SectionData::Relocations { rela, entries } => {
-                            SectionData::Relocations {
-                                rela,
-                                entries: Cow::Owned(entries.into_owned()),
-                            }
-                        }
+                        SectionData::Relocations { rela, entries } => SectionData::Relocations {
+                            rela,
+                            entries: Cow::Owned(entries.into_owned()),
+                        },
                         SectionData::Group { flags, members } => {
                             SectionData::Group { flags, members }
                         }

@@ -483,15 +483,12 @@ fn read_relocations<'data>(
 /// The file's `Elf64_Rela` entries as [`Relocation`]s in place, when their bytes already are
 /// that layout: a little-endian file read on a little-endian machine, the table 8-byte
 /// aligned in memory. Symbol indices are the caller's to check.
-fn borrow_rela<'data>(
-    entries: &'data [elf::Rela64<Endianness>],
-    endian: Endianness,
-) -> Option<&'data [Relocation]> {
+fn borrow_rela(entries: &[elf::Rela64<Endianness>], endian: Endianness) -> Option<&[Relocation]> {
     let ptr = entries.as_ptr();
     let in_place = cfg!(target_endian = "little")
         && endian == Endianness::Little
         && std::mem::size_of::<elf::Rela64<Endianness>>() == std::mem::size_of::<Relocation>()
-        && (ptr as usize).is_multiple_of(std::mem::align_of::<Relocation>());
+        && (ptr as usize) % std::mem::align_of::<Relocation>() == 0;
     // SAFETY: `Relocation` is `repr(C)` with the size of `Elf64_Rela` and its fields at the
     // same offsets (`r_offset`; `r_info`'s low word, the type, then its high word, the
     // symbol index, which `Option<SymbolId>` stores as is, 0 being `None`; `r_addend`); every

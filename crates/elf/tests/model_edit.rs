@@ -98,13 +98,13 @@ fn sample(endian: Endian, machine: u16) -> ElfObject<'static> {
     s.info = Info::Section(text);
     s.data = SectionData::Relocations {
         rela: true,
-        entries: vec![reloc(undef, 4), reloc(secsym, 2)],
+        entries: vec![reloc(undef, 4), reloc(secsym, 2)].into(),
     };
     let s = obj.section_mut(klp);
     s.info = Info::Section(text);
     s.data = SectionData::Relocations {
         rela: true,
-        entries: vec![reloc(printk, 4)],
+        entries: vec![reloc(printk, 4)].into(),
     };
     obj
 }
@@ -294,7 +294,8 @@ fn rel_sections_round_trip_without_addends() {
             symbol: Some(target),
             r_type: 1,
             addend: 0,
-        }],
+        }]
+        .into(),
     };
     let bytes = write(&obj).unwrap();
     let back = parse(&bytes).unwrap();
@@ -336,7 +337,7 @@ fn file_parse_releases_copied_tables_without_changing_the_model() {
         .collect();
     obj.section_mut(rela).data = SectionData::Relocations {
         rela: true,
-        entries,
+        entries: entries.into(),
     };
     let names: Vec<String> = (0..20_000).map(|i| format!("local_{i}")).collect();
     for name in &names {
@@ -366,4 +367,73 @@ fn file_parse_releases_copied_tables_without_changing_the_model() {
         "the mapping still reads as the file"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The entries of every relocation section of `obj`, and whether each table is borrowed.
+fn relocation_tables(obj: &ElfObject<'_>) -> Vec<(Vec<Relocation>, bool)> {
+    obj.sections()
+        .filter_map(|(_, s)| match &s.data {
+            SectionData::Relocations { entries, .. } => {
+                Some((entries.to_vec(), matches!(entries, Cow::Borrowed(_))))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn little_endian_rela_tables_are_read_in_place_and_others_decoded_alike() {
+    let little = write(&sample(Endian::Little, 62)).unwrap();
+    let big = write(&sample(Endian::Big, 22)).unwrap();
+    // The same file bytes at an address 8-byte aligned (a u64 vector) and at one that is not.
+    let aligned: Vec<u64> = little
+        .chunks(8)
+        .map(|c| {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            u64::from_ne_bytes(w)
+        })
+        .collect();
+    // SAFETY: reading a u64 vector's initialised storage as bytes.
+    let aligned_bytes =
+        unsafe { std::slice::from_raw_parts(aligned.as_ptr().cast::<u8>(), little.len()) };
+    let mut shifted = vec![0u8; little.len() + 1];
+    shifted[1..].copy_from_slice(&little);
+    let in_place = relocation_tables(&parse(aligned_bytes).unwrap());
+    let misaligned = relocation_tables(&parse(&shifted[1..]).unwrap());
+    let from_big = relocation_tables(&parse(&big).unwrap());
+    assert_eq!(in_place.len(), 2);
+    assert!(
+        in_place.iter().all(|(_, borrowed)| *borrowed) == cfg!(target_endian = "little"),
+        "little-endian RELA tables are borrowed on a little-endian machine"
+    );
+    assert!(misaligned.iter().all(|(_, borrowed)| !borrowed));
+    assert!(from_big.iter().all(|(_, borrowed)| !borrowed));
+    let entries = |tables: &[(Vec<Relocation>, bool)]| -> Vec<Vec<Relocation>> {
+        tables.iter().map(|(e, _)| e.clone()).collect()
+    };
+    assert_eq!(entries(&in_place), entries(&misaligned));
+    assert_eq!(entries(&in_place), entries(&from_big));
+    let symbols = parse(aligned_bytes).unwrap();
+    let undef = symbols.symbol_by_name(b"bar").unwrap();
+    assert_eq!(in_place[0].0[0].symbol, Some(undef));
+    assert_eq!((in_place[0].0[0].offset, in_place[0].0[0].addend), (4, -4));
+    // A borrowed table is still checked: a symbol index past the table is an error.
+    let mut bad = aligned.clone();
+    let rela = symbols
+        .sections()
+        .find(|(_, s)| s.name.as_ref() == b".rela.text.foo")
+        .unwrap()
+        .1;
+    let at = match &rela.data {
+        SectionData::Relocations { entries, .. } => {
+            (entries.as_ptr() as usize - aligned_bytes.as_ptr() as usize) / 8 + 1
+        }
+        _ => unreachable!(),
+    };
+    bad[at] = (bad[at] & 0xffff_ffff) | (9999u64 << 32);
+    // SAFETY: as above.
+    let bad_bytes = unsafe { std::slice::from_raw_parts(bad.as_ptr().cast::<u8>(), little.len()) };
+    let err = parse(bad_bytes).expect_err("out-of-range symbol");
+    assert!(err.to_string().contains("refers to symbol 9999"), "{err}");
 }

@@ -382,6 +382,7 @@ fn mutate_relocation(
     let SectionData::Relocations { entries, .. } = &mut s.data else {
         unreachable!("filtered on relocations")
     };
+    let entries = entries.to_mut();
     let n = rng.below(entries.len());
     let other = rng.below(entries.len());
     let r = &mut entries[n];

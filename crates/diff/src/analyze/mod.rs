@@ -934,9 +934,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     /// The relocations applying to `section`, sorted by offset, with their targets.
     pub fn relocations(&self, section: SectionId) -> &[Reloc<'a>] {
         match self.lazy_table(section) {
-            Some(lazy) => lazy
-                .resolved
-                .get_or_init(|| resolve_section(self, section)),
+            Some(lazy) => lazy.resolved.get_or_init(|| resolve_section(self, section)),
             None => self.eager.get(section.index()),
         }
     }
