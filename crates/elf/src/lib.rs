@@ -41,7 +41,7 @@ pub struct ElfFile {
 
 /// Drop the resident pages of the whole pages inside `ranges` (file offsets and sizes) of a
 /// read-only mapping. Nothing is lost: a page read again is read from the file.
-fn release(map: &memmap2::Mmap, mut ranges: Vec<(u64, u64)>) {
+pub(crate) fn release(map: &memmap2::Mmap, mut ranges: Vec<(u64, u64)>) {
     /// A multiple of every page size Linux uses (4 KiB to 64 KiB).
     const PAGE: u64 = 64 << 10;
     ranges.sort_unstable();
@@ -132,9 +132,10 @@ impl ElfFile {
     /// in part, if at all (a page read again is read from the file).
     pub fn parse(&self) -> std::result::Result<ElfObject<'_>, FileError> {
         let mut copied = Vec::new();
-        let obj = read::parse_tracking(self.data(), &mut copied).map_err(|e| self.error(e))?;
+        let mut obj = read::parse_tracking(self.data(), &mut copied).map_err(|e| self.error(e))?;
         if let Some(map) = &self.map {
             release(map, copied);
+            obj.mapping = Some(map);
         }
         Ok(obj)
     }

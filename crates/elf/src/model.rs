@@ -349,6 +349,9 @@ pub struct ElfObject<'data> {
     symbols: Vec<Symbol<'data>>,
     symbol_order: Vec<SymbolId>,
     symbol_live: Vec<bool>,
+    /// The read-only file mapping borrowed bytes come from, when [`crate::ElfFile::parse`]
+    /// made the model ([`ElfObject::release_relocations`]).
+    pub(crate) mapping: Option<&'data memmap2::Mmap>,
 }
 
 impl<'data> ElfObject<'data> {
@@ -362,6 +365,7 @@ impl<'data> ElfObject<'data> {
             symbols: Vec::new(),
             symbol_order: Vec::new(),
             symbol_live: Vec::new(),
+            mapping: None,
         }
     }
 
@@ -427,6 +431,27 @@ impl<'data> ElfObject<'data> {
     /// Whether a symbol has not been removed.
     pub fn is_symbol_live(&self, id: SymbolId) -> bool {
         self.symbol_live.get(id.index()).copied().unwrap_or(false)
+    }
+
+    /// Tell the model that the relocation table of section `id` will not be read again soon.
+    /// When the table is borrowed from a file mapping ([`crate::ElfFile::parse`]), the pages
+    /// wholly inside it leave the process's resident memory; the mapping is private and never
+    /// written, so a later read fetches the same bytes from the file. Otherwise nothing
+    /// happens.
+    pub fn release_relocations(&self, id: SectionId) {
+        let (Some(map), Some(SectionData::Relocations { entries, .. })) =
+            (self.mapping, self.sections.get(id.index()).map(|s| &s.data))
+        else {
+            return;
+        };
+        let Cow::Borrowed(table) = entries else {
+            return;
+        };
+        let start = (table.as_ptr() as usize).wrapping_sub(map.as_ptr() as usize);
+        let size = std::mem::size_of_val(*table);
+        if start.checked_add(size).is_some_and(|end| end <= map.len()) {
+            crate::release(map, vec![(start as u64, size as u64)]);
+        }
     }
 
     /// Upper bound of section identities, for dense side tables.
@@ -666,6 +691,7 @@ impl<'data> ElfObject<'data> {
                 .collect(),
             symbol_order: self.symbol_order,
             symbol_live: self.symbol_live,
+            mapping: None,
         }
     }
 }

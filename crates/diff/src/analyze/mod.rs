@@ -793,7 +793,22 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         info.target_class = (0..obj.symbol_arena_len())
             .map(|i| TargetClass::of(&info, SymbolId::from_index(i)))
             .collect();
+        // The tables resolved on demand were read in full above (piece bounds, ftrace sites)
+        // and are read again in part, if at all: a kernel's per-site tables are a fifth of it.
+        for (id, _) in obj.sections() {
+            if info.lazy_table(id).is_some() {
+                info.release_relocations(id);
+            }
+        }
         info
+    }
+
+    /// Tell the model that the relocation tables applying to `section` will not be read
+    /// again soon ([`ElfObject::release_relocations`]: their pages may leave memory).
+    pub fn release_relocations(&self, section: SectionId) {
+        for &rs in self.rel_sections.get(section.index()) {
+            self.obj.release_relocations(rs);
+        }
     }
 
     /// What a reference to `sym` is hashed by (see [`TargetClass`]).

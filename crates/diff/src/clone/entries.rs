@@ -77,6 +77,8 @@ impl SpecialIndex {
                     }
                 });
             }
+            // Cloning reads a few entries' relocations again, from the file.
+            p.release_relocations(psec);
             sections.push(IndexedSection {
                 psec,
                 name,
