@@ -187,13 +187,27 @@ fn kind_code(kind: SymKind) -> u8 {
     }
 }
 
-/// A correlation group's key, borrowed from the object's names and its FILE scope keys.
-type GroupKey<'k> = (Option<(&'k str, usize)>, u8, &'k str);
+/// A correlation group's key: the number of its FILE scope key ([`ScopeNumbers`], 0 for a
+/// global), a kind code and the name, borrowed from the object. Keys compare as the scope
+/// keys, kinds and names they stand for.
+type GroupKey<'k> = (u32, u8, &'k str);
 
-fn group<'k>(
-    info: &'k ObjInfo<'_, '_>,
-    files: &'k HashMap<SymbolId, (String, usize)>,
-) -> HashMap<GroupKey<'k>, Members> {
+/// The FILE symbols of one object and the numbers of their scope keys, numbered in key order
+/// across both objects from 1 (a kernel has a quarter of a million groups a side: a number
+/// keeps each key at three words).
+type ScopeNumbers = HashMap<SymbolId, u32>;
+
+/// Number the scope keys of both objects ([`ScopeNumbers`]).
+fn scope_numbers(of: &ScopeKeys, pf: &ScopeKeys) -> (ScopeNumbers, ScopeNumbers) {
+    let mut keys: Vec<&(String, usize)> = of.values().chain(pf.values()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let number = |key: &(String, usize)| keys.binary_search(&key).map_or(0, |i| i as u32 + 1);
+    let numbered = |files: &ScopeKeys| files.iter().map(|(&f, k)| (f, number(k))).collect();
+    (numbered(of), numbered(pf))
+}
+
+fn group<'k>(info: &'k ObjInfo<'_, '_>, files: &ScopeNumbers) -> HashMap<GroupKey<'k>, Members> {
     let mut out: HashMap<GroupKey<'k>, Members> = HashMap::default();
     for (id, s) in info.obj.symbols() {
         let si = info.sym(id);
@@ -204,11 +218,9 @@ fn group<'k>(
             continue;
         }
         let scope = if s.is_local() {
-            si.file
-                .and_then(|f| files.get(&f))
-                .map(|(name, n)| (name.as_str(), *n))
+            si.file.and_then(|f| files.get(&f)).copied().unwrap_or(0)
         } else {
-            None
+            0
         };
         // Undefined symbols have no counters: match them by full name.
         let name = if s.place == SymbolPlace::Undefined {
@@ -228,10 +240,11 @@ fn group<'k>(
 
 /// The symbols of one group, the first kept inline: almost every group of a kernel has one
 /// symbol a side, and a vector each would be hundreds of thousands of allocations.
+/// The others are boxed, the box absent when there are none (two words a group).
 #[derive(Default)]
 struct Members {
     first: Option<SymbolId>,
-    rest: Vec<SymbolId>,
+    rest: Option<Box<Vec<SymbolId>>>,
 }
 
 impl Members {
@@ -239,19 +252,19 @@ impl Members {
         if self.first.is_none() {
             self.first = Some(id);
         } else {
-            self.rest.push(id);
+            self.rest.get_or_insert_default().push(id);
         }
     }
 
     /// The only member, if there is exactly one.
     fn single(&self) -> Option<SymbolId> {
-        self.first.filter(|_| self.rest.is_empty())
+        self.first.filter(|_| self.rest.is_none())
     }
 
     fn to_vec(&self) -> Vec<SymbolId> {
         self.first
             .into_iter()
-            .chain(self.rest.iter().copied())
+            .chain(self.rest.iter().flat_map(|r| r.iter().copied()))
             .collect()
     }
 }
@@ -522,10 +535,11 @@ pub fn correlate(
             twins.pair(*id, p);
         }
     }
+    let (on, pn) = scope_numbers(&of, &pf);
     let (og, pg) = crate::both(
         large(orig, patched),
-        || group(orig, &of),
-        || group(patched, &pf),
+        || group(orig, &on),
+        || group(patched, &pn),
     );
     // Groups pair independently of each other (their symbols are disjoint); what is left
     // goes on in key order (what pairing by evidence and its messages follow), so only the
