@@ -665,7 +665,9 @@ pub struct LazySums<'i, 'a, 'd, 's> {
     ctx: std::cell::RefCell<Ctx<'i, 'a, 'd, 'static>>,
     /// Where special-section entries apply (only the asked functions' are hashed).
     sites: &'s Sites,
-    done: std::cell::RefCell<Vec<Option<u64>>>,
+    /// The checksums computed so far (few: correlation asks for the candidates names alone do
+    /// not pair, and their users).
+    done: std::cell::RefCell<HashMap<SymbolId, u64>>,
 }
 
 impl<'i, 'a, 'd, 's> LazySums<'i, 'a, 'd, 's> {
@@ -674,20 +676,20 @@ impl<'i, 'a, 'd, 's> LazySums<'i, 'a, 'd, 's> {
         LazySums {
             ctx: std::cell::RefCell::new(Ctx::new(info, Identity::Names, false)),
             sites,
-            done: std::cell::RefCell::new(vec![None; info.obj.symbol_arena_len()]),
+            done: std::cell::RefCell::new(HashMap::default()),
         }
     }
 }
 
 impl FullSums for LazySums<'_, '_, '_, '_> {
     fn full(&self, id: SymbolId) -> u64 {
-        if let Some(v) = self.done.borrow()[id.index()] {
+        if let Some(&v) = self.done.borrow().get(&id) {
             return v;
         }
         let mut ctx = self.ctx.borrow_mut();
         let annotations = annotations_of(&mut ctx, self.sites, id);
         let v = symbol_sums(&mut ctx, &annotations, id).map_or(0, |s| s.0);
-        self.done.borrow_mut()[id.index()] = Some(v);
+        self.done.borrow_mut().insert(id, v);
         v
     }
 }
