@@ -80,18 +80,62 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// The heap's peak during each phase of the in-process diff, and what is left in use as it
+/// ends (the diff logs `time: PHASE done at ...` at debug level).
+struct PhaseHeap;
+
+/// Per phase: its name, the peak during it and the heap in use at its end.
+type PhaseFigures = Vec<(String, usize, usize)>;
+
+static PHASES: std::sync::Mutex<PhaseFigures> = std::sync::Mutex::new(Vec::new());
+
+impl log::Log for PhaseHeap {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Debug
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let message = record.args().to_string();
+        if let Some(phase) = message
+            .strip_prefix("time: ")
+            .and_then(|m| m.split(" done").next())
+        {
+            let heap = IN_USE.load(Ordering::Relaxed);
+            let peak = PEAK.swap(heap, Ordering::Relaxed);
+            if let Ok(mut phases) = PHASES.lock() {
+                phases.push((phase.to_string(), peak, heap));
+            }
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static PHASE_HEAP: PhaseHeap = PhaseHeap;
+
 /// The peak heap of diffing `orig` and `patched` in this process (parsing included), as
 /// `klpforge diff` does it: the diff's own memory, apart from the inputs' mapped pages.
-fn heap_peak(orig: &Path, patched: &Path) -> Option<usize> {
+fn heap_peak(orig: &Path, patched: &Path) -> Option<(usize, PhaseFigures)> {
     let base = IN_USE.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
+    PHASES.lock().ok()?.clear();
     let (o, p) = (
         klpforge_elf::ElfFile::open(orig).ok()?,
         klpforge_elf::ElfFile::open(patched).ok()?,
     );
     let (o, p) = (o.parse().ok()?, p.parse().ok()?);
     klpforge_diff::diff(&o, &p, &klpforge_diff::DiffOptions::default()).ok()?;
-    Some(PEAK.load(Ordering::Relaxed) - base)
+    let phases: PhaseFigures = PHASES
+        .lock()
+        .ok()?
+        .drain(..)
+        .map(|(name, peak, heap)| (name, peak - base, heap - base))
+        .collect();
+    let peak = phases
+        .iter()
+        .map(|p| p.1)
+        .chain([PEAK.load(Ordering::Relaxed) - base]);
+    Some((peak.max().unwrap_or(0), phases))
 }
 
 fn klpforge_diff(orig: &Path, patched: &Path, out: &Path) -> Measured {
@@ -185,11 +229,24 @@ fn real_kernels(scratch: &Path) {
             rss / larger as f64
         );
         match heap_peak(&orig, &patched) {
-            Some(heap) => println!(
-                "vmlinux.o {name}: of that peak, the diff's heap {:.0} MiB = {:.1}x the input; the rest is mostly the inputs' mapped pages (clean page cache), then the program and the allocator's slack",
-                heap as f64 / 1048576.0,
-                heap as f64 / larger as f64
-            ),
+            Some((heap, phases)) => {
+                println!(
+                    "vmlinux.o {name}: of that peak, the diff's heap {:.0} MiB = {:.1}x the input; the rest is mostly the inputs' mapped pages (clean page cache), then the program and the allocator's slack",
+                    heap as f64 / 1048576.0,
+                    heap as f64 / larger as f64
+                );
+                let mib = |b: usize| b as f64 / 1048576.0;
+                let by_phase: Vec<String> = phases
+                    .iter()
+                    .map(|(phase, peak, end)| {
+                        format!("{phase} {:.0} / {:.0}", mib(*peak), mib(*end))
+                    })
+                    .collect();
+                println!(
+                    "vmlinux.o {name}: heap (MiB) during / after each phase (parsing counts in the first): {}",
+                    by_phase.join(", ")
+                );
+            }
             None => println!("vmlinux.o {name}: the in-process diff failed"),
         }
     }
@@ -335,6 +392,9 @@ const PEER_X86_64_SIZES: [(&str, &str); 8] = [
 
 fn main() {
     let scratch = ScratchDir::new("bench-scale").unwrap();
+    if log::set_logger(&PHASE_HEAP).is_ok() {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
     println!(
         "klpforge diff at scale (release build, {} cores)",
         std::thread::available_parallelism().map_or(1, |n| n.get())
