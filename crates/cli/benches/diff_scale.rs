@@ -336,7 +336,7 @@ fn peer(scratch: &Path) {
     let mut pairs = 0;
     for e in &exps {
         // The peer's special-section sizes below are x86_64's (kpatch's unit tests set them
-        // per architecture; a few tests override one in their own `.env` file).
+        // per architecture; a few tests override one in their own `.env` file, as here).
         if e.arch != "x86_64" {
             continue;
         }
@@ -355,9 +355,12 @@ fn peer(scratch: &Path) {
         std::fs::write(&symtab, text).expect("write the symtab");
         for _ in 0..3 {
             ours += klpforge_diff(&pair.orig, &pair.patched, &scratch.join("k.o")).wall;
+            // The settings the peer's own test needs (its `.env` file; the corpus lists them).
+            let overrides = e.hints.iter().filter_map(|h| h.split_once('='));
             theirs += measure(
                 Command::new(&cdo)
                     .envs(PEER_X86_64_SIZES)
+                    .envs(overrides)
                     .arg(&pair.orig)
                     .arg(&pair.patched)
                     .arg("vmlinux")
