@@ -420,9 +420,8 @@ pub struct ObjInfo<'a, 'data> {
     /// Where ftrace's entry tables (`__patchable_function_entries`, `__mcount_loc`) point,
     /// per code section (index = section arena slot), sorted.
     pub ftrace_sites: PerSection<i64>,
-    /// The first section of each name hash, built on the first [`ObjInfo::section_named`]
-    /// (keyed by hash, not name, so that it holds no borrow).
-    by_section_name: std::sync::OnceLock<HashMap<u64, SectionId>>,
+    /// The sections looked up by name so far ([`ObjInfo::section_named`]).
+    by_section_name: std::sync::Mutex<HashMap<Vec<u8>, Option<SectionId>>>,
 }
 
 fn classify_section(obj: &ElfObject<'_>, id: SectionId) -> (SecKind, bool) {
@@ -756,7 +755,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             lazy: Vec::new(),
             piece_bounds: PerSection::default(),
             ftrace_sites: PerSection::default(),
-            by_section_name: std::sync::OnceLock::new(),
+            by_section_name: std::sync::Mutex::default(),
         };
         info.code = decode_code(&info);
         info.target_class = (0..obj.symbol_arena_len())
@@ -852,24 +851,17 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         self.code.get(sec.index())
     }
 
-    /// The first section named `name` (an index built once: a kernel has 100,000 sections
-    /// and several phases look up the same few names).
+    /// The first section named `name`. Phases ask for a few names (`.orc_unwind`, `.modinfo`,
+    /// the sections an author marker names), each found by one scan and remembered: an index
+    /// of a kernel's 100,000 section names would cost more time and memory than the scans.
     pub fn section_named(&self, name: &[u8]) -> Option<SectionId> {
-        let obj = self.obj;
-        let first = self.by_section_name.get_or_init(|| {
-            let mut map =
-                HashMap::with_capacity_and_hasher(obj.section_arena_len(), Default::default());
-            for (id, s) in obj.sections() {
-                map.entry(xxh3_64(&s.name)).or_insert(id);
-            }
-            map
-        });
-        match first.get(&xxh3_64(name)) {
-            Some(&id) if obj.section(id).name.as_ref() == name => Some(id),
-            // Another name with the same hash came first: look the slow way.
-            Some(_) => obj.section_by_name(name),
-            None => None,
-        }
+        let mut known = self
+            .by_section_name
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *known
+            .entry(name.to_vec())
+            .or_insert_with(|| self.obj.section_by_name(name))
     }
 
     /// Facts about a symbol.
