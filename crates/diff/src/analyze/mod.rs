@@ -200,8 +200,9 @@ impl TargetClass {
 pub struct SymInfo<'a> {
     /// Name as UTF-8 (lossy; borrowed from the object when valid, as names almost always are).
     pub name: Cow<'a, str>,
-    /// Demangled name (see [`crate::stable_name`]; borrowed when it is the name).
-    pub stable_name: Cow<'a, str>,
+    /// The stable name ([`crate::stable_name`]) when it is not the name itself (few are: a
+    /// kernel has hundreds of thousands of symbols); read it with [`SymInfo::stable_name`].
+    stable: Option<Box<str>>,
     /// Kind.
     pub kind: SymKind,
     /// The FILE symbol whose scope a local symbol is in.
@@ -214,6 +215,13 @@ pub struct SymInfo<'a> {
     pub prefix: Option<SymbolId>,
     /// A function-scope static (`name.N`), correlated by its users.
     pub static_local: bool,
+}
+
+impl SymInfo<'_> {
+    /// The name with the compiler's counters dropped (see [`crate::stable_name`]).
+    pub fn stable_name(&self) -> &str {
+        self.stable.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// Per-section facts.
@@ -481,10 +489,12 @@ fn classify_section(obj: &ElfObject<'_>, id: SectionId) -> (SecKind, bool) {
     (kind, init)
 }
 
-/// Symbol ids sorted by the hash of their name, then the name (see [`ObjInfo::named`]).
+/// Symbol ids sorted by the hash of their name, then the name (see [`ObjInfo::named`]). The
+/// hash is 32 bits: equal hashes are told apart by the names, and a kernel's few hundred
+/// thousand names rarely share one.
 #[derive(Default)]
 struct NameIndex {
-    hashes: Vec<u64>,
+    hashes: Vec<u32>,
     ids: Vec<SymbolId>,
 }
 
@@ -492,7 +502,7 @@ impl NameIndex {
     /// Sort `entries` (name hash, id; in table order) by hash and name: by the hash first, so
     /// names are compared only where hashes are equal (sorting hundreds of thousands of names
     /// by their text is slow).
-    fn new(mut entries: Vec<(u64, SymbolId)>, syms: &[SymInfo]) -> NameIndex {
+    fn new(mut entries: Vec<(u32, SymbolId)>, syms: &[SymInfo]) -> NameIndex {
         entries.sort_by(|a, b| {
             a.0.cmp(&b.0)
                 .then_with(|| syms[a.1.index()].name.cmp(&syms[b.1.index()].name))
@@ -514,8 +524,8 @@ impl NameIndex {
 }
 
 /// The hash [`NameIndex`] sorts names by.
-fn name_hash(name: &str) -> u64 {
-    xxh3_64(name.as_bytes())
+fn name_hash(name: &str) -> u32 {
+    xxh3_64(name.as_bytes()) as u32
 }
 
 fn sym_kind(st_type: u8) -> SymKind {
@@ -570,7 +580,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         let rel_sections = PerSection::from_pairs(secs.len(), rel_sections);
 
         let mut syms: Vec<SymInfo<'a>> = Vec::with_capacity(obj.symbol_arena_len());
-        let mut by_name: Vec<(u64, SymbolId)> = Vec::with_capacity(obj.symbol_arena_len());
+        let mut by_name: Vec<(u32, SymbolId)> = Vec::with_capacity(obj.symbol_arena_len());
         let mut current_file: Option<SymbolId> = None;
         let mut ranges: Vec<(usize, (u64, u64, SymbolId))> = Vec::new();
         for i in 0..obj.symbol_arena_len() {
@@ -579,10 +589,9 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             let name = s.name_lossy();
             let kind = sym_kind(s.kind());
             syms.push(SymInfo {
-                stable_name: match &name {
-                    Cow::Borrowed(n) => stable_name(n),
-                    Cow::Owned(n) => Cow::Owned(stable_name(n).into_owned()),
-                },
+                stable: Some(stable_name(&name))
+                    .filter(|stable| *stable != name)
+                    .map(|stable| stable.into()),
                 name,
                 kind,
                 file: None,
@@ -691,7 +700,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 _ => false,
             };
             let static_local =
-                !never && local_object && name.contains('.') && name != info.stable_name;
+                !never && local_object && name.contains('.') && name != info.stable_name();
             let info = &mut syms[id.index()];
             info.never_correlate = never;
             info.static_local = static_local;
