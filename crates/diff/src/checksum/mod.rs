@@ -597,6 +597,8 @@ pub fn compute(info: &ObjInfo<'_, '_>, sites: &Sites, identity: Identity<'_>) ->
             out.full[id.index()] = full;
         }
     }
+    // Only the functions' own checksums read the annotations: not kept for the code-gap scan.
+    drop(annotations);
     out.gaps = code_gaps(&mut ctx);
     out
 }
