@@ -435,10 +435,44 @@ mod tests {
     use super::*;
 
     /// A scratch work directory and its path as make's `M=` would name it.
-    fn work_dir() -> (tempfile::TempDir, String) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().to_str().unwrap().to_string();
-        (dir, path)
+    /// A scratch work directory and the objects a test links in it.
+    struct Work {
+        dir: tempfile::TempDir,
+        /// The directory as make's `M=` names it.
+        dir_text: String,
+        objects: Vec<String>,
+    }
+
+    impl Work {
+        fn new(objects: Vec<String>) -> Work {
+            let dir = tempfile::tempdir().unwrap();
+            let dir_text = dir.path().to_str().unwrap().to_string();
+            Work {
+                dir,
+                dir_text,
+                objects,
+            }
+        }
+
+        fn path(&self) -> &Path {
+            self.dir.path()
+        }
+
+        /// The layout of module `name` linking this directory's objects.
+        fn layout<'a>(&'a self, name: &'a str) -> Layout<'a> {
+            Layout {
+                dir: &self.dir_text,
+                name,
+                objects: &self.objects,
+            }
+        }
+
+        /// Give each object the contents `contents(i)` its build's stand-in commands read.
+        fn ship(&self, contents: impl Fn(usize) -> String) {
+            for (i, o) in self.objects.iter().enumerate() {
+                std::fs::write(self.path().join(format!("{o}_shipped")), contents(i)).unwrap();
+            }
+        }
     }
 
     fn objects() -> Vec<String> {
@@ -533,13 +567,8 @@ mod tests {
 
     #[test]
     fn learned_recipes_replay_for_another_directory_and_name() {
-        let objs = objects();
-        let (a, a_dir) = work_dir();
-        let learnt = Layout {
-            dir: &a_dir,
-            name: "klp_a",
-            objects: &objs,
-        };
+        let a = Work::new(objects());
+        let learnt = a.layout("klp_a");
         fake_run(learnt, None);
         let recipe = Recipe::learn(Path::new("/"), learnt, &[]).unwrap();
         assert_eq!(
@@ -550,34 +579,23 @@ mod tests {
         recipe.store(&stored);
         assert_eq!(Recipe::load(&stored, Path::new("/")), Some(recipe.clone()));
 
-        let (b, b_dir) = work_dir();
-        let three = vec![objs[0].clone(), objs[1].clone(), "klpforge_part1.o".into()];
-        let layout = Layout {
-            dir: &b_dir,
-            name: "klp_b",
-            objects: &three,
-        };
-        for (i, o) in three.iter().enumerate() {
-            std::fs::write(b.path().join(format!("{o}_shipped")), format!("part{i}\n")).unwrap();
-        }
-        recipe.replay(Path::new("/"), layout).unwrap();
+        let mut three = objects();
+        three.push("klpforge_part1.o".into());
+        let b = Work::new(three);
+        b.ship(|i| format!("part{i}\n"));
+        recipe.replay(Path::new("/"), b.layout("klp_b")).unwrap();
         let ko = std::fs::read_to_string(b.path().join("klp_b.ko")).unwrap();
         assert_eq!(ko, "part0\npart1\npart2\n\"klp_b\"\n");
         assert_eq!(
             std::fs::read_to_string(b.path().join("modules.order")).unwrap(),
-            format!("{b_dir}/klp_b.o\n")
+            format!("{}/klp_b.o\n", b.dir_text)
         );
     }
 
     #[test]
     fn unknown_steps_and_failing_commands_are_not_replayed() {
-        let objs = objects();
-        let (a, a_dir) = work_dir();
-        let layout = Layout {
-            dir: &a_dir,
-            name: "klp_a",
-            objects: &objs,
-        };
+        let a = Work::new(objects());
+        let layout = a.layout("klp_a");
         fake_run(layout, Some("klp_a.ko.btf"));
         let err = Recipe::learn(Path::new("/"), layout, &[]).unwrap_err();
         assert!(err.contains(".klp_a.ko.btf.cmd"), "{err}");
@@ -586,9 +604,7 @@ mod tests {
             stages: vec![vec!["echo oops >&2; false".into()]],
             conditions: 0,
         };
-        for o in &objs {
-            std::fs::write(a.path().join(format!("{o}_shipped")), "x").unwrap();
-        }
+        a.ship(|_| "x".into());
         let err = failing.replay(Path::new("/"), layout).unwrap_err();
         assert!(err.contains("oops"), "{err}");
     }
@@ -597,16 +613,9 @@ mod tests {
     /// way.
     #[test]
     fn recipes_are_kept_only_when_the_replay_matches_make() {
-        let objs = objects();
-        let (a, a_dir) = work_dir();
-        let layout = Layout {
-            dir: &a_dir,
-            name: "klp_a",
-            objects: &objs,
-        };
-        for o in &objs {
-            std::fs::write(a.path().join(format!("{o}_shipped")), "obj\n").unwrap();
-        }
+        let a = Work::new(objects());
+        let layout = a.layout("klp_a");
+        a.ship(|_| "obj\n".into());
         fake_run(layout, None);
         let ko = a.path().join("klp_a.ko");
         let stored = a.path().join("k.recipe");
