@@ -340,6 +340,7 @@ fn analyzed<'a, 'd>(
 ) -> (analyze::ObjInfo<'a, 'd>, checksum::Sites) {
     let info = analyze::ObjInfo::new(obj, arch);
     let sites = checksum::Sites::new(&info);
+    obj.release_mapping();
     (info, sites)
 }
 
@@ -403,6 +404,13 @@ pub fn diff(
         || clone::SpecialIndex::new(&p),
     );
     let twins = twins.map_err(DiffError::Ambiguous)?;
+    // Each phase over the two objects gives back the pages of the files it read (they would
+    // otherwise add up, phase after phase, to most of both files).
+    let release = || {
+        orig.release_mapping();
+        patched.release_mapping();
+    };
+    release();
     phase_done("correlation and special-section index");
     let identity = |patched| checksum::Identity::Twins {
         twins: &twins,
@@ -428,6 +436,7 @@ pub fn diff(
             }
         }
     }
+    release();
     phase_done("checksums");
     let (orig_lines, patched_lines) = (
         checksum::LineSums::new(&o, &osites, identity(false)),

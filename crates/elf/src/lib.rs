@@ -125,17 +125,16 @@ impl ElfFile {
         self.map.as_deref().unwrap_or(&[])
     }
 
-    /// Parse the file into a model borrowing from the mapping. The mapped pages of the tables
-    /// the parse reads in full (symbols and relocations, half of a large object) are given back
-    /// to the system once checked: they would otherwise count in the process's memory until it
-    /// ends, although the model copies the symbols and reads most relocation tables again only
-    /// in part, if at all (a page read again is read from the file).
+    /// Parse the file into a model borrowing from the mapping. The pages the parse read (the
+    /// symbol and relocation tables in full, half of a large object) are given back to the
+    /// system once it is done ([`ElfObject::release_mapping`]): they would otherwise count in
+    /// the process's memory until it ends, although the model copies the symbols and reads
+    /// most relocation tables again only in part, if at all.
     pub fn parse(&self) -> std::result::Result<ElfObject<'_>, FileError> {
-        let mut copied = Vec::new();
-        let mut obj = read::parse_tracking(self.data(), &mut copied).map_err(|e| self.error(e))?;
+        let mut obj = read::parse(self.data()).map_err(|e| self.error(e))?;
         if let Some(map) = &self.map {
-            release(map, copied);
             obj.mapping = Some(map);
+            obj.release_mapping();
         }
         Ok(obj)
     }

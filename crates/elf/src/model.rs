@@ -454,6 +454,18 @@ impl<'data> ElfObject<'data> {
         }
     }
 
+    /// Tell the model that a phase has finished reading its file: the pages of the whole
+    /// mapping leave the process's resident memory, and those a later phase reads are fetched
+    /// again from the file (see [`ElfObject::release_relocations`]; from the page cache, as a
+    /// rule, at the cost of a page fault). A phase over a whole kernel object touches most of
+    /// it, and the pages it leaves mapped would otherwise count in the process's memory until
+    /// it ends. A model not made from a mapping is unaffected.
+    pub fn release_mapping(&self) {
+        if let Some(map) = self.mapping {
+            crate::release(map, vec![(0, map.len() as u64)]);
+        }
+    }
+
     /// Upper bound of section identities, for dense side tables.
     pub fn section_arena_len(&self) -> usize {
         self.sections.len()

@@ -77,16 +77,6 @@ fn check_ident(data: &[u8]) -> Result<Endian> {
 
 /// Parse `data` (the whole file) into a model that borrows section bytes and names from it.
 pub fn parse(data: &[u8]) -> Result<ElfObject<'_>> {
-    parse_tracking(data, &mut Vec::new())
-}
-
-/// [`parse`], also listing the file ranges `(offset, size)` the parse read in full but the
-/// model reads again at most in part: the symbol table and its extended indices (copied) and
-/// the relocation tables (copied, or borrowed in place and read again when a user asks).
-pub(crate) fn parse_tracking<'data>(
-    data: &'data [u8],
-    copied: &mut Vec<(u64, u64)>,
-) -> Result<ElfObject<'data>> {
     let endian_kind = check_ident(data)?;
     let header = Header::parse(data).map_err(|e| from_object("ELF header", e))?;
     let endian = header.endian().map_err(|e| from_object("ELF header", e))?;
@@ -282,9 +272,7 @@ pub(crate) fn parse_tracking<'data>(
                 )))
             }
         };
-        let file_range = (shdr.sh_offset(endian), shdr.sh_size(endian));
         let section_data = if Some(index) == symtab_index {
-            copied.push(file_range);
             want_entsize(24, "a symbol table")?;
             info = Info::None;
             SectionData::SymbolTable
@@ -295,7 +283,6 @@ pub(crate) fn parse_tracking<'data>(
             })
         } else if Some(index) == shndx_index {
             want_entsize(4, "SHT_SYMTAB_SHNDX")?;
-            copied.push(file_range);
             SectionData::ExtendedIndices
         } else if sh_type == elf::SHT_NOBITS {
             SectionData::NoBits {
@@ -318,7 +305,6 @@ pub(crate) fn parse_tracking<'data>(
                 )?);
             }
             let entries = read_relocations(shdr, endian, data, rela, nsyms, &label)?;
-            copied.push(file_range);
             SectionData::Relocations { rela, entries }
         } else if sh_type == elf::SHT_GROUP && linked_to_symtab {
             want_entsize(4, "a section group")?;

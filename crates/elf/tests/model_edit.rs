@@ -372,6 +372,13 @@ fn file_parse_releases_copied_tables_without_changing_the_model() {
         write(&from_file).unwrap() == bytes && write(&from_bytes).unwrap() == bytes,
         "a released table reads differently"
     );
+    // So does releasing the whole mapping (names, code and tables alike).
+    from_file.release_mapping();
+    from_bytes.release_mapping();
+    assert!(
+        write(&from_file).unwrap() == bytes && write(&from_bytes).unwrap() == bytes,
+        "a released mapping reads differently"
+    );
     assert_eq!(
         file.data(),
         &bytes[..],

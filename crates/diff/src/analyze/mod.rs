@@ -767,6 +767,9 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             by_section_name: std::sync::Mutex::default(),
         };
         info.code = decode_code(&info);
+        // Each step below reads what it needs of the file once (code, then relocation tables)
+        // and gives the pages back after it ([`ElfObject::release_mapping`]).
+        obj.release_mapping();
         info.target_class = (0..obj.symbol_arena_len())
             .map(|i| TargetClass::named(&info, SymbolId::from_index(i)))
             .collect();
@@ -780,6 +783,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             }
         }
         info.eager = resolve_eagerly(&info);
+        obj.release_mapping();
         info.piece_bounds = PerSection::from_lists(anonymous_piece_bounds(&info));
         info.anchored = obj
             .sections()
@@ -803,11 +807,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             .collect();
         // The tables resolved on demand were read in full above (piece bounds, ftrace sites)
         // and are read again in part, if at all: a kernel's per-site tables are a fifth of it.
-        for (id, _) in obj.sections() {
-            if info.lazy_table(id).is_some() {
-                info.release_relocations(id);
-            }
-        }
+        obj.release_mapping();
         info
     }
 
