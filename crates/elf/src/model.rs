@@ -354,6 +354,31 @@ pub struct ElfObject<'data> {
     pub(crate) mapping: Option<&'data memmap2::Mmap>,
 }
 
+/// A cursor for a phase that reads a model's sections in file order, once each: when it
+/// has moved far enough, the pages of the file behind it leave the process's resident
+/// memory ([`ElfObject::release_mapping`] for the whole file). A page read again is read
+/// from the file; sections met out of order only cost that.
+pub struct ReleaseBehind<'o, 'data> {
+    obj: &'o ElfObject<'data>,
+    from: u64,
+}
+
+impl ReleaseBehind<'_, '_> {
+    /// How far the cursor moves between two releases (few system calls, few pages kept).
+    const STEP: u64 = 2 << 20;
+
+    /// The reader has reached section `id`: everything before it in the file may go.
+    pub fn reached(&mut self, id: SectionId) {
+        let (Some(map), Some(offset)) = (self.obj.mapping, self.obj.file_offset(id)) else {
+            return;
+        };
+        if offset >= self.from.saturating_add(Self::STEP) {
+            crate::release(map, vec![(self.from, offset - self.from)]);
+            self.from = offset;
+        }
+    }
+}
+
 impl<'data> ElfObject<'data> {
     /// An empty object with the given header.
     pub fn new(header: FileHeader) -> Self {
@@ -464,6 +489,52 @@ impl<'data> ElfObject<'data> {
         if let Some(map) = self.mapping {
             crate::release(map, vec![(0, map.len() as u64)]);
         }
+    }
+
+    /// The live symbols defined in a section, grouped by section (in identity order, which
+    /// is file order for objects as compilers and linkers write them), in table order within
+    /// each: for phases that read every symbol's bytes once ([`ElfObject::release_behind`]).
+    pub fn symbols_by_section(&self) -> Vec<SymbolId> {
+        // A counting sort: a kernel has hundreds of thousands of symbols.
+        let mut next = vec![0u32; self.sections.len() + 1];
+        for &id in &self.symbol_order {
+            if let Some(sec) = self.symbols[id.index()].section() {
+                next[sec.index() + 1] += 1;
+            }
+        }
+        for i in 1..next.len() {
+            next[i] += next[i - 1];
+        }
+        let mut out = vec![SymbolId::from_index(0); next[next.len() - 1] as usize];
+        for &id in &self.symbol_order {
+            if let Some(sec) = self.symbols[id.index()].section() {
+                out[next[sec.index()] as usize] = id;
+                next[sec.index()] += 1;
+            }
+        }
+        out
+    }
+
+    /// A reader's cursor over this model's file that gives back the pages behind it
+    /// ([`ReleaseBehind`]).
+    pub fn release_behind(&self) -> ReleaseBehind<'_, 'data> {
+        ReleaseBehind { obj: self, from: 0 }
+    }
+
+    /// Where the stored bytes of section `id` start in the file the model borrows them from
+    /// (`None` for sections with nothing borrowed from a mapping).
+    fn file_offset(&self, id: SectionId) -> Option<u64> {
+        let map = self.mapping?;
+        let start = match &self.sections.get(id.index())?.data {
+            SectionData::Bytes(Cow::Borrowed(b)) => b.as_ptr() as usize,
+            SectionData::Relocations {
+                entries: Cow::Borrowed(r),
+                ..
+            } => r.as_ptr() as usize,
+            _ => return None,
+        };
+        let offset = start.wrapping_sub(map.as_ptr() as usize);
+        (offset <= map.len()).then_some(offset as u64)
     }
 
     /// Upper bound of section identities, for dense side tables.

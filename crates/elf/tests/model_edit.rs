@@ -312,11 +312,11 @@ fn rel_sections_round_trip_without_addends() {
     );
 }
 
-/// `ElfFile::parse` gives back the mapped pages of the tables it copies: a model read from a
-/// file with a large relocation table and symbol table is the model read from its bytes, and
-/// everything it borrows (code, names) still reads the same afterwards.
+/// `ElfFile::parse` gives back the mapped pages it read: a model read from a file with a
+/// large relocation table and symbol table is the model read from its bytes, and everything
+/// it borrows (code, names, tables) still reads the same after any release.
 #[test]
-fn file_parse_releases_copied_tables_without_changing_the_model() {
+fn file_parse_releases_pages_without_changing_the_model() {
     let mut obj = sample(Endian::Little, 62);
     let text = obj.sections().next().expect("a section").0;
     obj.section_mut(text).data =
@@ -372,9 +372,16 @@ fn file_parse_releases_copied_tables_without_changing_the_model() {
         write(&from_file).unwrap() == bytes && write(&from_bytes).unwrap() == bytes,
         "a released table reads differently"
     );
-    // So does releasing the whole mapping (names, code and tables alike).
+    // So does releasing the whole mapping (names, code and tables alike), or what lies
+    // behind a reader walking the sections in order.
     from_file.release_mapping();
     from_bytes.release_mapping();
+    for model in [&from_file, &from_bytes] {
+        let mut behind = model.release_behind();
+        for (id, _) in model.sections() {
+            behind.reached(id);
+        }
+    }
     assert!(
         write(&from_file).unwrap() == bytes && write(&from_bytes).unwrap() == bytes,
         "a released mapping reads differently"
@@ -385,6 +392,23 @@ fn file_parse_releases_copied_tables_without_changing_the_model() {
         "the mapping still reads as the file"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The symbols defined in a section come grouped by section, in section order, table order
+/// within each; undefined and absolute symbols are left out.
+#[test]
+fn symbols_by_section_groups_the_defined_symbols() {
+    let mut obj = ElfObject::new(header(Endian::Little, 62));
+    let a = obj.add_section(Section::progbits(&b".text.a"[..], 0x6, 1, 0, &b"\x90"[..]));
+    let b = obj.add_section(Section::progbits(&b".text.b"[..], 0x6, 1, 0, &b"\x90"[..]));
+    let in_b = obj.add_symbol(sym("in_b", STB_GLOBAL, STT_FUNC, SymbolPlace::Section(b)));
+    let undef = obj.add_symbol(sym("undef", STB_GLOBAL, STT_FUNC, SymbolPlace::Undefined));
+    let in_a = obj.add_symbol(sym("in_a", STB_GLOBAL, STT_FUNC, SymbolPlace::Section(a)));
+    let abs = obj.add_symbol(sym("abs", STB_GLOBAL, STT_FUNC, SymbolPlace::Absolute));
+    let in_b2 = obj.add_symbol(sym("in_b2", STB_GLOBAL, STT_FUNC, SymbolPlace::Section(b)));
+    let grouped = obj.symbols_by_section();
+    assert_eq!(grouped, vec![in_a, in_b, in_b2]);
+    assert!(!grouped.contains(&undef) && !grouped.contains(&abs));
 }
 
 /// The entries of every relocation section of `obj`, and whether each table is borrowed.

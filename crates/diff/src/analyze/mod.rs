@@ -1246,11 +1246,13 @@ fn resolve_eagerly<'a>(info: &ObjInfo<'a, '_>) -> PerSection<Reloc<'a>> {
                 .sum::<usize>()
         })
         .sum();
+    let mut behind = info.obj.release_behind();
     PerSection::build(info.obj.section_arena_len(), total, |i, out| {
         if !eager(i) {
             return;
         }
         let sec = SectionId::from_index(i);
+        behind.reached(sec);
         let from = out.len();
         for r in info.model_relocations(sec).flatten() {
             out.push(Reloc::resolved(info, sec, r));
@@ -1262,7 +1264,9 @@ fn resolve_eagerly<'a>(info: &ObjInfo<'a, '_>) -> PerSection<Reloc<'a>> {
 /// Boundaries of the anonymous pieces of every section (see [`ObjInfo::piece_bounds`]).
 fn anonymous_piece_bounds(info: &ObjInfo<'_, '_>) -> Vec<Vec<u64>> {
     let mut out: Vec<Vec<u64>> = vec![Vec::new(); info.obj.section_arena_len()];
+    let mut behind = info.obj.release_behind();
     for (sec, _) in info.obj.sections() {
+        behind.reached(sec);
         if matches!(info.sec(sec).kind, SecKind::Debug | SecKind::Meta) {
             continue;
         }
@@ -1305,7 +1309,9 @@ fn anonymous_piece_bounds(info: &ObjInfo<'_, '_>) -> Vec<Vec<u64>> {
 fn decode_code(info: &ObjInfo<'_, '_>) -> crate::code::CodeMaps {
     let mut out = crate::code::CodeMaps::new(info.obj.section_arena_len());
     let mut built = crate::code::CodeMapBuilder::default();
+    let mut behind = info.obj.release_behind();
     for (id, s) in info.obj.sections() {
+        behind.reached(id);
         if matches!(info.sec(id).kind, SecKind::Text | SecKind::SpecialAux) && s.is_exec() {
             let starts: Vec<u64> = info.ranges(id).iter().map(|r| r.0).collect();
             crate::code::decode_section(info.arch, s.bytes(), &starts, &mut built);

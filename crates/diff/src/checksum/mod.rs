@@ -591,7 +591,12 @@ pub fn compute(info: &ObjInfo<'_, '_>, sites: &Sites, identity: Identity<'_>) ->
     };
     let mut ctx = Ctx::new(info, identity, false);
     let annotations = code_annotations(&mut ctx, sites);
-    for (id, _) in info.obj.symbols() {
+    // In file order, giving back the pages behind: each function's code is read once here.
+    let mut behind = info.obj.release_behind();
+    for id in info.obj.symbols_by_section() {
+        if let Some(sec) = info.obj.symbol(id).section() {
+            behind.reached(sec);
+        }
         let own = annotations.get(&id).map_or(&[][..], Vec::as_slice);
         if let Some((full, _)) = symbol_sums(&mut ctx, own, id) {
             out.full[id.index()] = full;
@@ -764,7 +769,9 @@ fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
     labels.sort_unstable();
     let mut out = Vec::new();
     let mut seen: HashMap<(String, String), u32> = HashMap::default();
+    let mut behind = info.obj.release_behind();
     for (sec, s) in info.obj.sections() {
+        behind.reached(sec);
         if info.sec(sec).kind != SecKind::Text || info.sec(sec).init {
             continue;
         }
