@@ -171,7 +171,8 @@ impl Hashers {
 pub(crate) struct Ctx<'i, 'a, 'd, 't> {
     info: &'i ObjInfo<'a, 'd>,
     identity: Identity<'t>,
-    /// Content hashes of `(section, start, end)` that did not depend on a cycle.
+    /// Content hashes of `(section, start, end)` with no cycle below them (the same wherever
+    /// the hashing entered them).
     memo: HashMap<(SectionId, u64, u64), (u64, u64)>,
     /// Pieces whose content is being hashed (the cycle guard).
     stack: Vec<(SectionId, u64, u64)>,
@@ -395,8 +396,11 @@ impl Ctx<'_, '_, '_, '_> {
             self.hash_target(&mut inner, r.target);
         }
         self.stack.pop();
-        // A piece whose references led back to an enclosing piece hashes differently when
-        // entered elsewhere: only the others are cached.
+        // A piece whose references led back to itself or to an enclosing piece is on a
+        // cycle: entered at another of its pieces, the cycle is cut elsewhere and it hashes
+        // differently, so only pieces with no cycle below them are cached (caching the piece
+        // a cycle was entered at made every later sum depend on which symbol was hashed
+        // first: the same source with its definitions reordered differed).
         let below = self.backref.take();
         let outer = below.filter(|&d| d < me);
         self.backref = match (saved, outer) {
@@ -404,7 +408,7 @@ impl Ctx<'_, '_, '_, '_> {
             (a, b) => a.or(b),
         };
         let d = self.finish(inner);
-        if outer.is_none() {
+        if below.is_none() {
             self.memo.insert(key, d);
         }
         h.full.update(&d.0.to_le_bytes());
@@ -591,7 +595,9 @@ pub fn compute(info: &ObjInfo<'_, '_>, sites: &Sites, identity: Identity<'_>) ->
     };
     let mut ctx = Ctx::new(info, identity, false);
     let annotations = code_annotations(&mut ctx, sites);
-    // In file order, giving back the pages behind: each function's code is read once here.
+    // In file order, giving back the pages behind: each function's code is read once here
+    // (a sum does not depend on the order: hashes of shared content are memoized only where
+    // they do not depend on where the hashing started).
     let mut behind = info.obj.release_behind();
     for id in info.obj.symbols_by_section() {
         if let Some(sec) = info.obj.symbol(id).section() {
