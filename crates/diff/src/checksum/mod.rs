@@ -352,7 +352,11 @@ impl Ctx<'_, '_, '_, '_> {
             self.content(&mut inner, a.sec, 0, size);
         }
         let d = self.finish(inner);
-        self.anchors.insert(a, d);
+        // Entered inside a piece's content, the section's content may lead back to that
+        // piece and hash by where it was entered: cached only when entered from code.
+        if self.stack.is_empty() {
+            self.anchors.insert(a, d);
+        }
         h.full.update(&d.0.to_le_bytes());
         h.noline(&d.1.to_le_bytes());
     }
