@@ -27,9 +27,10 @@ pub struct CodeMap<'m> {
     /// `(instruction index, offset)`: every [`MARK_EVERY`]th instruction and the first after a
     /// gap; sorted. The offset of any other instruction follows from the lengths since.
     marks: &'m [(u32, u32)],
-    /// The relative branches: `(instruction index, target minus offset, field offset, field
-    /// size)`, sorted by index.
-    branches: &'m [(u32, i32, u8, u8)],
+    /// The relative branches: `(instruction index, target minus offset)`, sorted by index.
+    branches: &'m [(u32, i32)],
+    /// Each branch's displacement field ([`pack_field`]), apart: a kernel has millions.
+    fields: &'m [u8],
 }
 
 /// The instructions of one section as decoding gives them, in runs ([`CodeMapBuilder::extend`]).
@@ -37,7 +38,8 @@ pub struct CodeMap<'m> {
 pub struct CodeMapBuilder {
     lens: Vec<u8>,
     marks: Vec<(u32, u32)>,
-    branches: Vec<(u32, i32, u8, u8)>,
+    branches: Vec<(u32, i32)>,
+    fields: Vec<u8>,
 }
 
 /// The decoded code sections of one object, stored together (one set of tables rather than
@@ -46,7 +48,8 @@ pub struct CodeMapBuilder {
 pub struct CodeMaps {
     lens: Vec<u8>,
     marks: Vec<(u32, u32)>,
-    branches: Vec<(u32, i32, u8, u8)>,
+    branches: Vec<(u32, i32)>,
+    fields: Vec<u8>,
     /// Per section (arena slot): its map's number in `starts`, or `u32::MAX` for none.
     slot: Vec<u32>,
     /// Where each map's tables start, and after the last map where they end.
@@ -68,6 +71,7 @@ impl CodeMaps {
         self.lens.extend_from_slice(&built.lens);
         self.marks.extend_from_slice(&built.marks);
         self.branches.extend_from_slice(&built.branches);
+        self.fields.extend_from_slice(&built.fields);
         self.slot[sec] = (self.starts.len() - 1) as u32;
         self.starts
             .push((self.lens.len(), self.marks.len(), self.branches.len()));
@@ -78,6 +82,7 @@ impl CodeMaps {
         self.lens.shrink_to_fit();
         self.marks.shrink_to_fit();
         self.branches.shrink_to_fit();
+        self.fields.shrink_to_fit();
         self.starts.shrink_to_fit();
     }
 
@@ -89,6 +94,7 @@ impl CodeMaps {
             lens: &self.lens[l0..l1],
             marks: &self.marks[m0..m1],
             branches: &self.branches[b0..b1],
+            fields: &self.fields[b0..b1],
         })
     }
 }
@@ -104,12 +110,9 @@ impl CodeMapBuilder {
             }
             self.lens.push(insn.length());
             if let Some(b) = insn.branch() {
-                self.branches.push((
-                    i as u32,
-                    (b.target - insn.offset() as i64) as i32,
-                    b.disp_offset,
-                    b.disp_size,
-                ));
+                self.branches
+                    .push((i as u32, (b.target - insn.offset() as i64) as i32));
+                self.fields.push(pack_field(b.disp_offset, b.disp_size));
             }
             next = Some(insn.end());
         }
@@ -132,6 +135,7 @@ impl CodeMapBuilder {
         self.lens.clear();
         self.marks.clear();
         self.branches.clear();
+        self.fields.clear();
     }
 
     /// The map as built so far.
@@ -140,8 +144,17 @@ impl CodeMapBuilder {
             lens: &self.lens,
             marks: &self.marks,
             branches: &self.branches,
+            fields: &self.fields,
         }
     }
+}
+
+/// A branch's displacement field in a byte: its offset in the instruction in the high
+/// nibble, its size in the low one (every instruction set here has both below 16: x86
+/// instructions are at most 15 bytes, the others' fields lie in 4- or 6-byte instructions).
+fn pack_field(disp_offset: u8, disp_size: u8) -> u8 {
+    debug_assert!(disp_offset < 16 && disp_size < 16, "a displacement field beyond 15 bytes");
+    (disp_offset << 4) | (disp_size & 0xf)
 }
 
 /// How many instructions apart [`CodeMap`] keeps offset checkpoints: a lookup walks at most
@@ -154,8 +167,8 @@ impl<'m> CodeMap<'m> {
     fn insn_with(&self, i: usize, offset: u64, branch: Option<usize>) -> CodeInsn {
         // Offsets were stored as 32 bits (`marks`), branches in the compact form.
         let (delta, disp_offset, disp_size) = branch.map_or((0, 0, 0), |k| {
-            let (_, delta, disp_offset, disp_size) = self.branches[k];
-            (delta, disp_offset, disp_size)
+            let field = self.fields[k];
+            (self.branches[k].1, field >> 4, field & 0xf)
         });
         CodeInsn::from_compact(offset as u32, self.lens[i], delta, disp_offset, disp_size)
     }
