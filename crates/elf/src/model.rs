@@ -464,16 +464,23 @@ impl<'data> ElfObject<'data> {
     /// written, so a later read fetches the same bytes from the file. Otherwise nothing
     /// happens.
     pub fn release_relocations(&self, id: SectionId) {
-        let (Some(map), Some(SectionData::Relocations { entries, .. })) =
-            (self.mapping, self.sections.get(id.index()).map(|s| &s.data))
-        else {
-            return;
-        };
-        let Cow::Borrowed(table) = entries else {
-            return;
-        };
-        let start = (table.as_ptr() as usize).wrapping_sub(map.as_ptr() as usize);
-        let size = std::mem::size_of_val(*table);
+        if let Some(SectionData::Relocations {
+            entries: Cow::Borrowed(table),
+            ..
+        }) = self.sections.get(id.index()).map(|s| &s.data)
+        {
+            self.release_part(table);
+        }
+    }
+
+    /// Tell the model that `part` of something it borrows from its file mapping (a run of a
+    /// relocation table, of a section's bytes) will not be read again soon: the pages wholly
+    /// inside it leave the process's resident memory (see [`ElfObject::release_mapping`]).
+    /// Anything not borrowed from the mapping is left alone.
+    pub fn release_part<T>(&self, part: &[T]) {
+        let Some(map) = self.mapping else { return };
+        let start = (part.as_ptr() as usize).wrapping_sub(map.as_ptr() as usize);
+        let size = std::mem::size_of_val(part);
         if start.checked_add(size).is_some_and(|end| end <= map.len()) {
             crate::release(map, vec![(start as u64, size as u64)]);
         }

@@ -987,9 +987,15 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     /// and not kept (a kernel's per-site tables are most of its relocations).
     pub fn visit_relocations_once(&self, section: SectionId, mut visit: impl FnMut(&Reloc<'a>)) {
         match self.unresolved_in_order(section) {
-            Some(table) => table
-                .iter()
-                .for_each(|r| visit(&Reloc::resolved(self, section, r))),
+            Some(table) => {
+                // A kernel's largest tables (ORC, call and return sites) are megabytes each:
+                // their pages go as the visit passes them.
+                for run in table.chunks(1 << 16) {
+                    run.iter()
+                        .for_each(|r| visit(&Reloc::resolved(self, section, r)));
+                    self.obj.release_part(run);
+                }
+            }
             None => {
                 let table = match self.lazy_table(section) {
                     Some(lazy) if lazy.resolved.get().is_none() => {
