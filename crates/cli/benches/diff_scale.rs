@@ -228,11 +228,7 @@ fn real_kernels(scratch: &Path) {
             (v[v.len() / 2], v[0], v[v.len() - 1])
         };
         let (wall, _, _) = median(runs.iter().map(|r| r.wall).collect());
-        let (rss, low, high) = median(
-            runs.iter()
-                .map(|r| r.rss_kib as f64 * 1024.0)
-                .collect(),
-        );
+        let (rss, low, high) = median(runs.iter().map(|r| r.rss_kib as f64 * 1024.0).collect());
         let mb = larger as f64 / 1e6;
         println!(
             "vmlinux.o {name}: {mb:.1} MB (larger input), exit {}: {wall:.3} s = {:.0} MB/s (goal >= 100), peak RSS {:.0} MiB = {:.2}x the input (goal <= 3; {:.0}-{:.0} MiB = {:.2}-{:.2}x over the runs), medians of 5 runs",

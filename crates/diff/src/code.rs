@@ -153,7 +153,10 @@ impl CodeMapBuilder {
 /// nibble, its size in the low one (every instruction set here has both below 16: x86
 /// instructions are at most 15 bytes, the others' fields lie in 4- or 6-byte instructions).
 fn pack_field(disp_offset: u8, disp_size: u8) -> u8 {
-    debug_assert!(disp_offset < 16 && disp_size < 16, "a displacement field beyond 15 bytes");
+    debug_assert!(
+        disp_offset < 16 && disp_size < 16,
+        "a displacement field beyond 15 bytes"
+    );
     (disp_offset << 4) | (disp_size & 0xf)
 }
 
