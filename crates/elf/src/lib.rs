@@ -56,9 +56,10 @@ pub(crate) fn release(map: &memmap2::Mmap, mut ranges: Vec<(u64, u64)>) {
     for (start, end) in merged {
         let (start, end) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
         if end > start {
-            // SAFETY: the mapping is private, read-only and never written, so every page
-            // still holds the file's bytes: MADV_DONTNEED only makes the next read of one
-            // fetch it from the file again (the data any borrower sees does not change).
+            // SAFETY: the mapping is a read-only shared mapping of the file, never written:
+            // its pages are the page cache's, so MADV_DONTNEED only unmaps them from this
+            // process and the next read of one maps the file's page again (the data any
+            // borrower sees does not change).
             // Failure only leaves the pages resident.
             let _ = unsafe {
                 map.unchecked_advise_range(
@@ -107,7 +108,8 @@ impl ElfFile {
         let map = if meta.len() == 0 {
             None
         } else {
-            // SAFETY: the map is read-only and private; klpforge never writes to its inputs,
+            // SAFETY: the map is read-only (shared: its pages are the page cache's); klpforge
+            // never writes to its inputs,
             // and a concurrent truncation by another process is outside what any reader of
             // object files can defend against.
             Some(unsafe { memmap2::Mmap::map(&file) }.map_err(io)?)

@@ -460,9 +460,9 @@ impl<'data> ElfObject<'data> {
 
     /// Tell the model that the relocation table of section `id` will not be read again soon.
     /// When the table is borrowed from a file mapping ([`crate::ElfFile::parse`]), the pages
-    /// wholly inside it leave the process's resident memory; the mapping is private and never
-    /// written, so a later read fetches the same bytes from the file. Otherwise nothing
-    /// happens.
+    /// wholly inside it leave the process's resident memory; the mapping is read-only and
+    /// never written, so a later read maps the same bytes from the page cache again.
+    /// Otherwise nothing happens.
     pub fn release_relocations(&self, id: SectionId) {
         if let Some(SectionData::Relocations {
             entries: Cow::Borrowed(table),
