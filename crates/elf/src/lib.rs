@@ -109,9 +109,8 @@ impl ElfFile {
             None
         } else {
             // SAFETY: the map is read-only (shared: its pages are the page cache's); klpforge
-            // never writes to its inputs,
-            // and a concurrent truncation by another process is outside what any reader of
-            // object files can defend against.
+            // never writes to its inputs, and a concurrent truncation by another process is
+            // outside what any reader of object files can defend against.
             Some(unsafe { memmap2::Mmap::map(&file) }.map_err(io)?)
         };
         Ok(ElfFile { path, map })
