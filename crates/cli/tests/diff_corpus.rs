@@ -11,7 +11,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use klpforge_testkit::{corpus_dir, load_expectations, toolchain, Expect, ScratchDir};
+use klpforge_testkit::{
+    corpus_dir, load_expectations, skip, toolchain, Expect, ScratchDir, Toolchain,
+};
 
 /// Cases where our output deliberately differs from the peer's, with the reason.
 const DEVIATIONS: &[(&str, &str, &[&str], &str)] = &[(
@@ -215,4 +217,135 @@ fn corpus_function_sets_match_the_peer() {
         expectations.len(),
         summary.len()
     );
+}
+
+/// `obj` relinked by `ld -r` with its sections in reverse order (a linker script naming each
+/// one): the same program, its sections and symbol table written in another order.
+fn reversed(tc: &Toolchain, obj: &Path, out: &Path) -> Result<(), String> {
+    let data = std::fs::read(obj).map_err(|e| e.to_string())?;
+    let model = klpforge_elf::read::parse(&data).map_err(|e| e.to_string())?;
+    let mut names: Vec<String> = Vec::new();
+    for (_, s) in model.sections() {
+        let linked_by_ld = matches!(
+            s.data,
+            klpforge_elf::SectionData::Bytes(_) | klpforge_elf::SectionData::NoBits { .. }
+        );
+        let name = s.name_lossy().into_owned();
+        if linked_by_ld && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    let script: String = names
+        .iter()
+        .rev()
+        .map(|n| format!("  {n} : {{ *({n}) }}\n"))
+        .collect();
+    let lds = out.with_extension("lds");
+    std::fs::write(&lds, format!("SECTIONS {{\n{script}}}\n")).map_err(|e| e.to_string())?;
+    let ld = Command::new(tc.ld())
+        .arg("-r")
+        .arg("-T")
+        .arg(&lds)
+        .arg(obj)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if ld.status.success() && ld.stderr.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ld -r: {}",
+            String::from_utf8_lossy(&ld.stderr).trim()
+        ))
+    }
+}
+
+/// What a diff decided: exit status, changed, new and refused symbols (not the output's
+/// layout, which follows the input's order).
+fn decisions(code: i32, json: &Path) -> String {
+    let report: serde_json::Value = std::fs::read_to_string(json)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let names = |key: &str, field: Option<&str>| -> BTreeSet<String> {
+        report[key]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|v| field.map_or(v.as_str(), |f| v[f].as_str()))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    format!(
+        "exit {code}, changed {:?}, new {:?}, new data {:?}, refused {:?}",
+        names("changed_functions", Some("name")),
+        names("new_functions", None),
+        names("new_data", None),
+        names("refusals", Some("symbol"))
+    )
+}
+
+/// Decisions do not depend on the order in which an object's sections and symbols are
+/// written (ld -r writes a kernel's global symbols in its hash table's order): every corpus
+/// pair, with either object relinked with its sections in reverse order, decides the same,
+/// and an original object against its reordered self has nothing to patch.
+#[test]
+fn corpus_decisions_do_not_depend_on_section_or_symbol_order() {
+    let Some(corpus) = corpus_dir() else {
+        return;
+    };
+    let expectations = load_expectations(&corpus).unwrap();
+    let scratch = ScratchDir::new("diff-corpus-order").unwrap();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for e in &expectations {
+        let Some(tc) = toolchain(&e.arch) else {
+            skip(
+                &e.arch,
+                &format!(
+                    "{}: no {} linker: its corpus pairs are not reordered",
+                    e.test, e.arch
+                ),
+            );
+            continue;
+        };
+        let pair = e.find_pair(&corpus).unwrap();
+        let label = format!("{}/{}", e.arch, e.test);
+        let file = |what: &str| scratch.path().join(format!("{}-{}.{what}", e.arch, e.test));
+        let (ro, rp) = (file("ro.o"), file("rp.o"));
+        if let Err(why) =
+            reversed(&tc, &pair.orig, &ro).and_then(|()| reversed(&tc, &pair.patched, &rp))
+        {
+            failures.push(format!("{label}: {why}"));
+            continue;
+        }
+        let decide = |o: &Path, p: &Path| {
+            let json = file("json");
+            let _ = std::fs::remove_file(&json);
+            let (code, _) = run_diff(o, p, &file("out.o"), &json);
+            decisions(code, &json)
+        };
+        let want = decide(&pair.orig, &pair.patched);
+        for (what, got) in [
+            ("patched object reordered", decide(&pair.orig, &rp)),
+            ("original object reordered", decide(&ro, &pair.patched)),
+        ] {
+            if got != want {
+                failures.push(format!("{label}, {what}: {got}\n    in order: {want}"));
+            }
+        }
+        let own = decide(&pair.orig, &ro);
+        if !own.starts_with("exit 3,") {
+            failures.push(format!(
+                "{label}: the original against itself reordered: {own}"
+            ));
+        }
+        checked += 1;
+    }
+    eprintln!("diff corpus reordered: {checked} pairs decide alike in either order");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -623,7 +623,23 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             }
         }
         let by_name = NameIndex::new(by_name, &syms);
-        ranges.sort_unstable_by_key(|&(sec, (start, end, id))| (sec, start, end, id));
+        // Aliases (the same bytes under several names) in an order of their own, not the
+        // table's: a reference into them resolves to the first ([`ObjInfo::symbol_at`]), and
+        // the original and patched objects must pick the same one whatever order the
+        // compiler or linker wrote them in. Global before weak before local (a global name
+        // needs no klp relocation), then by name.
+        let alias_rank = |id: SymbolId| match obj.symbol(id).bind() {
+            b if b == object::elf::STB_GLOBAL.0 => 0,
+            b if b == object::elf::STB_LOCAL.0 => 2,
+            _ => 1,
+        };
+        ranges.sort_unstable_by(|&(sa, (a0, a1, a)), &(sb, (b0, b1, b))| {
+            (sa, a0, a1)
+                .cmp(&(sb, b0, b1))
+                .then_with(|| alias_rank(a).cmp(&alias_rank(b)))
+                .then_with(|| syms[a.index()].name.cmp(&syms[b.index()].name))
+                .then(a.cmp(&b))
+        });
         let ranges = PerSection::from_pairs(secs.len(), ranges);
         for (i, sec) in secs.iter_mut().enumerate() {
             sec.max_len = ranges
