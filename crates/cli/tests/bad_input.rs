@@ -287,3 +287,36 @@ fn unsupported_machine() {
         "unsupported ELF: machine 243",
     );
 }
+
+/// A section of 4 GiB or more (here a NOBITS one: no file needs to hold it) is refused by
+/// `diff` with one line naming the object and the section: offsets within a section are
+/// kept in 32 bits, and no kernel has such a section.
+#[test]
+fn diff_refuses_a_section_of_four_gib() {
+    let scratch = ScratchDir::new("bad-input-huge").unwrap();
+    let Some(mut elf) = base_object(scratch.path()) else {
+        klpforge_testkit::skip("x86_64", "x86_64 gcc not installed");
+        return;
+    };
+    let bss = elf.section_of_type(8);
+    let size_field = elf.shdr(bss) + 32;
+    elf.set(size_field, 8, 5 << 30);
+    let path = save(scratch.path(), "huge.o", &elf.bytes);
+    let out_path = scratch.path().join("out.o");
+    let out = Command::new(env!("CARGO_BIN_EXE_klpforge"))
+        .arg("diff")
+        .arg(&path)
+        .arg(&path)
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr}");
+    assert!(
+        stderr.contains("sections of 4 GiB or more are not supported") && stderr.contains(".bss"),
+        "expected the section and the limit in: {stderr}"
+    );
+    assert!(!out_path.exists(), "wrote an output for a refused object");
+}

@@ -459,7 +459,7 @@ fn check_alias_split(
         (s.section(), s.value)
     };
     for &(start, _, alias) in orig.ranges(sec) {
-        if start != os.value || alias == o || orig.sym(alias).kind != SymKind::Function {
+        if u64::from(start) != os.value || alias == o || orig.sym(alias).kind != SymKind::Function {
             continue;
         }
         let Some(p2) = twins.of_orig(alias) else {

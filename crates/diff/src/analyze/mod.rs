@@ -233,7 +233,7 @@ pub struct SecInfo {
     pub init: bool,
     /// The largest size among its [`ObjInfo::ranges`] (how far back a symbol containing an
     /// offset can start).
-    pub max_len: u64,
+    pub max_len: u32,
     /// Its `STT_SECTION` symbol.
     pub section_symbol: Option<SymbolId>,
 }
@@ -406,7 +406,7 @@ pub struct ObjInfo<'a, 'data> {
     anchored: Vec<SectionId>,
     /// The named FUNC/OBJECT symbols of each section, sorted by value: `(start, end,
     /// symbol)` ([`ObjInfo::ranges`]).
-    ranges: PerSection<(u64, u64, SymbolId)>,
+    ranges: PerSection<(u32, u32, SymbolId)>,
     /// Decoded instructions of each code section (index = section arena slot).
     pub code: crate::code::CodeMaps,
     /// Every relocation applying to each section (index = section arena slot), sorted by
@@ -582,7 +582,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         let mut syms: Vec<SymInfo<'a>> = Vec::with_capacity(obj.symbol_arena_len());
         let mut by_name: Vec<(u32, SymbolId)> = Vec::with_capacity(obj.symbol_arena_len());
         let mut current_file: Option<SymbolId> = None;
-        let mut ranges: Vec<(usize, (u64, u64, SymbolId))> = Vec::new();
+        let mut ranges: Vec<(usize, (u32, u32, SymbolId))> = Vec::new();
         for i in 0..obj.symbol_arena_len() {
             let id = SymbolId::from_index(i);
             let s = obj.symbol(id);
@@ -618,7 +618,9 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 } else if matches!(info.kind, SymKind::Function | SymKind::Object)
                     && !is_prefix_symbol(&info.name)
                 {
-                    ranges.push((sec.index(), (s.value, s.value + s.size, id)));
+                    // Within 4 GiB: `check_object` refused larger sections.
+                    let (start, end) = (s.value as u32, s.value.saturating_add(s.size) as u32);
+                    ranges.push((sec.index(), (start, end, id)));
                 }
             }
         }
@@ -900,7 +902,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     }
 
     /// The named FUNC/OBJECT symbols of section `id`, sorted by value: `(start, end, symbol)`.
-    pub fn ranges(&self, id: SectionId) -> &[(u64, u64, SymbolId)] {
+    pub fn ranges(&self, id: SectionId) -> &[(u32, u32, SymbolId)] {
         self.ranges.get(id.index())
     }
 
@@ -922,7 +924,10 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         if offset < 0 {
             return None;
         }
-        let offset = offset as u64;
+        // Ranges are within 4 GiB (`check_object`): an offset beyond lies in none.
+        let Ok(offset) = u32::try_from(offset) else {
+            return None;
+        };
         let info = &self.secs[section.index()];
         let ranges = self.ranges(section);
         // Only symbols starting at most `max_len` before `offset` can contain it or end there
@@ -932,25 +937,25 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             ranges.partition_point(|&(start, _, _)| start.saturating_add(info.max_len) < offset);
         let near = &ranges[from.min(upto)..upto];
         // The smallest containing symbol; of equal sizes, the first in order.
-        let mut best: Option<(u64, SymbolId, u64)> = None;
+        let mut best: Option<(u32, SymbolId, u32)> = None;
         for &(start, end, id) in near.iter().rev() {
             if offset < end && best.is_none_or(|(size, _, _)| end - start <= size) {
                 best = Some((end - start, id, start));
             }
         }
         if let Some((_, id, start)) = best {
-            return Some((id, start));
+            return Some((id, start.into()));
         }
         if let Some(&(start, _, id)) = near
             .iter()
             .find(|&&(start, end, _)| start == end && start == offset)
         {
-            return Some((id, start));
+            return Some((id, start.into()));
         }
         near.iter()
             .rev()
             .find(|&&(start, end, _)| end == offset && end > start)
-            .map(|&(start, _, id)| (id, start))
+            .map(|&(start, _, id)| (id, start.into()))
     }
 
     /// The relocation tables of the model that apply to `section` (usually one), unresolved
@@ -1099,7 +1104,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             [] => self.piece_bounds[sec.index()]
                 .iter()
                 .any(|&b| b > 0 && b < size),
-            [(start, end, _)] => *start > 0 || *end < size,
+            [(start, end, _)] => *start > 0 || u64::from(*end) < size,
             _ => true,
         }
     }
@@ -1317,8 +1322,8 @@ fn anonymous_piece_bounds(info: &ObjInfo<'_, '_>) -> Vec<Vec<u64>> {
         list.push(0);
         list.push(size);
         for &(start, end, _) in info.ranges(sec) {
-            list.push(start);
-            list.push(end);
+            list.push(start.into());
+            list.push(end.into());
         }
         list.retain(|&x| x <= size);
         list.sort_unstable();
@@ -1335,7 +1340,7 @@ fn decode_code(info: &ObjInfo<'_, '_>) -> crate::code::CodeMaps {
     for (id, s) in info.obj.sections() {
         behind.reached(id);
         if matches!(info.sec(id).kind, SecKind::Text | SecKind::SpecialAux) && s.is_exec() {
-            let starts: Vec<u64> = info.ranges(id).iter().map(|r| r.0).collect();
+            let starts: Vec<u64> = info.ranges(id).iter().map(|r| r.0.into()).collect();
             crate::code::decode_section(info.arch, s.bytes(), &starts, &mut built);
             out.push(id.index(), &built);
         }

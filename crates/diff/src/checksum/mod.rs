@@ -342,8 +342,8 @@ impl Ctx<'_, '_, '_, '_> {
             inner.both(&(b as i64).wrapping_sub(a.offset).to_le_bytes());
         }
         for &(start, end, sym) in info.ranges(a.sec) {
-            inner.both(&(start as i64).wrapping_sub(a.offset).to_le_bytes());
-            inner.both(&(end - start).to_le_bytes());
+            inner.both(&i64::from(start).wrapping_sub(a.offset).to_le_bytes());
+            inner.both(&u64::from(end - start).to_le_bytes());
             self.identity(&mut inner, sym);
         }
         let size = info.obj.section(a.sec).size();

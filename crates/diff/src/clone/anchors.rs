@@ -92,7 +92,7 @@ impl Cloner<'_, '_, '_, '_, '_> {
                 return Some(format!("{name} is new"));
             };
             let t = o.obj.symbol(twin);
-            let at = (start as i64).wrapping_sub(a.offset);
+            let at = i64::from(start).wrapping_sub(a.offset);
             let was = (t.value as i64).wrapping_sub(oanchor);
             if t.section() != Some(osec) || was != at {
                 return Some(format!(
@@ -101,7 +101,7 @@ impl Cloner<'_, '_, '_, '_, '_> {
                     signed_hex(at)
                 ));
             }
-            if t.size != end - start {
+            if t.size != u64::from(end - start) {
                 return Some(format!(
                     "{name} changed size ({} bytes, was {})",
                     end - start,
