@@ -288,9 +288,30 @@ fn unsupported_machine() {
     );
 }
 
+/// `klpforge diff OBJ OBJ` must fail with exit status 1, one line containing every text of
+/// `expect`, and no output.
+fn assert_diff_refuses(path: &Path, expect: &[&str]) {
+    let out_path = path.with_extension("out.o");
+    let out = Command::new(env!("CARGO_BIN_EXE_klpforge"))
+        .arg("diff")
+        .arg(path)
+        .arg(path)
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr}");
+    for text in expect {
+        assert!(stderr.contains(text), "expected {text:?} in: {stderr}");
+    }
+    assert!(!out_path.exists(), "wrote an output for a refused object");
+}
+
 /// A section of 4 GiB or more (here a NOBITS one: no file needs to hold it) is refused by
-/// `diff` with one line naming the object and the section: offsets within a section are
-/// kept in 32 bits, and no kernel has such a section.
+/// `diff` with one line naming the section: offsets within a section are kept in 32 bits,
+/// and no kernel has such a section.
 #[test]
 fn diff_refuses_a_section_of_four_gib() {
     let scratch = ScratchDir::new("bad-input-huge").unwrap();
@@ -302,21 +323,27 @@ fn diff_refuses_a_section_of_four_gib() {
     let size_field = elf.shdr(bss) + 32;
     elf.set(size_field, 8, 5 << 30);
     let path = save(scratch.path(), "huge.o", &elf.bytes);
-    let out_path = scratch.path().join("out.o");
-    let out = Command::new(env!("CARGO_BIN_EXE_klpforge"))
-        .arg("diff")
-        .arg(&path)
-        .arg(&path)
-        .arg(&out_path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr}");
-    assert!(
-        stderr.contains("sections of 4 GiB or more are not supported") && stderr.contains(".bss"),
-        "expected the section and the limit in: {stderr}"
+    assert_diff_refuses(
+        &path,
+        &[".bss", "sections of 4 GiB or more are not supported"],
     );
-    assert!(!out_path.exists(), "wrote an output for a refused object");
+}
+
+/// A symbol name that is not UTF-8 (no compiler writes one) is refused by `diff` with one
+/// line naming the symbol, not read as something else.
+#[test]
+fn diff_refuses_a_symbol_name_that_is_not_utf8() {
+    let scratch = ScratchDir::new("bad-input-name").unwrap();
+    let Some(mut elf) = base_object(scratch.path()) else {
+        klpforge_testkit::skip("x86_64", "x86_64 gcc not installed");
+        return;
+    };
+    let at = elf
+        .bytes
+        .windows(6)
+        .position(|w| w == b"\0bump\0")
+        .expect("the name bump in the string table");
+    elf.bytes[at + 2] = 0xff;
+    let path = save(scratch.path(), "name.o", &elf.bytes);
+    assert_diff_refuses(&path, &["b\u{fffd}mp", "the name is not UTF-8"]);
 }

@@ -63,10 +63,10 @@ fn scope_keys(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> (ScopeKeys, 
         let mut count: HashMap<&str, usize> = HashMap::default();
         for (id, _) in info.obj.symbols() {
             if info.sym(id).kind == SymKind::File {
-                *count.entry(info.sym(id).name.as_ref()).or_default() += 1;
+                *count.entry(info.sym(id).name).or_default() += 1;
             }
         }
-        let shared = |f: SymbolId| count.get(info.sym(f).name.as_ref()).is_some_and(|&n| n > 1);
+        let shared = |f: SymbolId| count.get(info.sym(f).name).is_some_and(|&n| n > 1);
         let mut names: HashMap<SymbolId, UnitNames<'_>> = HashMap::default();
         for (id, s) in info.obj.symbols() {
             let si = info.sym(id);
@@ -224,7 +224,7 @@ fn group<'k>(info: &'k ObjInfo<'_, '_>, files: &ScopeNumbers) -> HashMap<GroupKe
         };
         // Undefined symbols have no counters: match them by full name.
         let name = if s.place == SymbolPlace::Undefined {
-            si.name.as_ref()
+            si.name
         } else {
             si.stable_name()
         };
@@ -713,7 +713,7 @@ fn pair_moved_statics(
                 continue;
             }
             let scope = si.file.and_then(|f| files.get(&f).cloned());
-            out.entry((scope, static_local_base(&si.name).to_string()))
+            out.entry((scope, static_local_base(si.name).to_string()))
                 .or_default()
                 .push(id);
         }

@@ -262,8 +262,8 @@ fn first_difference(
 /// Largest section alignment accepted (a 1 MiB boundary; kernel objects use at most a page).
 const MAX_ALIGN: u64 = 1 << 20;
 
-/// Reject what no compiler produces and later phases cannot handle safely: a defined symbol
-/// outside its section or whose end overflows, a section of 4 GiB or more (offsets within a
+/// Reject what no compiler produces and later phases cannot handle safely: a symbol name
+/// that is not UTF-8, a defined symbol outside its section or whose end overflows, a section of 4 GiB or more (offsets within a
 /// section are kept in 32 bits: a kernel's whole image is smaller), an absurd section
 /// alignment, an `.orc_unwind_ip` whose size is not a whole number of entries. The error
 /// names the section and symbol.
@@ -302,6 +302,12 @@ fn check_object(obj: &ElfObject<'_>) -> Result<(), String> {
         }
     }
     for (_, sym) in obj.symbols() {
+        if std::str::from_utf8(&sym.name).is_err() {
+            return Err(format!(
+                "symbol {}: the name is not UTF-8 (no compiler writes such a name)",
+                sym.name_lossy()
+            ));
+        }
         let Some(sec) = sym.section() else { continue };
         if sym.kind() == object::elf::STT_SECTION.0 || sym.kind() == object::elf::STT_FILE.0 {
             continue; // section and file symbols

@@ -114,7 +114,7 @@ pub fn select(
                 let osec = orig.obj.symbol(o).section();
                 if sec_info.init || osec.is_some_and(|os| orig.sec(os).init) {
                     sel.refusals.push(refusal(
-                        &si.name,
+                        si.name,
                         format!(
                             "changed __init/__exit function (section {}): init code has already run and been freed, exit code runs outside any patch",
                             patched.obj.section(sec).name_lossy()
@@ -161,7 +161,7 @@ pub fn select(
                             sel.fresh_data.push(p);
                         }
                         Some(why) => sel.refusals.push(refusal(
-                            &si.name,
+                            si.name,
                             format!("changed read-only data whose address {why}: the running kernel keeps using the old contents there"),
                             "change the code that uses the data instead, or replace the holder of the pointer from a callback (KLP_POST_PATCH_CALLBACK)",
                         )),
@@ -170,14 +170,14 @@ pub fn select(
                 }
                 if os.size != s.size {
                     sel.refusals.push(refusal(
-                        &si.name,
+                        si.name,
                         format!("data layout changed (size {} -> {})", os.size, s.size),
                         "a live patch cannot resize existing data: use shadow variables (klp_shadow_*) for new fields",
                     ));
                 } else if orig_sums.full[o.index()] != patched_sums.full[p.index()] {
                     let init = sec_info.init;
                     sel.refusals.push(refusal(
-                        &si.name,
+                        si.name,
                         if init {
                             "changed __init data: it was used at boot and freed".to_string()
                         } else {
@@ -269,10 +269,10 @@ fn through_callers(
         if !done.insert(p) {
             continue;
         }
-        let name = patched.sym(p).name.clone();
+        let name = patched.sym(p).name;
         if !patched.obj.symbol(p).is_local() || !orig.obj.symbol(o).is_local() {
             sel.refusals.push(refusal(
-                &name,
+                name,
                 "changed function has no ftrace entry (notrace, noinstr or always-inline code) and is global, so its callers elsewhere cannot be found and patched",
                 "patch its callers instead, or mark the function KPATCH_IGNORE_FUNCTION if the change does not matter",
             ));
@@ -294,7 +294,7 @@ fn through_callers(
             });
         if let Some(why) = escapes {
             sel.refusals.push(refusal(
-                &name,
+                name,
                 format!("changed function has no ftrace entry and {why}"),
                 "patch the users of the pointer, or mark the function KPATCH_IGNORE_FUNCTION if the change does not matter",
             ));
@@ -471,7 +471,7 @@ fn check_alias_split(
             continue;
         }
         sel.refusals.push(refusal(
-            &patched.sym(p).name,
+            patched.sym(p).name,
             format!(
                 "changed function shares its address with {} in the running kernel, and the patch gives {} a body of its own: livepatch redirects the shared entry, so calls through {} would run the new code",
                 orig.sym(alias).name,
@@ -576,7 +576,7 @@ fn check_static_locals(
             ));
         } else if twins.of_orig(s).is_none() {
             sel.refusals.push(refusal(
-                &orig.sym(s).name,
+                orig.sym(s).name,
                 format!(
                     "reference to static local variable {} in {} was removed",
                     orig.sym(s).name,

@@ -218,7 +218,7 @@ pub fn must_drop(
         if owner == "vmlinux" {
             continue;
         }
-        let key = info.sym(sym).name.clone();
+        let key = info.sym(sym).name;
         if name == "__jump_table" && key.starts_with("__tracepoint_") {
             return warn(format!("{code}: disabling unsupported tracepoint {key} (its static key is owned by module {owner})"));
         }
@@ -241,7 +241,7 @@ pub fn must_drop(
         return Some(Dropped {
             warning: format!("{code}: {what} {key} refused"),
             refusal: Some(refusal(
-                &key,
+                key,
                 format!("{code}: unsupported {what} {key} owned by module {owner}: a klp relocation would be applied after the key was initialised"),
                 remedy,
             )),

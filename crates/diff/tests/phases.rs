@@ -155,11 +155,7 @@ fn correlation_pairs_renumbered_statics_by_their_users() {
         assert_eq!(twins.of_orig(used(&o)), Some(used(&p)), "{user}'s static");
     }
     assert!(sel.changed.is_empty(), "nothing of the original changed");
-    let new: Vec<&str> = sel
-        .new_functions
-        .iter()
-        .map(|&f| p.sym(f).name.as_ref())
-        .collect();
+    let new: Vec<&str> = sel.new_functions.iter().map(|&f| p.sym(f).name).collect();
     assert_eq!(new, ["count_new"]);
 }
 
@@ -182,17 +178,9 @@ fn selection_finds_changed_and_new_and_refuses_changed_data() {
     );
     let (o, p) = (info(orig), info(patched));
     let (_, _, _, sel) = phases(&o, &p);
-    let changed: Vec<&str> = sel
-        .changed
-        .iter()
-        .map(|&(f, _)| p.sym(f).name.as_ref())
-        .collect();
+    let changed: Vec<&str> = sel.changed.iter().map(|&(f, _)| p.sym(f).name).collect();
     assert_eq!(changed, ["check"]);
-    let new: Vec<&str> = sel
-        .new_functions
-        .iter()
-        .map(|&f| p.sym(f).name.as_ref())
-        .collect();
+    let new: Vec<&str> = sel.new_functions.iter().map(|&f| p.sym(f).name).collect();
     assert!(new.iter().any(|n| n.starts_with("clamp")), "{new:?}");
     assert!(
         sel.refusals

@@ -198,8 +198,9 @@ impl TargetClass {
 /// Per-symbol facts.
 #[derive(Debug, Clone)]
 pub struct SymInfo<'a> {
-    /// Name as UTF-8 (lossy; borrowed from the object when valid, as names almost always are).
-    pub name: Cow<'a, str>,
+    /// Name, borrowed from the object (`diff` refuses an object with a name that is not
+    /// UTF-8: no compiler writes one).
+    pub name: &'a str,
     /// The stable name ([`crate::stable_name`]) when it is not the name itself (few are: a
     /// kernel has hundreds of thousands of symbols); read it with [`SymInfo::stable_name`].
     stable: Option<Box<str>>,
@@ -220,7 +221,7 @@ pub struct SymInfo<'a> {
 impl SymInfo<'_> {
     /// The name with the compiler's counters dropped (see [`crate::stable_name`]).
     pub fn stable_name(&self) -> &str {
-        self.stable.as_deref().unwrap_or(&self.name)
+        self.stable.as_deref().unwrap_or(self.name)
     }
 }
 
@@ -505,7 +506,7 @@ impl NameIndex {
     fn new(mut entries: Vec<(u32, SymbolId)>, syms: &[SymInfo]) -> NameIndex {
         entries.sort_by(|a, b| {
             a.0.cmp(&b.0)
-                .then_with(|| syms[a.1.index()].name.cmp(&syms[b.1.index()].name))
+                .then_with(|| syms[a.1.index()].name.cmp(syms[b.1.index()].name))
         });
         let (hashes, ids) = entries.into_iter().unzip();
         NameIndex { hashes, ids }
@@ -517,7 +518,7 @@ impl NameIndex {
         let a = self.hashes.partition_point(|&k| k < h);
         let b = a + self.hashes[a..].partition_point(|&k| k == h);
         let same = &self.ids[a..b];
-        let lo = same.partition_point(|&i| syms[i.index()].name.as_ref() < name);
+        let lo = same.partition_point(|&i| syms[i.index()].name < name);
         let len = same[lo..].partition_point(|&i| syms[i.index()].name == name);
         &same[lo..lo + len]
     }
@@ -586,10 +587,11 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         for i in 0..obj.symbol_arena_len() {
             let id = SymbolId::from_index(i);
             let s = obj.symbol(id);
-            let name = s.name_lossy();
+            // Names are UTF-8: `diff` refuses an object with one that is not (`check_object`).
+            let name = std::str::from_utf8(&s.name).unwrap_or_default();
             let kind = sym_kind(s.kind());
             syms.push(SymInfo {
-                stable: Some(stable_name(&name))
+                stable: Some(stable_name(name))
                     .filter(|stable| *stable != name)
                     .map(|stable| stable.into()),
                 name,
@@ -611,12 +613,12 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             if s.is_local() {
                 info.file = current_file;
             }
-            by_name.push((name_hash(&info.name), id));
+            by_name.push((name_hash(info.name), id));
             if let SymbolPlace::Section(sec) = s.place {
                 if info.kind == SymKind::Section {
                     secs[sec.index()].section_symbol.get_or_insert(id);
                 } else if matches!(info.kind, SymKind::Function | SymKind::Object)
-                    && !is_prefix_symbol(&info.name)
+                    && !is_prefix_symbol(info.name)
                 {
                     // Within 4 GiB: `check_object` refused larger sections.
                     let (start, end) = (s.value as u32, s.value.saturating_add(s.size) as u32);
@@ -639,7 +641,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             (sa, a0, a1)
                 .cmp(&(sb, b0, b1))
                 .then_with(|| alias_rank(a).cmp(&alias_rank(b)))
-                .then_with(|| syms[a.index()].name.cmp(&syms[b.index()].name))
+                .then_with(|| syms[a.index()].name.cmp(syms[b.index()].name))
                 .then(a.cmp(&b))
         });
         let ranges = PerSection::from_pairs(secs.len(), ranges);
@@ -678,7 +680,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 .section()
                 .map_or((false, false), |sec| section_facts[sec.index()]);
             let info = &syms[id.index()];
-            let name = info.name.as_ref();
+            let name = info.name;
             let local_object = s.is_local() && info.kind == SymKind::Object;
             let never = match info.kind {
                 SymKind::File | SymKind::Section => true,
@@ -728,7 +730,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             if info.kind != SymKind::Function {
                 continue;
             }
-            if let Some(parent_name) = cold_parent(&info.name) {
+            if let Some(parent_name) = cold_parent(info.name) {
                 let file = info.file;
                 let cands = by_name.named(&syms, parent_name);
                 let function = |c: &&SymbolId| syms[c.index()].kind == SymKind::Function;
@@ -1127,7 +1129,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         let Some(sec) = s.section() else { return false };
         for r in self.relocations_in(sec, s.value, s.value.saturating_add(33)) {
             if let Some(t) = r.symbol {
-                let n = &self.syms[t.index()].name;
+                let n = self.syms[t.index()].name;
                 if n == "__fentry__" || n == "_mcount" || n == "__mcount" || n == "mcount" {
                     return true;
                 }

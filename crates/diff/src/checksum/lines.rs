@@ -99,7 +99,7 @@ pub(super) fn line_arguments(
         // A direct call.
         let call = here.iter().find(|r| arch.is_call(bytes, r.r_type));
         let Some(call) = call else { continue };
-        let callee = call.symbol.map(|s| info.sym(s).name.as_ref()).unwrap_or("");
+        let callee = call.symbol.map(|s| info.sym(s).name).unwrap_or("");
         for &(j, arg) in &pending {
             let after_file = file_arg.is_some_and(|f| f == 0 || f + 1 == arg);
             if (arg == 2 && LINE_IN_ARG2.contains(&callee))

@@ -808,8 +808,8 @@ fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
                 .iter()
                 .rev()
                 .find(|&&(_, v, _)| v <= a)
-                .map(|&(_, v, l)| (v, info.sym(l).name.clone()));
-            let (base, label) = label.unwrap_or((0, String::new().into()));
+                .map(|&(_, v, l)| (v, info.sym(l).name));
+            let (base, label) = label.unwrap_or((0, ""));
             let n = seen.entry((name.clone(), label.to_string())).or_default();
             let occurrence = *n;
             *n += 1;
@@ -818,7 +818,7 @@ fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
             out.push(CodeGap {
                 key: GapKey {
                     section: name.clone(),
-                    label: label.into_owned(),
+                    label: label.to_string(),
                     occurrence,
                 },
                 offset: a - base,

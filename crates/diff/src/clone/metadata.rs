@@ -57,9 +57,9 @@ impl Cloner<'_, '_, '_, '_, '_> {
             let Some(&c) = self.clone_of.get(&p) else {
                 continue;
             };
-            let old = self.o.sym(o).name.clone();
+            let old = self.o.sym(o).name;
             let sympos = self.sympos(o);
-            let name_at = self.append_cstr(strings, &old);
+            let name_at = self.append_cstr(strings, old);
             let base = self.append_record(funcs, &FuncRecord { sympos }.encode(endian));
             self.abs_reloc(funcs, base + FuncRecord::OLD_NAME, str_sym, name_at as i64);
             self.abs_reloc(funcs, base + FuncRecord::NEW_FUNC, c, 0);
