@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use klpforge_testkit::{
-    corpus_dir, load_expectations, skip, toolchain, Expect, ScratchDir, Toolchain,
+    corpus_dir, load_expectations, skip, toolchain, Expect, Expectation, ScratchDir, Toolchain,
 };
 
 /// Cases where our output deliberately differs from the peer's, with the reason.
@@ -25,6 +25,14 @@ const DEVIATIONS: &[(&str, &str, &[&str], &str)] = &[(
      carries a function's .cold part with it (as upstream klp-build does); the peer kept the \
      original cold part.",
 )];
+
+/// The shared corpus, its expectations and a scratch directory named `scratch` (`None`
+/// when the corpus is not there).
+fn corpus_cases(scratch: &str) -> Option<(std::path::PathBuf, Vec<Expectation>, ScratchDir)> {
+    let corpus = corpus_dir()?;
+    let expectations = load_expectations(&corpus).unwrap();
+    Some((corpus, expectations, ScratchDir::new(scratch).unwrap()))
+}
 
 fn run_diff(orig: &Path, patched: &Path, out: &Path, json: &Path) -> (i32, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_klpforge"))
@@ -93,11 +101,9 @@ fn extra_check(test: &str, out: &Path) -> Result<(), String> {
 
 #[test]
 fn corpus_function_sets_match_the_peer() {
-    let Some(corpus) = corpus_dir() else {
+    let Some((corpus, expectations, scratch)) = corpus_cases("diff-corpus") else {
         return;
     };
-    let expectations = load_expectations(&corpus).unwrap();
-    let scratch = ScratchDir::new("diff-corpus").unwrap();
     let mut failures = Vec::new();
     let mut summary = std::collections::BTreeMap::<String, (usize, usize)>::new();
     for e in &expectations {
@@ -289,17 +295,57 @@ fn decisions(code: i32, json: &Path) -> String {
     )
 }
 
+/// The decisions on corpus case `e` must be those on it with either or both objects
+/// rewritten by `reorder` (input, output), and the original against its reordered self must
+/// have nothing to patch; what differs is added to `failures`.
+fn same_decisions_reordered(
+    e: &Expectation,
+    corpus: &Path,
+    scratch: &Path,
+    reorder: &dyn Fn(&Path, &Path) -> Result<(), String>,
+    failures: &mut Vec<String>,
+) {
+    let pair = e.find_pair(corpus).unwrap();
+    let label = format!("{}/{}", e.arch, e.test);
+    let work = |what: &str| scratch.join(format!("{}-{}.{what}", e.arch, e.test));
+    let (ro, rp) = (work("ro.o"), work("rp.o"));
+    if let Err(why) = reorder(&pair.orig, &ro).and_then(|()| reorder(&pair.patched, &rp)) {
+        failures.push(format!("{label}: {why}"));
+        return;
+    }
+    let decide = |o: &Path, p: &Path| {
+        let json = work("json");
+        let _ = std::fs::remove_file(&json);
+        let (code, _) = run_diff(o, p, &work("out.o"), &json);
+        decisions(code, &json)
+    };
+    let want = decide(&pair.orig, &pair.patched);
+    for (what, got) in [
+        ("patched object reordered", decide(&pair.orig, &rp)),
+        ("original object reordered", decide(&ro, &pair.patched)),
+        ("both reordered", decide(&ro, &rp)),
+    ] {
+        if got != want {
+            failures.push(format!("{label}, {what}: {got}\n    in order: {want}"));
+        }
+    }
+    let own = decide(&pair.orig, &ro);
+    if !own.starts_with("exit 3,") {
+        failures.push(format!(
+            "{label}: the original against itself reordered: {own}"
+        ));
+    }
+}
+
 /// Decisions do not depend on the order in which an object's sections and symbols are
 /// written (ld -r writes a kernel's global symbols in its hash table's order): every corpus
 /// pair, with either object relinked with its sections in reverse order, decides the same,
 /// and an original object against its reordered self has nothing to patch.
 #[test]
 fn corpus_decisions_do_not_depend_on_section_or_symbol_order() {
-    let Some(corpus) = corpus_dir() else {
+    let Some((corpus, expectations, scratch)) = corpus_cases("diff-corpus-order") else {
         return;
     };
-    let expectations = load_expectations(&corpus).unwrap();
-    let scratch = ScratchDir::new("diff-corpus-order").unwrap();
     let mut failures = Vec::new();
     let mut checked = 0;
     for e in &expectations {
@@ -313,39 +359,59 @@ fn corpus_decisions_do_not_depend_on_section_or_symbol_order() {
             );
             continue;
         };
-        let pair = e.find_pair(&corpus).unwrap();
-        let label = format!("{}/{}", e.arch, e.test);
-        let file = |what: &str| scratch.path().join(format!("{}-{}.{what}", e.arch, e.test));
-        let (ro, rp) = (file("ro.o"), file("rp.o"));
-        if let Err(why) =
-            reversed(&tc, &pair.orig, &ro).and_then(|()| reversed(&tc, &pair.patched, &rp))
-        {
-            failures.push(format!("{label}: {why}"));
-            continue;
-        }
-        let decide = |o: &Path, p: &Path| {
-            let json = file("json");
-            let _ = std::fs::remove_file(&json);
-            let (code, _) = run_diff(o, p, &file("out.o"), &json);
-            decisions(code, &json)
-        };
-        let want = decide(&pair.orig, &pair.patched);
-        for (what, got) in [
-            ("patched object reordered", decide(&pair.orig, &rp)),
-            ("original object reordered", decide(&ro, &pair.patched)),
-        ] {
-            if got != want {
-                failures.push(format!("{label}, {what}: {got}\n    in order: {want}"));
-            }
-        }
-        let own = decide(&pair.orig, &ro);
-        if !own.starts_with("exit 3,") {
-            failures.push(format!(
-                "{label}: the original against itself reordered: {own}"
-            ));
-        }
+        same_decisions_reordered(
+            e,
+            &corpus,
+            scratch.path(),
+            &|input, output| reversed(&tc, input, output),
+            &mut failures,
+        );
         checked += 1;
     }
     eprintln!("diff corpus reordered: {checked} pairs decide alike in either order");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `obj` written again by the ELF model with its symbol table in another order: the locals
+/// of each FILE scope reversed (the FILE symbol still first), and the globals reversed.
+fn symbols_reversed(obj: &Path, out: &Path) -> Result<(), String> {
+    let file = klpforge_elf::ElfFile::open(obj).map_err(|e| e.to_string())?;
+    let mut model = file.parse().map_err(|e| e.to_string())?;
+    let (mut order, mut scope, mut globals) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, s) in model.symbols() {
+        if !s.is_local() {
+            globals.push(id);
+        } else if s.kind() == klpforge_elf::elf::STT_FILE.0 {
+            order.extend(scope.drain(..).rev());
+            order.push(id);
+        } else {
+            scope.push(id);
+        }
+    }
+    order.extend(scope.into_iter().rev());
+    order.extend(globals.into_iter().rev());
+    model.reorder_symbols(order).map_err(|e| e.to_string())?;
+    let bytes = klpforge_elf::write::write(&model).map_err(|e| e.to_string())?;
+    std::fs::write(out, bytes).map_err(|e| e.to_string())
+}
+
+/// Decisions do not depend on the order of the symbol table (aliases, static locals and
+/// same-named functions of different units are told apart by what they are, not by which
+/// comes first): every corpus pair, of every architecture (the model rewrites the objects:
+/// no toolchain is needed), with either or both objects' symbols reordered decides the
+/// same, and an original against its reordered self has nothing to patch.
+#[test]
+fn corpus_decisions_do_not_depend_on_symbol_table_order() {
+    let Some((corpus, expectations, scratch)) = corpus_cases("diff-corpus-symbols") else {
+        return;
+    };
+    let mut failures = Vec::new();
+    for e in &expectations {
+        same_decisions_reordered(e, &corpus, scratch.path(), &symbols_reversed, &mut failures);
+    }
+    eprintln!(
+        "diff corpus, symbols reordered: {} pairs checked",
+        expectations.len()
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

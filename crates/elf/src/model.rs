@@ -544,6 +544,24 @@ impl<'data> ElfObject<'data> {
         (offset <= map.len()).then_some(offset as u64)
     }
 
+    /// Put the live symbols in `order`, which must hold each of them once (the writer still
+    /// writes the locals first, each group in this order). Identities do not change, so
+    /// relocations and section links follow.
+    pub fn reorder_symbols(&mut self, order: Vec<SymbolId>) -> crate::Result<()> {
+        let mut seen = vec![false; self.symbols.len()];
+        let each_once = order.len() == self.symbol_order.len()
+            && order.iter().all(|&id| {
+                self.is_symbol_live(id) && !std::mem::replace(&mut seen[id.index()], true)
+            });
+        if !each_once {
+            return Err(crate::ElfError::Write(
+                "a symbol order must hold each live symbol once".into(),
+            ));
+        }
+        self.symbol_order = order;
+        Ok(())
+    }
+
     /// Upper bound of section identities, for dense side tables.
     pub fn section_arena_len(&self) -> usize {
         self.sections.len()

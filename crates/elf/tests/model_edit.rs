@@ -480,3 +480,46 @@ fn little_endian_rela_tables_are_read_in_place_and_others_decoded_alike() {
     let err = parse(bad_bytes).expect_err("out-of-range symbol");
     assert!(err.to_string().contains("refers to symbol 9999"), "{err}");
 }
+
+/// Symbols can be put in another order (the writer still writes locals first, each in that
+/// order; relocations follow their symbols); an order that misses or repeats a symbol is
+/// refused.
+#[test]
+fn symbols_reorder_and_relocations_follow() {
+    let mut obj = sample(Endian::Little, 62);
+    let ids: Vec<SymbolId> = obj.symbol_ids().to_vec();
+    assert!(ids.len() >= 2, "the sample has symbols");
+    let mut missing = ids.clone();
+    missing.pop();
+    assert!(obj.reorder_symbols(missing).is_err(), "a missing symbol");
+    let mut repeated = ids.clone();
+    repeated[1] = repeated[0];
+    assert!(obj.reorder_symbols(repeated).is_err(), "a repeated symbol");
+    let before_bytes = write(&obj).unwrap();
+    let before = parse(&before_bytes).unwrap();
+    let reversed: Vec<SymbolId> = ids.iter().rev().copied().collect();
+    obj.reorder_symbols(reversed).expect("a permutation");
+    let after_bytes = write(&obj).unwrap();
+    let after = parse(&after_bytes).unwrap();
+    let names =
+        |o: &ElfObject<'_>| -> Vec<Vec<u8>> { o.symbols().map(|(_, s)| s.name.to_vec()).collect() };
+    let (mut a, mut b) = (names(&before), names(&after));
+    assert_ne!(a, b, "the table's order changed");
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "the same symbols");
+    // Every relocation still names the symbol it named.
+    let targets = |o: &ElfObject<'_>| -> Vec<(u64, Vec<u8>)> {
+        o.sections()
+            .filter_map(|(_, s)| s.relocations())
+            .flatten()
+            .map(|r| {
+                (
+                    r.offset,
+                    r.symbol.map_or(Vec::new(), |t| o.symbol(t).name.to_vec()),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(targets(&before), targets(&after));
+}
