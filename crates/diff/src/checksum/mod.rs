@@ -776,7 +776,14 @@ fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
         }
     }
     covered.sort_unstable();
-    labels.sort_unstable();
+    // Labels at the same place in name order, not the table's (a gap is named after the
+    // last label before it: the same one in both objects whatever order they were written).
+    labels.sort_unstable_by(|a, b| {
+        (a.0, a.1)
+            .cmp(&(b.0, b.1))
+            .then_with(|| info.sym(a.2).name.cmp(info.sym(b.2).name))
+            .then(a.2.cmp(&b.2))
+    });
     let mut out = Vec::new();
     let mut seen: HashMap<(String, String), u32> = HashMap::default();
     let mut behind = info.obj.release_behind();
