@@ -263,10 +263,10 @@ fn first_difference(
 const MAX_ALIGN: u64 = 1 << 20;
 
 /// Reject what no compiler produces and later phases cannot handle safely: a symbol name
-/// that is not UTF-8, a defined symbol outside its section or whose end overflows, a section of 4 GiB or more (offsets within a
-/// section are kept in 32 bits: a kernel's whole image is smaller), an absurd section
-/// alignment, an `.orc_unwind_ip` whose size is not a whole number of entries. The error
-/// names the section and symbol.
+/// that is not UTF-8, a defined symbol outside its section or whose end overflows, a
+/// section of 4 GiB or more (offsets within a section are kept in 32 bits: a kernel's whole
+/// image is smaller), an absurd section alignment, an `.orc_unwind_ip` whose size is not a
+/// whole number of entries. The error names the section and symbol.
 fn check_object(obj: &ElfObject<'_>) -> Result<(), String> {
     for (_, s) in obj.sections() {
         if s.size() > u64::from(u32::MAX) {

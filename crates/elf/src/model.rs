@@ -478,12 +478,18 @@ impl<'data> ElfObject<'data> {
     /// inside it leave the process's resident memory (see [`ElfObject::release_mapping`]).
     /// Anything not borrowed from the mapping is left alone.
     pub fn release_part<T>(&self, part: &[T]) {
-        let Some(map) = self.mapping else { return };
-        let start = (part.as_ptr() as usize).wrapping_sub(map.as_ptr() as usize);
-        let size = std::mem::size_of_val(part);
-        if start.checked_add(size).is_some_and(|end| end <= map.len()) {
-            crate::release(map, vec![(start as u64, size as u64)]);
+        if let (Some(map), Some(start)) = (self.mapping, self.mapped_offset(part)) {
+            crate::release(map, vec![(start, std::mem::size_of_val(part) as u64)]);
         }
+    }
+
+    /// Where `part` starts in the file mapping the model borrows from, if it lies wholly
+    /// inside it (`None` for anything owned, or a model not made from a mapping).
+    fn mapped_offset<T>(&self, part: &[T]) -> Option<u64> {
+        let map = self.mapping?;
+        let start = (part.as_ptr() as usize).wrapping_sub(map.as_ptr() as usize);
+        let end = start.checked_add(std::mem::size_of_val(part))?;
+        (end <= map.len()).then_some(start as u64)
     }
 
     /// Tell the model that a phase has finished reading its file: the pages of the whole
@@ -531,17 +537,14 @@ impl<'data> ElfObject<'data> {
     /// Where the stored bytes of section `id` start in the file the model borrows them from
     /// (`None` for sections with nothing borrowed from a mapping).
     fn file_offset(&self, id: SectionId) -> Option<u64> {
-        let map = self.mapping?;
-        let start = match &self.sections.get(id.index())?.data {
-            SectionData::Bytes(Cow::Borrowed(b)) => b.as_ptr() as usize,
+        match &self.sections.get(id.index())?.data {
+            SectionData::Bytes(Cow::Borrowed(b)) => self.mapped_offset(b),
             SectionData::Relocations {
                 entries: Cow::Borrowed(r),
                 ..
-            } => r.as_ptr() as usize,
-            _ => return None,
-        };
-        let offset = start.wrapping_sub(map.as_ptr() as usize);
-        (offset <= map.len()).then_some(offset as u64)
+            } => self.mapped_offset(r),
+            _ => None,
+        }
     }
 
     /// Put the live symbols in `order`, which must hold each of them once (the writer still

@@ -434,7 +434,6 @@ fn template(command: &str, layout: Layout<'_>, strip: &[String]) -> Result<Strin
 mod tests {
     use super::*;
 
-    /// A scratch work directory and its path as make's `M=` would name it.
     /// A scratch work directory and the objects a test links in it.
     struct Work {
         dir: tempfile::TempDir,
