@@ -7,6 +7,7 @@ pub mod refs;
 
 use crate::HashMap;
 use std::borrow::Cow;
+use std::cmp::Ordering;
 
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -524,6 +525,22 @@ impl NameIndex {
     }
 }
 
+/// The order among names of one place (aliases, labels at one address), the same in the
+/// original and patched objects whatever order the compiler or linker wrote them in (ld -r
+/// writes a kernel's global symbols in its hash table's order): global before weak before
+/// local (a global name needs no klp relocation), then by name.
+fn same_place_order(obj: &ElfObject<'_>, syms: &[SymInfo], a: SymbolId, b: SymbolId) -> Ordering {
+    let rank = |id: SymbolId| match obj.symbol(id).bind() {
+        b if b == object::elf::STB_GLOBAL.0 => 0,
+        b if b == object::elf::STB_LOCAL.0 => 2,
+        _ => 1,
+    };
+    rank(a)
+        .cmp(&rank(b))
+        .then_with(|| syms[a.index()].name.cmp(syms[b.index()].name))
+        .then(a.cmp(&b))
+}
+
 /// The hash [`NameIndex`] sorts names by.
 fn name_hash(name: &str) -> u32 {
     xxh3_64(name.as_bytes()) as u32
@@ -627,22 +644,12 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             }
         }
         let by_name = NameIndex::new(by_name, &syms);
-        // Aliases (the same bytes under several names) in an order of their own, not the
-        // table's: a reference into them resolves to the first ([`ObjInfo::symbol_at`]), and
-        // the original and patched objects must pick the same one whatever order the
-        // compiler or linker wrote them in. Global before weak before local (a global name
-        // needs no klp relocation), then by name.
-        let alias_rank = |id: SymbolId| match obj.symbol(id).bind() {
-            b if b == object::elf::STB_GLOBAL.0 => 0,
-            b if b == object::elf::STB_LOCAL.0 => 2,
-            _ => 1,
-        };
+        // Aliases (the same bytes under several names) in their own order, not the table's:
+        // a reference into them resolves to the first ([`ObjInfo::symbol_at`]).
         ranges.sort_unstable_by(|&(sa, (a0, a1, a)), &(sb, (b0, b1, b))| {
             (sa, a0, a1)
                 .cmp(&(sb, b0, b1))
-                .then_with(|| alias_rank(a).cmp(&alias_rank(b)))
-                .then_with(|| syms[a.index()].name.cmp(syms[b.index()].name))
-                .then(a.cmp(&b))
+                .then_with(|| same_place_order(obj, &syms, a, b))
         });
         let ranges = PerSection::from_pairs(secs.len(), ranges);
         for (i, sec) in secs.iter_mut().enumerate() {
@@ -837,6 +844,11 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         for &rs in self.rel_sections.get(section.index()) {
             self.obj.release_relocations(rs);
         }
+    }
+
+    /// The order among names of one place ([`same_place_order`]).
+    pub fn same_place_order(&self, a: SymbolId, b: SymbolId) -> Ordering {
+        same_place_order(self.obj, &self.syms, a, b)
     }
 
     /// What a reference to `sym` is hashed by (see [`TargetClass`]).

@@ -776,13 +776,12 @@ fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
         }
     }
     covered.sort_unstable();
-    // Labels at the same place in name order, not the table's (a gap is named after the
-    // last label before it: the same one in both objects whatever order they were written).
+    // Labels at one address in their own order, not the table's: a gap is named after the
+    // last label before it.
     labels.sort_unstable_by(|a, b| {
         (a.0, a.1)
             .cmp(&(b.0, b.1))
-            .then_with(|| info.sym(a.2).name.cmp(info.sym(b.2).name))
-            .then(a.2.cmp(&b.2))
+            .then_with(|| info.same_place_order(a.2, b.2))
     });
     let mut out = Vec::new();
     let mut seen: HashMap<(String, String), u32> = HashMap::default();
