@@ -75,7 +75,7 @@ fn scope_keys(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> (ScopeKeys, 
                     names
                         .entry(f)
                         .or_default()
-                        .insert((false, si.stable_name()));
+                        .insert((false, info.stable_name(id)));
                 }
             }
         }
@@ -92,7 +92,7 @@ fn scope_keys(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> (ScopeKeys, 
                         continue;
                     };
                     if let Some(user) = info.symbol_at(sec, r.offset as i64) {
-                        let name = info.sym(user).stable_name();
+                        let name = info.stable_name(user);
                         names.entry(f).or_default().insert((true, name));
                     }
                 }
@@ -226,7 +226,7 @@ fn group<'k>(info: &'k ObjInfo<'_, '_>, files: &ScopeNumbers) -> HashMap<GroupKe
         let name = if s.place == SymbolPlace::Undefined {
             si.name
         } else {
-            si.stable_name()
+            info.stable_name(id)
         };
         let kind = if s.place == SymbolPlace::Undefined {
             9
@@ -602,7 +602,7 @@ pub fn correlate(
             if si.static_local {
                 let scope = si.file.and_then(|f| files.get(&f).cloned());
                 let e = statics
-                    .entry((scope, si.stable_name().to_string()))
+                    .entry((scope, info.stable_name(id).to_string()))
                     .or_default();
                 if side == 0 {
                     e.0.push(id);
@@ -642,12 +642,12 @@ pub fn correlate(
         let Some(pp) = twins.of_orig(op) else {
             continue;
         };
-        let want = orig.sym(o).stable_name();
+        let want = orig.stable_name(o);
         let cands: Vec<SymbolId> = patched
             .children(pp)
             .iter()
             .copied()
-            .filter(|&c| patched.sym(c).stable_name() == want && twins.of_patched(c).is_none())
+            .filter(|&c| patched.stable_name(c) == want && twins.of_patched(c).is_none())
             .collect();
         if cands.len() == 1 {
             twins.pair(o, cands[0]);

@@ -202,9 +202,6 @@ pub struct SymInfo<'a> {
     /// Name, borrowed from the object (`diff` refuses an object with a name that is not
     /// UTF-8: no compiler writes one).
     pub name: &'a str,
-    /// The stable name ([`crate::stable_name`]) when it is not the name itself (few are: a
-    /// kernel has hundreds of thousands of symbols); read it with [`SymInfo::stable_name`].
-    stable: Option<Box<str>>,
     /// Kind.
     pub kind: SymKind,
     /// The FILE symbol whose scope a local symbol is in.
@@ -217,14 +214,13 @@ pub struct SymInfo<'a> {
     pub prefix: Option<SymbolId>,
     /// A function-scope static (`name.N`), correlated by its users.
     pub static_local: bool,
+    /// The stable name ([`crate::stable_name`]) is not the name itself: it is kept apart
+    /// ([`ObjInfo::stable_name`]).
+    has_stable: bool,
 }
 
-impl SymInfo<'_> {
-    /// The name with the compiler's counters dropped (see [`crate::stable_name`]).
-    pub fn stable_name(&self) -> &str {
-        self.stable.as_deref().unwrap_or(self.name)
-    }
-}
+// A kernel object has hundreds of thousands of symbols: keep each symbol's facts at four words.
+const _: () = assert!(std::mem::size_of::<SymInfo<'static>>() == 32);
 
 /// Per-section facts.
 #[derive(Debug, Clone)]
@@ -388,6 +384,10 @@ pub struct ObjInfo<'a, 'data> {
     pub arch: &'static dyn Arch,
     /// Facts per symbol, indexed by `SymbolId::index()`.
     pub syms: Vec<SymInfo<'a>>,
+    /// The stable names ([`crate::stable_name`]) that are not the name itself (few are: a
+    /// kernel has hundreds of thousands of symbols), by symbol; read with
+    /// [`ObjInfo::stable_name`].
+    stable: HashMap<SymbolId, Box<str>>,
     /// Facts per section, indexed by `SectionId::index()`.
     pub secs: Vec<SecInfo>,
     /// Every symbol but FILE symbols, sorted by the hash of its full name and the name
@@ -598,6 +598,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         let rel_sections = PerSection::from_pairs(secs.len(), rel_sections);
 
         let mut syms: Vec<SymInfo<'a>> = Vec::with_capacity(obj.symbol_arena_len());
+        let mut stable: HashMap<SymbolId, Box<str>> = HashMap::default();
         let mut by_name: Vec<(u32, SymbolId)> = Vec::with_capacity(obj.symbol_arena_len());
         let mut current_file: Option<SymbolId> = None;
         let mut ranges: Vec<(usize, (u32, u32, SymbolId))> = Vec::new();
@@ -607,11 +608,14 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             // Names are UTF-8: `diff` refuses an object with one that is not (`check_object`).
             let name = std::str::from_utf8(&s.name).unwrap_or_default();
             let kind = sym_kind(s.kind());
+            let stable_form = stable_name(name);
+            let has_stable = stable_form != name;
+            if has_stable {
+                stable.insert(id, stable_form.into());
+            }
             syms.push(SymInfo {
-                stable: Some(stable_name(name))
-                    .filter(|stable| *stable != name)
-                    .map(|stable| stable.into()),
                 name,
+                has_stable,
                 kind,
                 file: None,
                 never_correlate: false,
@@ -726,8 +730,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 _ if info.kind == SymKind::Other && s.is_local() && s.section().is_some() => true,
                 _ => false,
             };
-            let static_local =
-                !never && local_object && name.contains('.') && name != info.stable_name();
+            let static_local = !never && local_object && name.contains('.') && info.has_stable;
             let info = &mut syms[id.index()];
             info.never_correlate = never;
             info.static_local = static_local;
@@ -777,6 +780,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             obj,
             arch,
             syms,
+            stable,
             secs,
             by_name,
             children,
@@ -908,6 +912,15 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     /// Facts about a symbol.
     pub fn sym(&self, id: SymbolId) -> &SymInfo<'a> {
         &self.syms[id.index()]
+    }
+
+    /// The name of `id` with the compiler's counters dropped (see [`crate::stable_name`]).
+    pub fn stable_name(&self, id: SymbolId) -> &str {
+        let si = &self.syms[id.index()];
+        match si.has_stable {
+            true => self.stable.get(&id).map_or(si.name, |s| s),
+            false => si.name,
+        }
     }
 
     /// The `.cold` split-offs of function `id` (whose `parent` is `id`).

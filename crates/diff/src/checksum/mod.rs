@@ -246,7 +246,7 @@ impl Ctx<'_, '_, '_, '_> {
         match twin {
             None => {
                 h.both(b"S");
-                h.both(info.sym(sym).stable_name().as_bytes());
+                h.both(info.stable_name(sym).as_bytes());
                 h.both(&[0]);
             }
             Some(Some(pair)) => {
@@ -638,12 +638,12 @@ fn symbol_sums(
             h.both(b"F");
             hash_code(&mut h, ctx, sec, s.value, s.value.saturating_add(s.size));
             let mut children = info.children(id).to_vec();
-            children.sort_by(|a, b| info.sym(*a).stable_name().cmp(info.sym(*b).stable_name()));
+            children.sort_by(|a, b| info.stable_name(*a).cmp(info.stable_name(*b)));
             for c in children {
                 let cs = info.obj.symbol(c);
                 if let Some(csec) = cs.section() {
                     h.both(b"K");
-                    h.both(info.sym(c).stable_name().as_bytes());
+                    h.both(info.stable_name(c).as_bytes());
                     hash_code(
                         &mut h,
                         ctx,
