@@ -603,7 +603,8 @@ pub fn compute(info: &ObjInfo<'_, '_>, sites: &Sites, identity: Identity<'_>) ->
     // (a sum does not depend on the order: hashes of shared content are memoized only where
     // they do not depend on where the hashing started).
     let mut behind = info.obj.release_behind();
-    for id in info.obj.symbols_by_section() {
+    let by_section = info.obj.symbols_by_section();
+    for &id in &by_section {
         if let Some(sec) = info.obj.symbol(id).section() {
             behind.reached(sec);
         }
@@ -614,7 +615,9 @@ pub fn compute(info: &ObjInfo<'_, '_>, sites: &Sites, identity: Identity<'_>) ->
     }
     // Only the functions' own checksums read the annotations: not kept for the code-gap scan.
     drop(annotations);
-    out.gaps = code_gaps(&mut ctx);
+    // Nor the content hashes (a cache: the few gaps that reach data hash it again).
+    ctx.memo = HashMap::default();
+    out.gaps = code_gaps(&mut ctx, &by_section);
     out
 }
 
@@ -739,64 +742,60 @@ impl<'i, 'a, 'd, 't, 's> LineSums<'i, 'a, 'd, 't, 's> {
     }
 }
 
-/// The entries of section `sec` in `list`, sorted by section.
-fn of_section<T>(list: &[(SectionId, u64, T)], sec: SectionId) -> &[(SectionId, u64, T)] {
-    let lo = list.partition_point(|e| e.0 < sec);
-    let hi = list.partition_point(|e| e.0 <= sec);
-    &list[lo..hi]
-}
-
 /// The runs of run-time code (not `__init`/`__exit`) that no function or object symbol
 /// covers, alignment padding trimmed (see [`klpforge_arch::Arch::is_padding`]), each hashed
 /// like a function's code.
-fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
+fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>, by_section: &[SymbolId]) -> Vec<CodeGap> {
     let info = ctx.info;
-    // What covers the run-time code and the labels in it, by section (flat, sorted: a
-    // kernel has tens of thousands of code sections).
-    let mut covered: Vec<(SectionId, u64, u64)> = Vec::new();
-    let mut labels: Vec<(SectionId, u64, SymbolId)> = Vec::new();
-    for (id, s) in info.obj.symbols() {
-        let Some(sec) = s.section() else { continue };
-        if info.sec(sec).kind != SecKind::Text || info.sec(sec).init {
-            continue;
-        }
-        let si = info.sym(id);
-        match si.kind {
-            SymKind::Function | SymKind::Object if s.size > 0 => {
-                covered.push((sec, s.value, s.value.saturating_add(s.size)))
-            }
-            SymKind::Function | SymKind::Other
-                if !si.name.is_empty()
-                    && !si.name.starts_with(".L")
-                    && !si.name.starts_with('$') =>
-            {
-                labels.push((sec, s.value, id));
-            }
-            _ => {}
-        }
-    }
-    covered.sort_unstable();
-    // Labels at one address in their own order, not the table's: a gap is named after the
-    // last label before it.
-    labels.sort_unstable_by(|a, b| {
-        (a.0, a.1)
-            .cmp(&(b.0, b.1))
-            .then_with(|| info.same_place_order(a.2, b.2))
-    });
     let mut out = Vec::new();
     let mut seen: HashMap<(String, String), u32> = HashMap::default();
+    // What covers the run-time code of a section, and the labels in it: from its symbols
+    // (`by_section` groups them, in section order), one section at a time (a kernel has
+    // tens of thousands of code sections).
+    let mut covered: Vec<(u64, u64)> = Vec::new();
+    let mut labels: Vec<(u64, SymbolId)> = Vec::new();
+    let mut rest = by_section;
     let mut behind = info.obj.release_behind();
     for (sec, s) in info.obj.sections() {
+        let index_of = |id: SymbolId| info.obj.symbol(id).section().map(SectionId::index);
+        let before = rest
+            .iter()
+            .take_while(|&&id| index_of(id) < Some(sec.index()))
+            .count();
+        let here = rest[before..]
+            .iter()
+            .take_while(|&&id| index_of(id) == Some(sec.index()))
+            .count();
+        let (of_sec, after) = rest[before..].split_at(here);
+        rest = after;
         behind.reached(sec);
         if info.sec(sec).kind != SecKind::Text || info.sec(sec).init {
             continue;
         }
+        covered.clear();
+        labels.clear();
+        for &id in of_sec {
+            let sym = info.obj.symbol(id);
+            let si = info.sym(id);
+            match si.kind {
+                SymKind::Function | SymKind::Object if sym.size > 0 => {
+                    covered.push((sym.value, sym.value.saturating_add(sym.size)))
+                }
+                SymKind::Function | SymKind::Other
+                    if !si.name.is_empty()
+                        && !si.name.starts_with(".L")
+                        && !si.name.starts_with('$') =>
+                {
+                    labels.push((sym.value, id));
+                }
+                _ => {}
+            }
+        }
+        covered.sort_unstable();
         let size = s.size();
-        let spans = of_section(&covered, sec);
-        let sec_labels = of_section(&labels, sec);
         let mut runs = Vec::new();
         let mut at = 0u64;
-        for &(_, a, b) in spans {
+        for &(a, b) in &covered {
             if a > at {
                 runs.push((at, a.min(size)));
             }
@@ -805,16 +804,23 @@ fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>) -> Vec<CodeGap> {
         if at < size {
             runs.push((at, size));
         }
+        let runs: Vec<(u64, u64)> = runs
+            .into_iter()
+            .filter_map(|(a, b)| trim_padding(info, sec, a, b))
+            .collect();
+        if runs.is_empty() {
+            continue;
+        }
+        // Labels at one address in their own order, not the table's: a gap is named after
+        // the last label before it.
+        labels.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| info.same_place_order(a.1, b.1)));
         let name = s.name_lossy().into_owned();
         for (a, b) in runs {
-            let Some((a, b)) = trim_padding(info, sec, a, b) else {
-                continue;
-            };
-            let label = sec_labels
+            let label = labels
                 .iter()
                 .rev()
-                .find(|&&(_, v, _)| v <= a)
-                .map(|&(_, v, l)| (v, info.sym(l).name));
+                .find(|&&(v, _)| v <= a)
+                .map(|&(v, l)| (v, info.sym(l).name));
             let (base, label) = label.unwrap_or((0, ""));
             let n = seen.entry((name.clone(), label.to_string())).or_default();
             let occurrence = *n;
