@@ -91,7 +91,7 @@ fn scope_keys(orig: &ObjInfo<'_, '_>, patched: &ObjInfo<'_, '_>) -> (ScopeKeys, 
                     let Some(f) = info.sym(sym).file.filter(|&f| shared(f)) else {
                         continue;
                     };
-                    if let Some(user) = info.symbol_at(sec, r.offset as i64) {
+                    if let Some(user) = info.symbol_at(sec, r.offset() as i64) {
                         let name = info.stable_name(user);
                         names.entry(f).or_default().insert((true, name));
                     }
@@ -349,8 +349,8 @@ fn users(info: &ObjInfo<'_, '_>, wanted: &HashSet<SymbolId>) -> Users {
     }
     // The user of a reference: the function or object at its site, a `.cold` part counted as
     // its parent.
-    let user_of = |sec: SectionId, r: &Reloc<'_>| {
-        info.symbol_at(sec, r.offset as i64)
+    let user_of = |sec: SectionId, r: &Reloc| {
+        info.symbol_at(sec, r.offset() as i64)
             .map(|u| info.sym(u).parent.unwrap_or(u))
     };
     // (target, user) pairs already listed: a popular target has tens of thousands of users.

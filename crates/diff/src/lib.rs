@@ -178,7 +178,7 @@ fn first_difference(
         let mut hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let mut refs = Vec::new();
         for r in info.relocations_in(sec, insn.offset(), end) {
-            let off = (r.offset - insn.offset()) as usize;
+            let off = (r.offset() - insn.offset()) as usize;
             let size = info
                 .arch
                 .reloc_info(r.r_type)
@@ -210,7 +210,7 @@ fn first_difference(
                 refs::Target::Section { sec: s, offset } => {
                     format!("{}{offset:+#x}", info.obj.section(s).name_lossy())
                 }
-                refs::Target::Absolute => "abs".into(),
+                refs::Target::Absolute { addend } => format!("abs{addend:+#x}"),
             });
         }
         (hex, refs)

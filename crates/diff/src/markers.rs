@@ -120,7 +120,7 @@ pub(crate) fn markers(p: &ObjInfo<'_, '_>) -> Markers {
                     }
                 }
                 ".discard.klp_callback_ptrs" => {
-                    let holder = p.symbol_at(sec, r.offset as i64);
+                    let holder = p.symbol_at(sec, r.offset() as i64);
                     let kind = holder.and_then(|h| upstream_callback_kind(p.sym(h).name));
                     if let (Some(kind), Some(f)) = (kind, func) {
                         m.callbacks.push((kind, f));

@@ -351,7 +351,7 @@ fn data_escape(info: &ObjInfo<'_, '_>, sym: SymbolId) -> Option<String> {
             if !matches!(r.target, Target::Symbol { sym: t, .. } if t == sym) {
                 continue;
             }
-            let holder = info.symbol_at(sec, r.offset as i64);
+            let holder = info.symbol_at(sec, r.offset() as i64);
             if holder == Some(sym) {
                 continue;
             }
@@ -518,7 +518,7 @@ fn referrers(info: &ObjInfo<'_, '_>) -> HashMap<SymbolId, Vec<Referrer>> {
             }
             let sym = info.sym(sym).parent.unwrap_or(sym);
             let from = info
-                .symbol_at(sec, r.offset as i64)
+                .symbol_at(sec, r.offset() as i64)
                 .filter(|&f| info.sym(f).kind == SymKind::Function)
                 .map(|f| info.sym(f).parent.unwrap_or(f));
             if from == Some(sym) {
@@ -527,7 +527,7 @@ fn referrers(info: &ObjInfo<'_, '_>) -> HashMap<SymbolId, Vec<Referrer>> {
             let how = match kind {
                 SecKind::SpecialAux => Referrer::Replacement,
                 SecKind::Text => match from {
-                    Some(f) if info.is_branch(sec, r) => Referrer::Caller(f),
+                    Some(f) if info.is_branch(sec, r.offset(), r.r_type) => Referrer::Caller(f),
                     f => Referrer::Address(
                         f.map_or_else(|| "code".to_string(), |f| info.sym(f).name.to_string()),
                     ),
@@ -555,7 +555,7 @@ fn check_static_locals(
         let s = orig.obj.symbol(part);
         let Some(sec) = s.section() else { continue };
         for r in orig.relocations(sec) {
-            if r.offset < s.value || r.offset >= s.value + s.size {
+            if r.offset() < s.value || r.offset() >= s.value + s.size {
                 continue;
             }
             if let Target::Symbol { sym, .. } = r.target {

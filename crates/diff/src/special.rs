@@ -95,7 +95,7 @@ pub fn entries(info: &ObjInfo<'_, '_>, sec: SectionId) -> Result<Entries, String
     let mut relocs: Vec<Field> = Vec::new();
     info.visit_relocations_once(sec, |r| {
         relocs.push(Field {
-            offset: r.offset,
+            offset: r.offset(),
             r_type: r.r_type,
             target: target_class(info, r),
         })
@@ -156,7 +156,7 @@ pub fn entry_relevant(
         };
         info.relocations(rsec)
             .iter()
-            .filter(|r2| r2.offset >= rs.value && r2.offset < rs.value + rs.size)
+            .filter(|r2| r2.offset() >= rs.value && r2.offset() < rs.value + rs.size)
             .any(|r2| match r2.target {
                 Target::Symbol { sym, .. } if info.sym(sym).name.starts_with("__func__") => {
                     let func_name = string_at(info.symbol_bytes(sym), 0);
@@ -297,7 +297,9 @@ pub fn annotated_starts(info: &ObjInfo<'_, '_>, sec: SectionId) -> Vec<u64> {
     let data = info.obj.section(ann).bytes();
     let endian = info.obj.header.endian.to_object();
     let mut out = Vec::new();
-    for r in info.relocations(ann) {
+    // The symbol and addend as written (the entries point into `sec` through its section
+    // symbol or a symbol in it): from the object's own table.
+    for r in info.model_relocations(ann).flatten() {
         let off = r.offset as usize;
         if off % 8 != 0 || off + 8 > data.len() {
             continue;
@@ -336,7 +338,7 @@ pub struct Field {
 pub fn target_class(info: &ObjInfo<'_, '_>, r: &Reloc) -> u8 {
     let code = |s: SectionId| matches!(info.sec(s).kind, SecKind::Text | SecKind::SpecialAux);
     match r.target {
-        Target::Absolute => 0,
+        Target::Absolute { .. } => 0,
         Target::Section { sec, .. } if code(sec) => 1,
         Target::Symbol { sym, .. } if info.obj.symbol(sym).section().is_some_and(code) => 1,
         _ => 3,

@@ -236,14 +236,14 @@ fn per_site_tables_read_once_answer_as_the_kept_table() {
     let sec = i
         .section_named(b".call_sites")
         .expect("the .call_sites section");
-    let listed = |rs: &[klpforge_diff::analyze::Reloc<'_>]| -> Vec<(u64, Target)> {
-        rs.iter().map(|r| (r.offset, r.target)).collect()
+    let listed = |rs: &[klpforge_diff::analyze::Reloc]| -> Vec<(u64, Target)> {
+        rs.iter().map(|r| (r.offset(), r.target)).collect()
     };
     let ranges = [(0, 8), (8, 24), (4, 20), (24, 40), (0, 64), (16, 16)];
     // Read once before the table is kept, then kept, then read once again (now borrowed).
     for _ in 0..2 {
         let mut visited = Vec::new();
-        i.visit_relocations_once(sec, |r| visited.push((r.offset, r.target)));
+        i.visit_relocations_once(sec, |r| visited.push((r.offset(), r.target)));
         let once: Vec<_> = ranges
             .iter()
             .map(|&(a, b)| listed(&i.relocations_in_once(sec, a, b)))

@@ -342,37 +342,36 @@ impl<T> std::ops::Index<usize> for PerSection<T> {
     }
 }
 
-/// A relocation and what it refers to, resolved once in [`ObjInfo::new`]. Dereferences to
-/// the relocation itself.
+/// A relocation and what it refers to, resolved once in [`ObjInfo::new`]. The entry itself
+/// is read only where a table is resolved: later phases read this table alone (a kernel's
+/// relocation tables stay in the file, and so out of memory).
 #[derive(Debug, Clone, Copy)]
-pub struct Reloc<'a> {
-    /// Where it applies (the relocation's `r_offset`, kept here too: offset searches then
-    /// read this table alone instead of following a pointer per step).
-    pub offset: u64,
-    /// The relocation as stored (in the object's model: not copied, a kernel has millions).
-    pub rel: &'a Relocation,
+pub struct Reloc {
+    /// Where it applies (`r_offset`). Sections are smaller than 4 GiB (`check_object`); an
+    /// offset past 4 GiB, past every section's end, is kept as `u32::MAX`, past it as well.
+    at: u32,
+    /// Raw `r_type`; see `klpforge-arch` for its meaning.
+    pub r_type: u32,
     /// What it refers to, independent of layout.
     pub target: crate::refs::Target,
 }
 
-// A kernel object has millions: keep each at four words.
-const _: () = assert!(std::mem::size_of::<Reloc<'static>>() == 32);
+// A kernel object has millions: keep each at three words.
+const _: () = assert!(std::mem::size_of::<Reloc>() == 24);
 
-impl<'a> Reloc<'a> {
+impl Reloc {
     /// `r`, which applies to section `sec` of `info`'s object, with its target resolved.
-    fn resolved(info: &ObjInfo<'a, '_>, sec: SectionId, r: &'a Relocation) -> Reloc<'a> {
+    fn resolved(info: &ObjInfo<'_, '_>, sec: SectionId, r: &Relocation) -> Reloc {
         Reloc {
-            offset: r.offset,
-            rel: r,
+            at: u32::try_from(r.offset).unwrap_or(u32::MAX),
+            r_type: r.r_type,
             target: crate::refs::resolve(info, sec, r),
         }
     }
-}
 
-impl std::ops::Deref for Reloc<'_> {
-    type Target = Relocation;
-    fn deref(&self) -> &Relocation {
-        self.rel
+    /// Where it applies (`r_offset`) in the section.
+    pub fn offset(&self) -> u64 {
+        self.at.into()
     }
 }
 
@@ -417,12 +416,12 @@ pub struct ObjInfo<'a, 'data> {
     /// are resolved during the analysis, into one flat table; tables of per-site entries
     /// (`.orc_unwind_ip`, `.call_sites`: half of a kernel's relocations) and of debug and
     /// metadata sections when first asked for, which for the original object is mostly never.
-    eager: PerSection<Reloc<'a>>,
+    eager: PerSection<Reloc>,
     /// Per section: its slot in `lazy` when its table is resolved only once asked for
     /// (`u32::MAX` otherwise).
     lazy_slot: Vec<u32>,
     /// The tables resolved on demand.
-    lazy: Vec<LazyTable<'a>>,
+    lazy: Vec<LazyTable>,
     /// Boundaries of the anonymous pieces of each section (index = section arena slot):
     /// every offset something refers to without a symbol, every symbol start and end, and
     /// the section's ends, sorted. Empty for sections nothing refers into anonymously.
@@ -987,7 +986,10 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
 
     /// The relocation tables of the model that apply to `section` (usually one), unresolved
     /// and in file order.
-    fn model_relocations(&self, section: SectionId) -> impl Iterator<Item = &'a [Relocation]> + '_ {
+    pub fn model_relocations(
+        &self,
+        section: SectionId,
+    ) -> impl Iterator<Item = &'a [Relocation]> + '_ {
         let obj: &'a ElfObject<'data> = self.obj;
         self.rel_sections
             .get(section.index())
@@ -995,8 +997,28 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             .map(move |&rs| obj.section(rs).relocations().unwrap_or(&[]))
     }
 
+    /// The symbol that relocation `r` of `section` names as written (a section symbol, a
+    /// label or the target itself), from the model's table: its entry at the same offset of
+    /// the same type. For the few readers that keep the assembler's form.
+    pub fn written_symbol(&self, section: SectionId, r: &Reloc) -> Option<SymbolId> {
+        let same = |e: &&Relocation| e.offset == r.offset() && e.r_type == r.r_type;
+        for table in self.model_relocations(section) {
+            // Assemblers write tables in offset order: search there first, then scan (a
+            // table in another order).
+            let from = table.partition_point(|e| e.offset < r.offset());
+            let near = table[from..]
+                .iter()
+                .take_while(|e| e.offset == r.offset())
+                .find(same);
+            if let Some(e) = near.or_else(|| table.iter().find(same)) {
+                return e.symbol;
+            }
+        }
+        None
+    }
+
     /// The relocations applying to `section`, sorted by offset, with their targets.
-    pub fn relocations(&self, section: SectionId) -> &[Reloc<'a>] {
+    pub fn relocations(&self, section: SectionId) -> &[Reloc] {
         match self.lazy_table(section) {
             Some(lazy) => lazy.resolved.get_or_init(|| resolve_section(self, section)),
             None => self.eager.get(section.index()),
@@ -1004,7 +1026,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     }
 
     /// The slot of `section`'s table when it is resolved only on demand.
-    fn lazy_table(&self, section: SectionId) -> Option<&LazyTable<'a>> {
+    fn lazy_table(&self, section: SectionId) -> Option<&LazyTable> {
         match self.lazy_slot.get(section.index()) {
             Some(&k) if k != u32::MAX => self.lazy.get(k as usize),
             _ => None,
@@ -1033,7 +1055,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     /// Visit [`ObjInfo::relocations`] of `section` in order, for a reader that visits the
     /// table once: a table resolved on demand and not kept yet is resolved as it is visited
     /// and not kept (a kernel's per-site tables are most of its relocations).
-    pub fn visit_relocations_once(&self, section: SectionId, mut visit: impl FnMut(&Reloc<'a>)) {
+    pub fn visit_relocations_once(&self, section: SectionId, mut visit: impl FnMut(&Reloc)) {
         match self.unresolved_in_order(section) {
             Some(table) => {
                 // A kernel's largest tables (ORC, call and return sites) are megabytes each:
@@ -1063,7 +1085,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         section: SectionId,
         start: u64,
         end: u64,
-    ) -> Cow<'_, [Reloc<'a>]> {
+    ) -> Cow<'_, [Reloc]> {
         if let Some(table) = self.unresolved_in_order(section) {
             let rest = &table[table.partition_point(|r| r.offset < start)..];
             let range = &rest[..rest.partition_point(|r| r.offset < end)];
@@ -1078,7 +1100,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     }
 
     /// The relocations applying to `[start, end)` of `section`.
-    pub fn relocations_in(&self, section: SectionId, start: u64, end: u64) -> &[Reloc<'a>] {
+    pub fn relocations_in(&self, section: SectionId, start: u64, end: u64) -> &[Reloc] {
         relocs_in(self.relocations(section), start, end)
     }
 
@@ -1091,12 +1113,13 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         Some((bytes, (offset - start) as usize))
     }
 
-    /// Whether relocation `r` of code section `sec` is the target of a call or jump (rather
-    /// than an address the code takes), as the architecture tells from the instruction.
-    pub fn is_branch(&self, sec: SectionId, r: &Relocation) -> bool {
-        match self.insn_holding(sec, r.offset) {
-            Some((bytes, at)) => self.arch.reloc_is_branch(bytes, at, r.r_type),
-            None => self.arch.reloc_is_branch(&[], 0, r.r_type),
+    /// Whether the relocation of type `r_type` at `offset` of code section `sec` is the target
+    /// of a call or jump (rather than an address the code takes), as the architecture tells
+    /// from the instruction.
+    pub fn is_branch(&self, sec: SectionId, offset: u64, r_type: u32) -> bool {
+        match self.insn_holding(sec, offset) {
+            Some((bytes, at)) => self.arch.reloc_is_branch(bytes, at, r_type),
+            None => self.arch.reloc_is_branch(&[], 0, r_type),
         }
     }
 
@@ -1114,7 +1137,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             crate::refs::Target::Section { sec, offset } if self.is_anchored(sec) => (sec, offset),
             _ => return None,
         };
-        let (insn, _) = self.insn_holding(sec, r.offset)?;
+        let (insn, _) = self.insn_holding(sec, r.offset())?;
         self.arch
             .materializes_address(insn, r.r_type)
             .then_some(Anchor {
@@ -1153,7 +1176,8 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         let s = self.obj.symbol(id);
         let Some(sec) = s.section() else { return false };
         for r in self.relocations_in(sec, s.value, s.value.saturating_add(33)) {
-            if let Some(t) = r.symbol {
+            // A call names its callee (resolved to itself: a named symbol).
+            if let crate::refs::Target::Symbol { sym: t, .. } = r.target {
                 let n = self.syms[t.index()].name;
                 if n == "__fentry__" || n == "_mcount" || n == "__mcount" || n == "mcount" {
                     return true;
@@ -1203,37 +1227,37 @@ fn ftrace_sites(info: &ObjInfo<'_, '_>) -> Vec<Vec<i64>> {
 }
 
 /// The relocations of a table sorted by offset whose offsets lie in `[start, end)`.
-pub fn relocs_in<'r, 'a>(relocs: &'r [Reloc<'a>], start: u64, end: u64) -> &'r [Reloc<'a>] {
+pub fn relocs_in(relocs: &[Reloc], start: u64, end: u64) -> &[Reloc] {
     // A function alone in its section (`-ffunction-sections`) asks for the whole table.
     if let (Some(first), Some(last)) = (relocs.first(), relocs.last()) {
-        if first.offset >= start && last.offset < end {
+        if first.offset() >= start && last.offset() < end {
             return relocs;
         }
     }
-    let rest = &relocs[relocs.partition_point(|r| r.offset < start)..];
+    let rest = &relocs[relocs.partition_point(|r| r.offset() < start)..];
     // The range is usually short and the table long (a kernel's `.altinstr_replacement` or
     // assembly `.text`): gallop forward from its start rather than search all the rest.
     let (mut below, mut step) = (0, 1);
-    while below + step <= rest.len() && rest[below + step - 1].offset < end {
+    while below + step <= rest.len() && rest[below + step - 1].offset() < end {
         below += step;
         step *= 2;
     }
     let window = &rest[below..(below + step).min(rest.len())];
-    &rest[..below + window.partition_point(|r| r.offset < end)]
+    &rest[..below + window.partition_point(|r| r.offset() < end)]
 }
 
 /// [`relocs_in`] for ranges visited in ascending order (instructions, table entries): a
 /// walk along the table instead of two binary searches per range. A range starting below
 /// the previous one is looked up afresh, so the answer is always `relocs_in`'s.
-pub struct RelocCursor<'r, 'a> {
-    relocs: &'r [Reloc<'a>],
+pub struct RelocCursor<'r> {
+    relocs: &'r [Reloc],
     pos: usize,
     last_start: u64,
 }
 
-impl<'r, 'a> RelocCursor<'r, 'a> {
+impl<'r> RelocCursor<'r> {
     /// A cursor at the start of `relocs` (sorted by offset).
-    pub fn new(relocs: &'r [Reloc<'a>]) -> Self {
+    pub fn new(relocs: &'r [Reloc]) -> Self {
         RelocCursor {
             relocs,
             pos: 0,
@@ -1242,35 +1266,35 @@ impl<'r, 'a> RelocCursor<'r, 'a> {
     }
 
     /// The relocations whose offsets lie in `[start, end)`.
-    pub fn take(&mut self, start: u64, end: u64) -> &'r [Reloc<'a>] {
+    pub fn take(&mut self, start: u64, end: u64) -> &'r [Reloc] {
         if start < self.last_start {
-            self.pos = self.relocs.partition_point(|r| r.offset < start);
+            self.pos = self.relocs.partition_point(|r| r.offset() < start);
         }
         self.last_start = start;
         let rest = &self.relocs[self.pos..];
-        self.pos += rest.iter().take_while(|r| r.offset < start).count();
+        self.pos += rest.iter().take_while(|r| r.offset() < start).count();
         let rest = &self.relocs[self.pos..];
-        let n = rest.iter().take_while(|r| r.offset < end).count();
+        let n = rest.iter().take_while(|r| r.offset() < end).count();
         &rest[..n]
     }
 }
 
 /// The relocation table of `sec` (see [`ObjInfo::relocations`]).
-fn resolve_section<'a>(info: &ObjInfo<'a, '_>, sec: SectionId) -> Vec<Reloc<'a>> {
+fn resolve_section<'a>(info: &ObjInfo<'a, '_>, sec: SectionId) -> Vec<Reloc> {
     // Sized exactly: the table is kept for the whole diff.
     let mut list = Vec::with_capacity(info.model_relocations(sec).map(<[_]>::len).sum());
     for r in info.model_relocations(sec).flatten() {
         list.push(Reloc::resolved(info, sec, r));
     }
-    list.sort_by_key(|r| r.offset);
+    list.sort_by_key(|r| r.offset());
     list
 }
 
 /// A relocation table resolved only on demand ([`ObjInfo::relocations`]).
 #[derive(Default)]
-struct LazyTable<'a> {
+struct LazyTable {
     /// The resolved table, once asked for.
-    resolved: std::sync::OnceLock<Vec<Reloc<'a>>>,
+    resolved: std::sync::OnceLock<Vec<Reloc>>,
     /// Whether the model's table is in offset order ([`ObjInfo::relocations_in_once`]).
     sorted: std::sync::OnceLock<bool>,
 }
@@ -1290,7 +1314,7 @@ fn resolved_eagerly(kind: SecKind) -> bool {
 
 /// The relocation tables of the sections [`resolved_eagerly`], in one flat table sized
 /// exactly (it is kept for the whole diff).
-fn resolve_eagerly<'a>(info: &ObjInfo<'a, '_>) -> PerSection<Reloc<'a>> {
+fn resolve_eagerly<'a>(info: &ObjInfo<'a, '_>) -> PerSection<Reloc> {
     let eager = |i: usize| resolved_eagerly(info.secs[i].kind);
     let total = (0..info.obj.section_arena_len())
         .filter(|&i| eager(i))
@@ -1311,7 +1335,7 @@ fn resolve_eagerly<'a>(info: &ObjInfo<'a, '_>) -> PerSection<Reloc<'a>> {
         for r in info.model_relocations(sec).flatten() {
             out.push(Reloc::resolved(info, sec, r));
         }
-        out[from..].sort_by_key(|r| r.offset);
+        out[from..].sort_by_key(|r| r.offset());
     })
 }
 
@@ -1417,12 +1441,12 @@ mod tests {
         let table: Vec<Reloc> = model
             .iter()
             .map(|r| Reloc {
-                offset: r.offset,
-                rel: r,
-                target: crate::refs::Target::Absolute,
+                at: r.offset as u32,
+                r_type: r.r_type,
+                target: crate::refs::Target::Absolute { addend: 0 },
             })
             .collect();
-        let offsets = |rs: &[Reloc]| rs.iter().map(|r| r.offset).collect::<Vec<_>>();
+        let offsets = |rs: &[Reloc]| rs.iter().map(Reloc::offset).collect::<Vec<_>>();
         let ranges = [
             (0, 4),
             (4, 5),

@@ -14,8 +14,11 @@ use crate::analyze::{ObjInfo, SecKind};
 /// A layout-independent reference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// No symbol (`r_sym == 0`): an absolute value.
-    Absolute,
+    /// No symbol (`r_sym == 0`): the value is the addend.
+    Absolute {
+        /// `r_addend`.
+        addend: i64,
+    },
     /// A named symbol (defined or not) and the offset from its start that is referred to.
     Symbol {
         /// The symbol.
@@ -50,10 +53,11 @@ pub enum Target {
 }
 
 /// The difference between where a PC-relative relocation's `S + A` points and where the
-/// reference really goes: x86 instructions count from their end; s390 `*DBL` fields sit two
-/// bytes into the instruction they are relative to.
-pub fn pc_bias(info: &ObjInfo<'_, '_>, from: SectionId, r: &Relocation) -> i64 {
-    let kind = info.arch.reloc_info(r.r_type).map(|i| i.kind);
+/// reference really goes, for the relocation of type `r_type` at `offset` of section `from`:
+/// x86 instructions count from their end; s390 `*DBL` fields sit two bytes into the
+/// instruction they are relative to.
+pub fn pc_bias(info: &ObjInfo<'_, '_>, from: SectionId, offset: u64, r_type: u32) -> i64 {
+    let kind = info.arch.reloc_info(r_type).map(|i| i.kind);
     if !matches!(
         kind,
         Some(RelocKind::PcRelative | RelocKind::Branch | RelocKind::GotRelative)
@@ -62,14 +66,10 @@ pub fn pc_bias(info: &ObjInfo<'_, '_>, from: SectionId, r: &Relocation) -> i64 {
     }
     let insn_end = info
         .code(from)
-        .and_then(|c| c.span_at(r.offset))
+        .and_then(|c| c.span_at(offset))
         .map(|(_, end)| end);
-    info.arch.pc_bias(
-        r.r_type,
-        r.offset,
-        insn_end,
-        info.obj.section(from).is_exec(),
-    )
+    info.arch
+        .pc_bias(r_type, offset, insn_end, info.obj.section(from).is_exec())
 }
 
 /// Find the start of the NUL-terminated string containing `offset`.
@@ -91,10 +91,12 @@ pub fn string_at(data: &[u8], start: u64) -> &[u8] {
 /// Resolve relocation `r`, which applies to section `from`.
 pub fn resolve(info: &ObjInfo<'_, '_>, from: SectionId, r: &Relocation) -> Target {
     let Some(sym) = r.symbol else {
-        return Target::Absolute;
+        return Target::Absolute { addend: r.addend };
     };
     let s = info.obj.symbol(sym);
-    let eff = r.addend.saturating_add(pc_bias(info, from, r));
+    let eff = r
+        .addend
+        .saturating_add(pc_bias(info, from, r.offset, r.r_type));
     let SymbolPlace::Section(sec) = s.place else {
         return Target::Symbol { sym, offset: eff };
     };

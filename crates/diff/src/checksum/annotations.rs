@@ -213,7 +213,7 @@ fn hash_site(
     } else if name == "__bug_table" && here.len() >= 2 {
         let line_at = here
             .iter()
-            .map(|r| (r.offset - start) as usize + field_size(info, r))
+            .map(|r| (r.offset() - start) as usize + field_size(info, r.r_type))
             .max()
             .unwrap_or(0);
         let mut masked = bytes.clone();
@@ -224,7 +224,7 @@ fn hash_site(
         h.noline(&bytes);
     }
     for r in here {
-        h.both(&(r.offset - start).to_le_bytes());
+        h.both(&(r.offset() - start).to_le_bytes());
         h.both(&r.r_type.to_le_bytes());
         match r.target {
             Target::Section { sec: aux, offset } if info.sec(aux).kind == SecKind::SpecialAux => {
@@ -273,7 +273,7 @@ fn replacement_length_field(
     let mut cursor = RelocCursor::new(relocs);
     for (start, end) in entries.iter() {
         for r in cursor.take(start, end) {
-            reloc_fields.push((r.offset - start, field_size(info, r) as u64));
+            reloc_fields.push((r.offset() - start, field_size(info, r.r_type) as u64));
             if let Target::Section { sec: aux, offset } = r.target {
                 if let Some(bounds) = aux_bounds.get(&aux) {
                     let a = offset.max(0) as u64;

@@ -65,7 +65,7 @@ pub(super) fn line_arguments(
     // Most code calls none of the callees that take a line: nothing to look at.
     if !relocs
         .iter()
-        .any(|r| r.symbol.is_some_and(|s| callees.contains(&s)))
+        .any(|r| matches!(r.target, Target::Symbol { sym, .. } if callees.contains(&sym)))
     {
         return out;
     }
@@ -99,7 +99,10 @@ pub(super) fn line_arguments(
         // A direct call.
         let call = here.iter().find(|r| arch.is_call(bytes, r.r_type));
         let Some(call) = call else { continue };
-        let callee = call.symbol.map(|s| info.sym(s).name).unwrap_or("");
+        let callee = match call.target {
+            Target::Symbol { sym, .. } => info.sym(sym).name,
+            _ => "",
+        };
         for &(j, arg) in &pending {
             let after_file = file_arg.is_some_and(|f| f == 0 || f + 1 == arg);
             if (arg == 2 && LINE_IN_ARG2.contains(&callee))

@@ -19,7 +19,7 @@
 //! bug-table entries and dynamic-debug descriptors are masked. Two functions whose full
 //! checksums differ but whose line-insensitive ones agree differ only in line numbers.
 
-use klpforge_elf::{Relocation, SectionId, SymbolId};
+use klpforge_elf::{SectionId, SymbolId};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::HashMap;
@@ -280,7 +280,10 @@ impl Ctx<'_, '_, '_, '_> {
             return;
         }
         match target {
-            Target::Absolute => h.both(b"A"),
+            Target::Absolute { addend } => {
+                h.both(b"A");
+                h.both(&addend.to_le_bytes());
+            }
             Target::Symbol { sym, offset } => {
                 let class = info.target_class(sym);
                 if class.by_content() {
@@ -395,7 +398,7 @@ impl Ctx<'_, '_, '_, '_> {
             inner.noline(&bytes);
         }
         for r in relocs {
-            inner.both(&(r.offset - a).to_le_bytes());
+            inner.both(&(r.offset() - a).to_le_bytes());
             inner.both(&r.r_type.to_le_bytes());
             self.hash_target(&mut inner, r.target);
         }
@@ -420,9 +423,9 @@ impl Ctx<'_, '_, '_, '_> {
     }
 }
 
-pub(crate) fn field_size(info: &ObjInfo<'_, '_>, r: &Relocation) -> usize {
+pub(crate) fn field_size(info: &ObjInfo<'_, '_>, r_type: u32) -> usize {
     info.arch
-        .reloc_info(r.r_type)
+        .reloc_info(r_type)
         .map_or(4, |i| usize::from(i.size))
 }
 
@@ -463,7 +466,7 @@ pub(crate) fn hash_code(
         h.both(&rest);
         for r in relocs_in(relocs, covered, end) {
             h.both(&r.r_type.to_le_bytes());
-            h.both(&(r.offset - covered).to_le_bytes());
+            h.both(&(r.offset() - covered).to_le_bytes());
             ctx.hash_target(h, r.target);
         }
     }
@@ -478,7 +481,7 @@ fn hash_insns(
     ctx: &mut Ctx<'_, '_, '_, '_>,
     sec: SectionId,
     (start, end): (u64, u64),
-    relocs: &[Reloc<'_>],
+    relocs: &[Reloc],
     each: impl Iterator<Item = (CodeInsn, Option<u8>)>,
 ) -> u64 {
     let info = ctx.info;
@@ -498,8 +501,8 @@ fn hash_insns(
         h.full.update(&data[a as usize..b as usize]);
         let bytes = &mut h.full.0[at..];
         for r in here {
-            let off = (r.offset - a) as usize;
-            let size = field_size(info, r).min(bytes.len().saturating_sub(off));
+            let off = (r.offset() - a) as usize;
+            let size = field_size(info, r.r_type).min(bytes.len().saturating_sub(off));
             bytes[off..off + size].fill(0);
         }
         let mut branch_target = None;
@@ -545,7 +548,7 @@ fn hash_insns(
         }
         for r in here {
             h.both(&r.r_type.to_le_bytes());
-            h.both(&((r.offset - a) as u32).to_le_bytes());
+            h.both(&((r.offset() - a) as u32).to_le_bytes());
             ctx.hash_target(h, r.target);
             if let Some(anchor) = info.anchor(sec, r) {
                 ctx.anchor_layout(h, anchor);
@@ -582,8 +585,8 @@ pub(crate) fn masked_bytes(
         _ => section.bytes()[start as usize..end as usize].to_vec(),
     };
     for r in relocs {
-        let off = (r.offset - start) as usize;
-        let size = field_size(info, r).min(bytes.len().saturating_sub(off));
+        let off = (r.offset() - start) as usize;
+        let size = field_size(info, r.r_type).min(bytes.len().saturating_sub(off));
         bytes[off..off + size].fill(0);
     }
     bytes

@@ -43,7 +43,7 @@ impl Cloner<'_, '_, '_, '_, '_> {
             seen.push(a);
             if let Some(why) = self.anchor_layout_differs(a) {
                 let name = &p.sym(psym).name;
-                let site = r.offset - p.obj.symbol(psym).value;
+                let site = r.offset() - p.obj.symbol(psym).value;
                 self.refusals.push(refusal(
                     name,
                     format!(

@@ -63,7 +63,7 @@ impl Cloner<'_, '_, '_, '_, '_> {
                 && self.changed.contains(&psym)
                 && !code_location
                 && at_start
-                && !p.is_branch(psec, r)
+                && !p.is_branch(psec, r.offset(), r.r_type)
             {
                 if let Some(o) = self.twins.of_patched(psym) {
                     return Decision::Klp(KlpTarget {
@@ -317,9 +317,9 @@ pub(super) fn unit_local_callees(
                     || roots.contains(&sym)
                     || twins.of_patched(sym).is_none()
                     || found.contains(&sym)
-                    || !p.is_branch(sec, r)
+                    || !p.is_branch(sec, r.offset(), r.r_type)
                     || p.arch
-                        .call_can_leave_module(bytes, r.offset as usize, r.r_type)
+                        .call_can_leave_module(bytes, r.offset() as usize, r.r_type)
                 {
                     continue;
                 }

@@ -58,14 +58,14 @@ impl SpecialIndex {
                 // resolved for this walk only: cloning reads few of these entries again.
                 let mut spans = list.iter().enumerate().peekable();
                 p.visit_relocations_once(psec, |r| {
-                    while spans.next_if(|&(_, (_, end))| end <= r.offset).is_some() {}
+                    while spans.next_if(|&(_, (_, end))| end <= r.offset()).is_some() {}
                     let Some(&(e, (start, _))) = spans.peek() else {
                         return;
                     };
                     let Target::Symbol { sym, .. } = r.target else {
                         return;
                     };
-                    if start > r.offset || p.sym(sym).kind != SymKind::Function {
+                    if start > r.offset() || p.sym(sym).kind != SymKind::Function {
                         return;
                     }
                     let e = e as u32;
@@ -224,7 +224,7 @@ impl Cloner<'_, '_, '_, '_, '_> {
             .max(1);
         let at = self.copy_chunk(psec, start, end, out, align);
         for r in here {
-            self.translate(psec, r, out, at + (r.offset - start));
+            self.translate(psec, r, out, at + (r.offset() - start));
         }
         if let Some(partner) = orc {
             self.carry_orc_entry(partner, start / (end - start));

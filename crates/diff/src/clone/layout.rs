@@ -246,7 +246,7 @@ impl Cloner<'_, '_, '_, '_, '_> {
         let out_start = self.copy_chunk(psec, start, end, out, sec.sh_addralign.max(1));
         self.debug(|| format!("clone {}+{start:#x}..{end:#x}", sec.name_lossy()));
         for r in p.relocations_in(psec, start, end) {
-            self.translate(psec, r, out, out_start + (r.offset - start));
+            self.translate(psec, r, out, out_start + (r.offset() - start));
         }
         out
     }
@@ -269,7 +269,7 @@ impl Cloner<'_, '_, '_, '_, '_> {
         let out_start = self.copy_chunk(psec, 0, size, out, sec.sh_addralign.max(1));
         self.debug(|| format!("clone all of {} (a section anchor)", sec.name_lossy()));
         for r in p.relocations_in(psec, 0, size) {
-            self.translate(psec, r, out, out_start + r.offset);
+            self.translate(psec, r, out, out_start + r.offset());
         }
         (out, out_start)
     }

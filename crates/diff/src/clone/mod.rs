@@ -312,9 +312,9 @@ impl<'a, 'oi, 'o, 'pi, 'p> Cloner<'a, 'oi, 'o, 'pi, 'p> {
         let relocs = p.relocations(psec);
         for r in relocs
             .iter()
-            .filter(|r| r.offset >= start && r.offset < end.max(start + 1))
+            .filter(|r| r.offset() >= start && r.offset() < end.max(start + 1))
         {
-            let out_off = out_start + (r.offset - start);
+            let out_off = out_start + (r.offset() - start);
             self.translate(psec, r, out, out_off);
         }
     }
@@ -329,7 +329,7 @@ impl<'a, 'oi, 'o, 'pi, 'p> Cloner<'a, 'oi, 'o, 'pi, 'p> {
     /// Translate relocation `r` of patched section `psec` to output `(out, out_off)`.
     fn translate(&mut self, psec: SectionId, r: &Reloc, out: SectionId, out_off: u64) {
         let p = self.p;
-        let bias = pc_bias(p, psec, r);
+        let bias = pc_bias(p, psec, r.offset(), r.r_type);
         let new = |symbol: Option<SymbolId>, addend: i64| Relocation {
             offset: out_off,
             symbol,
@@ -354,7 +354,7 @@ impl<'a, 'oi, 'o, 'pi, 'p> Cloner<'a, 'oi, 'o, 'pi, 'p> {
             return;
         }
         match r.target {
-            Target::Absolute => self.push_reloc(out, new(None, r.addend)),
+            Target::Absolute { addend } => self.push_reloc(out, new(None, addend)),
             Target::String { sec, start, delta } => {
                 let (osec, at) = self.copy_string(sec, start.into());
                 let sym = self.section_symbol(osec);
@@ -392,13 +392,13 @@ impl<'a, 'oi, 'o, 'pi, 'p> Cloner<'a, 'oi, 'o, 'pi, 'p> {
                     if !p.arch.linked_into_every_module(name) && self.breaks_toc(psec, r) =>
                 {
                     let site = p
-                        .symbol_at(psec, r.offset as i64)
+                        .symbol_at(psec, r.offset() as i64)
                         .map(|f| {
-                            let at = r.offset - p.obj.symbol(f).value;
+                            let at = r.offset() - p.obj.symbol(f).value;
                             format!("{}+{at:#x}", p.sym(f).name)
                         })
                         .unwrap_or_else(|| {
-                            format!("{}+{:#x}", p.obj.section(psec).name_lossy(), r.offset)
+                            format!("{}+{:#x}", p.obj.section(psec).name_lossy(), r.offset())
                         });
                     let caller = site.split('+').next().unwrap_or_default().to_string();
                     self.refusals.push(refusal(
@@ -420,7 +420,9 @@ impl<'a, 'oi, 'o, 'pi, 'p> Cloner<'a, 'oi, 'o, 'pi, 'p> {
                     // and then writes no ORC for the module), and takes a jump in code
                     // through a function symbol (from `.altinstr_replacement` back into
                     // its function) for a sibling call. Data references name the symbol.
-                    let section_form = r.symbol.is_some_and(|s| p.sym(s).kind == SymKind::Section)
+                    let section_form = p
+                        .written_symbol(psec, r)
+                        .is_some_and(|s| p.sym(s).kind == SymKind::Section)
                         && (p.obj.section(psec).is_exec()
                             || p.obj.section(psec).name.starts_with(b".discard."));
                     let cs = self.out.symbol(c);
@@ -498,9 +500,9 @@ impl<'a, 'oi, 'o, 'pi, 'p> Cloner<'a, 'oi, 'o, 'pi, 'p> {
         if !p.obj.section(psec).is_exec() {
             return false;
         }
-        let insn = match p.insn_holding(psec, r.offset) {
+        let insn = match p.insn_holding(psec, r.offset()) {
             Some((bytes, _)) => Some(bytes),
-            None => p.obj.section(psec).bytes().get(r.offset as usize..),
+            None => p.obj.section(psec).bytes().get(r.offset() as usize..),
         };
         insn.is_some_and(|bytes| p.arch.sibling_call_breaks_toc(bytes, r.r_type))
     }
