@@ -365,7 +365,7 @@ pub struct ReleaseBehind<'o, 'data> {
 
 impl ReleaseBehind<'_, '_> {
     /// How far the cursor moves between two releases (few system calls, few pages kept).
-    const STEP: u64 = 2 << 20;
+    const STEP: u64 = 512 << 10;
 
     /// The reader has reached section `id`: everything before it in the file may go.
     pub fn reached(&mut self, id: SectionId) {

@@ -375,6 +375,37 @@ impl Reloc {
     }
 }
 
+/// The stable names that differ from the symbol's name, in one string (a kernel has tens of
+/// thousands: one allocation each, and a hash map over them, took twice the room).
+#[derive(Default)]
+struct StableNames {
+    /// `(symbol, start, end)` in `text`, in symbol order.
+    index: Vec<(SymbolId, u32, u32)>,
+    text: String,
+}
+
+impl StableNames {
+    /// Keep `name` for `id`, which comes after every symbol kept so far.
+    fn push(&mut self, id: SymbolId, name: &str) {
+        let start = self.text.len() as u32;
+        self.text.push_str(name);
+        self.index.push((id, start, self.text.len() as u32));
+    }
+
+    /// Kept for the whole diff: no spare capacity.
+    fn finish(&mut self) {
+        self.index.shrink_to_fit();
+        self.text.shrink_to_fit();
+    }
+
+    /// The stable name kept for `id`.
+    fn get(&self, id: SymbolId) -> Option<&str> {
+        let i = self.index.binary_search_by_key(&id, |e| e.0).ok()?;
+        let (_, start, end) = self.index[i];
+        self.text.get(start as usize..end as usize)
+    }
+}
+
 /// Everything known about one object.
 pub struct ObjInfo<'a, 'data> {
     /// The object.
@@ -386,7 +417,7 @@ pub struct ObjInfo<'a, 'data> {
     /// The stable names ([`crate::stable_name`]) that are not the name itself (few are: a
     /// kernel has hundreds of thousands of symbols), by symbol; read with
     /// [`ObjInfo::stable_name`].
-    stable: HashMap<SymbolId, Box<str>>,
+    stable: StableNames,
     /// Facts per section, indexed by `SectionId::index()`.
     pub secs: Vec<SecInfo>,
     /// Every symbol but FILE symbols, sorted by the hash of its full name and the name
@@ -425,7 +456,7 @@ pub struct ObjInfo<'a, 'data> {
     /// Boundaries of the anonymous pieces of each section (index = section arena slot):
     /// every offset something refers to without a symbol, every symbol start and end, and
     /// the section's ends, sorted. Empty for sections nothing refers into anonymously.
-    pub piece_bounds: PerSection<u64>,
+    pub piece_bounds: PerSection<u32>,
     /// Where ftrace's entry tables (`__patchable_function_entries`, `__mcount_loc`) point,
     /// per code section (index = section arena slot), sorted.
     pub ftrace_sites: PerSection<i64>,
@@ -597,7 +628,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         let rel_sections = PerSection::from_pairs(secs.len(), rel_sections);
 
         let mut syms: Vec<SymInfo<'a>> = Vec::with_capacity(obj.symbol_arena_len());
-        let mut stable: HashMap<SymbolId, Box<str>> = HashMap::default();
+        let mut stable = StableNames::default();
         let mut by_name: Vec<(u32, SymbolId)> = Vec::with_capacity(obj.symbol_arena_len());
         let mut current_file: Option<SymbolId> = None;
         let mut ranges: Vec<(usize, (u32, u32, SymbolId))> = Vec::new();
@@ -610,7 +641,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             let stable_form = stable_name(name);
             let has_stable = stable_form != name;
             if has_stable {
-                stable.insert(id, stable_form.into());
+                stable.push(id, &stable_form);
             }
             syms.push(SymInfo {
                 name,
@@ -623,6 +654,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
                 static_local: false,
             });
         }
+        stable.finish();
         // FILE scopes follow table order; globals have none.
         for (id, s) in obj.symbols() {
             let info = &mut syms[id.index()];
@@ -879,9 +911,9 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         if bounds.is_empty() {
             return (0, size);
         }
-        let i = bounds.partition_point(|&b| b <= at);
-        let start = if i == 0 { 0 } else { bounds[i - 1] };
-        let end = bounds.get(i).copied().unwrap_or(size.max(start));
+        let i = bounds.partition_point(|&b| u64::from(b) <= at);
+        let start = if i == 0 { 0 } else { bounds[i - 1].into() };
+        let end = bounds.get(i).map_or(size.max(start), |&b| b.into());
         (start, end)
     }
 
@@ -917,7 +949,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     pub fn stable_name(&self, id: SymbolId) -> &str {
         let si = &self.syms[id.index()];
         match si.has_stable {
-            true => self.stable.get(&id).map_or(si.name, |s| s),
+            true => self.stable.get(id).unwrap_or(si.name),
             false => si.name,
         }
     }
@@ -1153,7 +1185,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         match self.ranges(sec) {
             [] => self.piece_bounds[sec.index()]
                 .iter()
-                .any(|&b| b > 0 && b < size),
+                .any(|&b| b > 0 && u64::from(b) < size),
             [(start, end, _)] => *start > 0 || u64::from(*end) < size,
             _ => true,
         }
@@ -1340,8 +1372,9 @@ fn resolve_eagerly<'a>(info: &ObjInfo<'a, '_>) -> PerSection<Reloc> {
 }
 
 /// Boundaries of the anonymous pieces of every section (see [`ObjInfo::piece_bounds`]).
-fn anonymous_piece_bounds(info: &ObjInfo<'_, '_>) -> Vec<Vec<u64>> {
-    let mut out: Vec<Vec<u64>> = vec![Vec::new(); info.obj.section_arena_len()];
+fn anonymous_piece_bounds(info: &ObjInfo<'_, '_>) -> Vec<Vec<u32>> {
+    // Bounds lie within their section, below 4 GiB (`check_object`): others are dropped.
+    let mut out: Vec<Vec<u32>> = vec![Vec::new(); info.obj.section_arena_len()];
     let mut behind = info.obj.release_behind();
     for (sec, _) in info.obj.sections() {
         behind.reached(sec);
@@ -1350,7 +1383,9 @@ fn anonymous_piece_bounds(info: &ObjInfo<'_, '_>) -> Vec<Vec<u64>> {
         }
         let mut add = |target: crate::refs::Target| {
             if let crate::refs::Target::Section { sec: t, offset } = target {
-                out[t.index()].push(offset.max(0) as u64);
+                if let Ok(at) = u32::try_from(offset.max(0)) {
+                    out[t.index()].push(at);
+                }
             }
         };
         if resolved_on_demand(info.sec(sec).kind) {
@@ -1371,12 +1406,12 @@ fn anonymous_piece_bounds(info: &ObjInfo<'_, '_>) -> Vec<Vec<u64>> {
         }
         let size = info.obj.section(sec).size();
         list.push(0);
-        list.push(size);
+        list.push(size as u32);
         for &(start, end, _) in info.ranges(sec) {
-            list.push(start.into());
-            list.push(end.into());
+            list.push(start);
+            list.push(end);
         }
-        list.retain(|&x| x <= size);
+        list.retain(|&x| u64::from(x) <= size);
         list.sort_unstable();
         list.dedup();
     }

@@ -342,7 +342,7 @@ impl Ctx<'_, '_, '_, '_> {
         let mut inner = self.hashers();
         inner.both(b"@");
         for &b in &info.piece_bounds[a.sec.index()] {
-            inner.both(&(b as i64).wrapping_sub(a.offset).to_le_bytes());
+            inner.both(&i64::from(b).wrapping_sub(a.offset).to_le_bytes());
         }
         for &(start, end, sym) in info.ranges(a.sec) {
             inner.both(&i64::from(start).wrapping_sub(a.offset).to_le_bytes());
