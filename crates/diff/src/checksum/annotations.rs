@@ -54,9 +54,8 @@ struct SiteSection {
 struct Site {
     start: u64,
     end: u64,
-    /// The function it applies to (the parent, for a `.cold` part).
-    owner: SymbolId,
-    /// Where in it: (0 for the function, 1 for a `.cold` part; offset).
+    /// Where in its function (the parent, for a `.cold` part, which `by_owner` files it
+    /// under): (0 for the function, 1 for a `.cold` part; offset).
     at: (u64, u64),
 }
 
@@ -120,12 +119,7 @@ impl Sites {
                     .entry(owner)
                     .or_default()
                     .push((sections.len() as u32, sites.len() as u32));
-                sites.push(Site {
-                    start,
-                    end,
-                    owner,
-                    at,
-                });
+                sites.push(Site { start, end, at });
             }
             sections.push(SiteSection {
                 sec,
@@ -142,26 +136,8 @@ impl Sites {
     }
 }
 
-/// The entries of every function, hashed (in section and entry order).
-pub(super) fn code_annotations(
-    ctx: &mut Ctx<'_, '_, '_, '_>,
-    sites: &Sites,
-) -> HashMap<SymbolId, Vec<Annotation>> {
-    let mut out: HashMap<SymbolId, Vec<Annotation>> = HashMap::default();
-    for section in &sites.sections {
-        for site in &section.entries {
-            let a = hash_site(ctx, sites, section, site);
-            out.entry(site.owner).or_default().push(a);
-        }
-    }
-    for list in out.values_mut() {
-        finish(list);
-    }
-    out
-}
-
-/// The entries of one function, hashed: what [`code_annotations`] gives it, without hashing
-/// any other function's.
+/// The special entries of one function (the parent, for `.cold` parts), hashed, in site
+/// order.
 pub(super) fn annotations_of(
     ctx: &mut Ctx<'_, '_, '_, '_>,
     sites: &Sites,

@@ -32,8 +32,8 @@ use crate::twins::Twins;
 mod annotations;
 mod lines;
 
+use annotations::annotations_of;
 pub use annotations::Sites;
-use annotations::{annotations_of, code_annotations};
 use lines::line_arguments;
 
 /// Sections of records that carry `__LINE__` in their unrelocated bytes: their content is
@@ -601,24 +601,24 @@ pub fn compute(info: &ObjInfo<'_, '_>, sites: &Sites, identity: Identity<'_>) ->
         gaps: Vec::new(),
     };
     let mut ctx = Ctx::new(info, identity, false);
-    let annotations = code_annotations(&mut ctx, sites);
-    // In file order, giving back the pages behind: each function's code is read once here
-    // (a sum does not depend on the order: hashes of shared content are memoized only where
-    // they do not depend on where the hashing started).
+    // In file order, giving back the pages behind: each function's code is read once here,
+    // and its special entries with it (a sum does not depend on the order: hashes of shared
+    // content are memoized only where they do not depend on where the hashing started).
     let mut behind = info.obj.release_behind();
     let by_section = info.obj.symbols_by_section();
     for &id in &by_section {
         if let Some(sec) = info.obj.symbol(id).section() {
             behind.reached(sec);
         }
-        let own = annotations.get(&id).map_or(&[][..], Vec::as_slice);
-        if let Some((full, _)) = symbol_sums(&mut ctx, own, id) {
+        let own = match info.sym(id).kind {
+            SymKind::Function => annotations_of(&mut ctx, sites, id),
+            _ => Vec::new(),
+        };
+        if let Some((full, _)) = symbol_sums(&mut ctx, &own, id) {
             out.full[id.index()] = full;
         }
     }
-    // Only the functions' own checksums read the annotations: not kept for the code-gap scan.
-    drop(annotations);
-    // Nor the content hashes (a cache: the few gaps that reach data hash it again).
+    // The content hashes are not kept for the code-gap scan (a cache: the few gaps that reach data hash it again).
     ctx.memo = HashMap::default();
     out.gaps = code_gaps(&mut ctx, &by_section);
     out
