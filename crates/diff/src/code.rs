@@ -16,21 +16,35 @@ pub use klpforge_arch::DecodedInsn as CodeInsn;
 pub use klpforge_arch::BranchField as Branch;
 
 /// The decoded instructions of one section, sorted by offset, stored compactly (a kernel has
-/// millions): one length byte per instruction, an offset checkpoint every [`MARK_EVERY`]
-/// instructions and wherever decoding restarted, and the relative branches apart (a few per
-/// hundred bytes). [`CodeMap::range`] and [`CodeMap::insn_at`] give whole instructions back.
-/// A view into the object's [`CodeMaps`] (or a [`CodeMapBuilder`]).
+/// millions): one byte per instruction (its length, and [`HAS_BRANCH`]), an offset checkpoint
+/// every [`MARK_EVERY`] instructions and wherever decoding restarted, and the relative
+/// branches apart (a few per hundred bytes), in instruction order: an instruction's branch is
+/// the one after those of the instructions before it, counted from a checkpoint.
+/// [`CodeMap::range`] and [`CodeMap::insn_at`] give whole instructions back. A view into the
+/// object's [`CodeMaps`] (or a [`CodeMapBuilder`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CodeMap<'m> {
-    /// Length of each instruction, in offset order.
+    /// Length of each instruction, in offset order, with [`HAS_BRANCH`] set for those with a
+    /// relative branch.
     lens: &'m [u8],
     /// `(instruction index, offset)`: every [`MARK_EVERY`]th instruction and the first after a
     /// gap; sorted. The offset of any other instruction follows from the lengths since.
     marks: &'m [(u32, u32)],
-    /// The relative branches: `(instruction index, target minus offset)`, sorted by index.
-    branches: &'m [(u32, i32)],
+    /// For each checkpoint, how many branches the instructions before it have.
+    ranks: &'m [u32],
+    /// The relative branches' targets minus their instructions' offsets, in order.
+    branches: &'m [i32],
     /// Each branch's displacement field ([`pack_field`]), apart: a kernel has millions.
     fields: &'m [u8],
+}
+
+/// The bit of an instruction's length byte that says it has a relative branch (every
+/// instruction set here has instructions shorter than 128 bytes: x86's are at most 15).
+const HAS_BRANCH: u8 = 0x80;
+
+/// An instruction's length from its byte in [`CodeMap::lens`].
+fn length(byte: u8) -> u8 {
+    byte & !HAS_BRANCH
 }
 
 /// The instructions of one section as decoding gives them, in runs ([`CodeMapBuilder::extend`]).
@@ -38,7 +52,8 @@ pub struct CodeMap<'m> {
 pub struct CodeMapBuilder {
     lens: Vec<u8>,
     marks: Vec<(u32, u32)>,
-    branches: Vec<(u32, i32)>,
+    ranks: Vec<u32>,
+    branches: Vec<i32>,
     fields: Vec<u8>,
 }
 
@@ -48,7 +63,8 @@ pub struct CodeMapBuilder {
 pub struct CodeMaps {
     lens: Vec<u8>,
     marks: Vec<(u32, u32)>,
-    branches: Vec<(u32, i32)>,
+    ranks: Vec<u32>,
+    branches: Vec<i32>,
     fields: Vec<u8>,
     /// Per section (arena slot): its map's number in `starts`, or `u32::MAX` for none.
     slot: Vec<u32>,
@@ -70,6 +86,7 @@ impl CodeMaps {
     pub fn push(&mut self, sec: usize, built: &CodeMapBuilder) {
         self.lens.extend_from_slice(&built.lens);
         self.marks.extend_from_slice(&built.marks);
+        self.ranks.extend_from_slice(&built.ranks);
         self.branches.extend_from_slice(&built.branches);
         self.fields.extend_from_slice(&built.fields);
         self.slot[sec] = (self.starts.len() - 1) as u32;
@@ -81,6 +98,7 @@ impl CodeMaps {
     pub fn finish(&mut self) {
         self.lens.shrink_to_fit();
         self.marks.shrink_to_fit();
+        self.ranks.shrink_to_fit();
         self.branches.shrink_to_fit();
         self.fields.shrink_to_fit();
         self.starts.shrink_to_fit();
@@ -93,6 +111,7 @@ impl CodeMaps {
         Some(CodeMap {
             lens: &self.lens[l0..l1],
             marks: &self.marks[m0..m1],
+            ranks: &self.ranks[m0..m1],
             branches: &self.branches[b0..b1],
             fields: &self.fields[b0..b1],
         })
@@ -107,11 +126,17 @@ impl CodeMapBuilder {
             let i = self.lens.len();
             if i % MARK_EVERY == 0 || next != Some(insn.offset()) {
                 self.marks.push((i as u32, insn.offset() as u32));
+                self.ranks.push(self.branches.len() as u32);
             }
-            self.lens.push(insn.length());
-            if let Some(b) = insn.branch() {
-                self.branches
-                    .push((i as u32, (b.target - insn.offset() as i64) as i32));
+            debug_assert!(
+                insn.length() < HAS_BRANCH,
+                "an instruction of 128 bytes or more"
+            );
+            let branch = insn.branch();
+            self.lens
+                .push(length(insn.length()) | if branch.is_some() { HAS_BRANCH } else { 0 });
+            if let Some(b) = branch {
+                self.branches.push((b.target - insn.offset() as i64) as i32);
                 self.fields.push(pack_field(b.disp_offset, b.disp_size));
             }
             next = Some(insn.end());
@@ -125,7 +150,7 @@ impl CodeMapBuilder {
             u64::from(at)
                 + self.lens[i as usize..]
                     .iter()
-                    .map(|&l| u64::from(l))
+                    .map(|&l| u64::from(length(l)))
                     .sum::<u64>(),
         )
     }
@@ -134,6 +159,7 @@ impl CodeMapBuilder {
     fn clear(&mut self) {
         self.lens.clear();
         self.marks.clear();
+        self.ranks.clear();
         self.branches.clear();
         self.fields.clear();
     }
@@ -143,6 +169,7 @@ impl CodeMapBuilder {
         CodeMap {
             lens: &self.lens,
             marks: &self.marks,
+            ranks: &self.ranks,
             branches: &self.branches,
             fields: &self.fields,
         }
@@ -171,23 +198,21 @@ impl<'m> CodeMap<'m> {
         // Offsets were stored as 32 bits (`marks`), branches in the compact form.
         let (delta, disp_offset, disp_size) = branch.map_or((0, 0, 0), |k| {
             let field = self.fields[k];
-            (self.branches[k].1, field >> 4, field & 0xf)
+            (self.branches[k], field >> 4, field & 0xf)
         });
-        CodeInsn::from_compact(offset as u32, self.lens[i], delta, disp_offset, disp_size)
+        CodeInsn::from_compact(
+            offset as u32,
+            length(self.lens[i]),
+            delta,
+            disp_offset,
+            disp_size,
+        )
     }
 
-    /// Instruction `i`, whose offset is `offset`.
-    fn insn(&self, i: usize, offset: u64) -> CodeInsn {
-        let k = self
-            .branches
-            .binary_search_by_key(&(i as u32), |b| b.0)
-            .ok();
-        self.insn_with(i, offset, k)
-    }
-
-    /// The instructions from the last checkpoint at or before `offset` on: `(index, offset)`
-    /// of the first, and the index where the next checkpoint starts (a gap may follow).
-    fn checkpoint_before(&self, offset: u64) -> Option<(usize, u64, usize)> {
+    /// The instructions from the last checkpoint at or before `offset` on: the index and
+    /// offset of the first, the number of branches before it, and the index where the next
+    /// checkpoint starts (a gap may follow).
+    fn checkpoint_before(&self, offset: u64) -> Option<Position> {
         let m = self
             .marks
             .partition_point(|&(_, at)| u64::from(at) <= offset)
@@ -197,31 +222,39 @@ impl<'m> CodeMap<'m> {
             .marks
             .get(m + 1)
             .map_or(self.lens.len(), |&(j, _)| j as usize);
-        Some((i as usize, u64::from(at), stop))
+        Some(Position {
+            i: i as usize,
+            at: u64::from(at),
+            rank: self.ranks[m] as usize,
+            stop,
+        })
     }
 
     /// The instruction containing byte `offset`.
     pub fn insn_at(&self, offset: u64) -> Option<CodeInsn> {
-        let (i, at, _) = self.find(offset)?;
-        Some(self.insn(i, at))
+        let (p, _) = self.find(offset)?;
+        let branch = (self.lens[p.i] & HAS_BRANCH != 0).then_some(p.rank);
+        Some(self.insn_with(p.i, p.at, branch))
     }
 
     /// Where the instruction containing byte `offset` starts and ends (what a reference
     /// inside it needs, without its branch).
     pub fn span_at(&self, offset: u64) -> Option<(u64, u64)> {
-        self.find(offset).map(|(_, at, end)| (at, end))
+        self.find(offset).map(|(p, end)| (p.at, end))
     }
 
-    /// The index, offset and end of the instruction containing byte `offset`.
-    fn find(&self, offset: u64) -> Option<(usize, u64, u64)> {
-        let (mut i, mut at, stop) = self.checkpoint_before(offset)?;
-        while i < stop {
-            let end = at + u64::from(self.lens[i]);
+    /// The instruction containing byte `offset` and its end.
+    fn find(&self, offset: u64) -> Option<(Position, u64)> {
+        let mut p = self.checkpoint_before(offset)?;
+        while p.i < p.stop {
+            let byte = self.lens[p.i];
+            let end = p.at + u64::from(length(byte));
             if offset < end {
-                return Some((i, at, end));
+                return Some((p, end));
             }
-            at = end;
-            i += 1;
+            p.at = end;
+            p.rank += usize::from(byte & HAS_BRANCH != 0);
+            p.i += 1;
         }
         None
     }
@@ -243,21 +276,19 @@ impl<'m> CodeMap<'m> {
                     mark: 1,
                     branch: 0,
                     next_mark: Walk::index_of(self.marks.get(1).map(|x| x.0)),
-                    next_branch: Walk::index_of(self.branches.first().map(|b| b.0)),
                     start,
                     end,
                 };
             }
         }
-        let (i, at) = match self.checkpoint_before(start) {
-            Some((i, at, _)) => (i, at),
+        let (i, at, branch) = match self.checkpoint_before(start) {
+            Some(p) => (p.i, p.at, p.rank),
             None => match self.marks.first() {
-                Some(&(i, at)) => (i as usize, u64::from(at)),
-                None => (self.lens.len(), 0),
+                Some(&(i, at)) => (i as usize, u64::from(at), 0),
+                None => (self.lens.len(), 0, self.branches.len()),
             },
         };
         let mark = self.marks.partition_point(|&(j, _)| (j as usize) <= i);
-        let branch = self.branches.partition_point(|b| (b.0 as usize) < i);
         Walk {
             map: *self,
             i,
@@ -265,7 +296,6 @@ impl<'m> CodeMap<'m> {
             mark,
             branch,
             next_mark: Walk::index_of(self.marks.get(mark).map(|x| x.0)),
-            next_branch: Walk::index_of(self.branches.get(branch).map(|b| b.0)),
             start,
             end,
         }
@@ -278,14 +308,26 @@ pub struct Walk<'m> {
     /// The next instruction's index and offset.
     i: usize,
     at: u64,
-    /// The next checkpoint and branch at or after `i`, and their instruction indexes
-    /// (`usize::MAX`: none left).
+    /// The next checkpoint at or after `i`, and its instruction index (`usize::MAX`: none
+    /// left).
     mark: usize,
-    branch: usize,
     next_mark: usize,
-    next_branch: usize,
+    /// The number of branches before instruction `i` (the index of its branch, if it has one).
+    branch: usize,
     start: u64,
     end: u64,
+}
+
+/// An instruction of a [`CodeMap`] found from a checkpoint.
+#[derive(Clone, Copy)]
+struct Position {
+    /// Its index and offset.
+    i: usize,
+    at: u64,
+    /// The number of branches before it.
+    rank: usize,
+    /// The index of the next checkpoint (where a gap may lie).
+    stop: usize,
 }
 
 impl Walk<'_> {
@@ -311,13 +353,11 @@ impl Iterator for Walk<'_> {
                 self.i = m.lens.len();
                 return None;
             }
-            let here = (i == self.next_branch).then_some(self.branch);
-            if here.is_some() {
-                self.branch += 1;
-                self.next_branch = Self::index_of(m.branches.get(self.branch).map(|b| b.0));
-            }
+            let byte = m.lens[i];
+            let here = (byte & HAS_BRANCH != 0).then_some(self.branch);
+            self.branch += usize::from(here.is_some());
             let at = self.at;
-            self.at += u64::from(m.lens[i]);
+            self.at += u64::from(length(byte));
             self.i += 1;
             if at >= self.start {
                 return Some(m.insn_with(i, at, here));
