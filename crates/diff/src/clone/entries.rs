@@ -22,10 +22,19 @@ use crate::special::{self, OrcPartner};
 /// Built before cloning ([`SpecialIndex::new`]), while correlation runs.
 pub struct SpecialIndex {
     sections: Vec<IndexedSection>,
-    /// Function → the entries referring to it, as runs `(section number, first entry, count)`
-    /// (a function's ORC, call and return sites lie together: a kernel has millions of
-    /// entries, a few hundred thousand runs).
-    by_function: HashMap<SymbolId, Vec<(u32, u32, u32)>>,
+    /// The entries referring to each function, as runs, sorted by function (a function's
+    /// ORC, call and return sites lie together: a kernel has millions of entries, a few
+    /// hundred thousand runs; one flat table, not a list per function).
+    runs: Vec<EntryRun>,
+}
+
+/// Entries `first..first + count` of special section number `section` refer to `function`.
+#[derive(Clone, Copy)]
+struct EntryRun {
+    function: SymbolId,
+    section: u32,
+    first: u32,
+    count: u32,
 }
 
 struct IndexedSection {
@@ -39,7 +48,9 @@ impl SpecialIndex {
     /// Read and index the special sections of `p` (the patched object).
     pub fn new(p: &ObjInfo<'_, '_>) -> SpecialIndex {
         let mut sections = Vec::new();
-        let mut by_function: HashMap<SymbolId, Vec<(u32, u32, u32)>> = HashMap::default();
+        let mut runs: Vec<EntryRun> = Vec::new();
+        // Each function's last run so far (while indexing).
+        let mut last: HashMap<SymbolId, usize> = HashMap::default();
         for (psec, s) in p.obj.sections() {
             if p.sec(psec).kind != SecKind::Special {
                 continue;
@@ -69,11 +80,18 @@ impl SpecialIndex {
                         return;
                     }
                     let e = e as u32;
-                    let runs = by_function.entry(sym).or_default();
-                    match runs.last_mut() {
-                        Some((m, first, count)) if *m == n && *first + *count == e => *count += 1,
-                        Some((m, first, count)) if *m == n && *first + *count > e => {}
-                        _ => runs.push((n, e, 1)),
+                    match last.get(&sym).map(|&k| &mut runs[k]) {
+                        Some(r) if r.section == n && r.first + r.count == e => r.count += 1,
+                        Some(r) if r.section == n && r.first + r.count > e => {}
+                        _ => {
+                            last.insert(sym, runs.len());
+                            runs.push(EntryRun {
+                                function: sym,
+                                section: n,
+                                first: e,
+                                count: 1,
+                            });
+                        }
                     }
                 });
             }
@@ -86,20 +104,20 @@ impl SpecialIndex {
                 orc,
             });
         }
-        SpecialIndex {
-            sections,
-            by_function,
-        }
+        // Each function's runs together, in the order found (a stable sort).
+        runs.sort_by_key(|r| r.function);
+        runs.shrink_to_fit();
+        SpecialIndex { sections, runs }
     }
 
     /// The positions (section number, entry number) of the entries referring to `f`, in order.
     fn entries_of(&self, f: SymbolId) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.by_function
-            .get(&f)
-            .into_iter()
-            .flatten()
-            .flat_map(|&(n, first, count)| {
-                (first..first + count).map(move |e| (n as usize, e as usize))
+        let from = self.runs.partition_point(|r| r.function < f);
+        self.runs[from..]
+            .iter()
+            .take_while(move |r| r.function == f)
+            .flat_map(|r| {
+                (r.first..r.first + r.count).map(move |e| (r.section as usize, e as usize))
             })
     }
 }
