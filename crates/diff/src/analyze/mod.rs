@@ -347,8 +347,9 @@ impl<T> std::ops::Index<usize> for PerSection<T> {
 /// relocation tables stay in the file, and so out of memory).
 #[derive(Debug, Clone, Copy)]
 pub struct Reloc {
-    /// Where it applies (`r_offset`). Sections are smaller than 4 GiB (`check_object`); an
-    /// offset past 4 GiB, past every section's end, is kept as `u32::MAX`, past it as well.
+    /// Where it applies (`r_offset`). Sections are smaller than 4 GiB (`check_object`), so an
+    /// offset of 4 GiB or more lies past the section's end, as does `u32::MAX`, which stands
+    /// for it.
     at: u32,
     /// Raw `r_type`; see `klpforge-arch` for its meaning.
     pub r_type: u32,
@@ -385,7 +386,8 @@ struct StableNames {
 }
 
 impl StableNames {
-    /// Keep `name` for `id`, which comes after every symbol kept so far.
+    /// Keep `name` for `id`, which comes after every symbol kept so far (stable names are
+    /// parts of the names of the string table, smaller than 4 GiB: `check_object`).
     fn push(&mut self, id: SymbolId, name: &str) {
         let start = self.text.len() as u32;
         self.text.push_str(name);
@@ -948,9 +950,10 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     /// The name of `id` with the compiler's counters dropped (see [`crate::stable_name`]).
     pub fn stable_name(&self, id: SymbolId) -> &str {
         let si = &self.syms[id.index()];
-        match si.has_stable {
-            true => self.stable.get(id).unwrap_or(si.name),
-            false => si.name,
+        if si.has_stable {
+            self.stable.get(id).unwrap_or(si.name)
+        } else {
+            si.name
         }
     }
 
