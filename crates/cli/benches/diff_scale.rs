@@ -10,8 +10,8 @@
 //! * linearity: a generated pair at 1x, 2x, 4x and 8x the functions; time and memory per
 //!   size against 1x, and the log-log slope (1.0 = linear);
 //! * the peer: kpatch's `create-diff-object` against `klpforge diff` on every pair of the
-//!   shared corpus, run in turn pair by pair (goal: 10 times faster), when the peer's binary
-//!   is given.
+//!   shared corpus, run in turn pair by pair, each process started directly (goal: 10 times
+//!   faster), when the peer's binary is given.
 //!
 //! Run with `cargo bench -p klpforge --bench diff_scale` (`make bench`). Inputs:
 //!
@@ -367,10 +367,16 @@ fn peer(scratch: &Path) {
         let text = String::from_utf8_lossy(&table.stdout).replace(" [<localentry>: 8]", "");
         std::fs::write(&symtab, text).expect("write the symtab");
         for _ in 0..3 {
-            ours += klpforge_diff(&pair.orig, &pair.patched, &scratch.join("k.o")).wall;
+            ours += wall_time(
+                Command::new(env!("CARGO_BIN_EXE_klpforge"))
+                    .arg("diff")
+                    .arg(&pair.orig)
+                    .arg(&pair.patched)
+                    .arg(scratch.join("k.o")),
+            );
             // The settings the peer's own test needs (its `.env` file; the corpus lists them).
             let overrides = e.hints.iter().filter_map(|h| h.split_once('='));
-            theirs += measure(
+            theirs += wall_time(
                 Command::new(&cdo)
                     .envs(PEER_X86_64_SIZES)
                     .envs(overrides)
@@ -381,8 +387,7 @@ fn peer(scratch: &Path) {
                     .arg("/dev/null")
                     .arg("bench_patch")
                     .arg(scratch.join("p.o")),
-            )
-            .wall;
+            );
         }
         pairs += 1;
     }
@@ -392,6 +397,25 @@ fn peer(scratch: &Path) {
         1000.0 * theirs / (3 * pairs).max(1) as f64,
         theirs / ours
     );
+    // What starting a process costs here, of every pair's time: the floor below any diff.
+    let start = |cmd: &mut Command| (0..20).map(|_| wall_time(cmd)).sum::<f64>() / 20.0;
+    println!(
+        "peer: start-up alone, mean of 20: klpforge --version {:.1} ms, /bin/true {:.1} ms",
+        1000.0 * start(Command::new(env!("CARGO_BIN_EXE_klpforge")).arg("--version")),
+        1000.0 * start(&mut Command::new("true"))
+    );
+}
+
+/// The wall time of running `cmd` to its end, started directly: on pairs of a few kilobytes
+/// both tools take 1-3 ms, of which a wrapper such as `/usr/bin/time` (what [`measure`] runs
+/// for the peak RSS) would add about 1 ms to each.
+fn wall_time(cmd: &mut Command) -> f64 {
+    let started = std::time::Instant::now();
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run a diff");
+    started.elapsed().as_secs_f64()
 }
 
 /// The special-section entry sizes kpatch's x86_64 unit tests give `create-diff-object`.

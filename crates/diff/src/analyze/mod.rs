@@ -229,12 +229,19 @@ pub struct SecInfo {
     pub kind: SecKind,
     /// Part of `__init`/`__exit` code or data: already run and freed, or only run at unload.
     pub init: bool,
+    /// Its records carry `__LINE__` in their unrelocated bytes ([`LINE_RECORD_SECTIONS`],
+    /// and UBSAN's source locations, `.data..Lubsan_data*`).
+    pub line_records: bool,
     /// The largest size among its [`ObjInfo::ranges`] (how far back a symbol containing an
     /// offset can start).
     pub max_len: u32,
     /// Its `STT_SECTION` symbol.
     pub section_symbol: Option<SymbolId>,
 }
+
+/// Sections of records that carry `__LINE__` in their unrelocated bytes (the checksums leave
+/// their content out of the line-insensitive sum).
+pub const LINE_RECORD_SECTIONS: &[&str] = &["__dyndbg", "__verbose", ".printk_index"];
 
 /// The sections gcc groups objects of into section-anchor blocks: its default data sections
 /// (all of a plain object's data; anonymous constants and `.LC` initialisers even with
@@ -612,6 +619,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             .map(|_| SecInfo {
                 kind: SecKind::Other,
                 init: false,
+                line_records: false,
                 max_len: 0,
                 section_symbol: None,
             })
@@ -621,6 +629,9 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             let (kind, init) = classify_section(obj, id);
             secs[id.index()].kind = kind;
             secs[id.index()].init = init;
+            let name = s.name_lossy();
+            secs[id.index()].line_records =
+                LINE_RECORD_SECTIONS.contains(&name.as_ref()) || name.contains("Lubsan");
             if let Some(target) = s.relocation_target() {
                 if target.index() < secs.len() {
                     rel_sections.push((target.index(), id));

@@ -36,11 +36,6 @@ use annotations::annotations_of;
 pub use annotations::Sites;
 use lines::line_arguments;
 
-/// Sections of records that carry `__LINE__` in their unrelocated bytes: their content is
-/// left out of the line-insensitive checksum (their references stay in). UBSAN's source
-/// locations (`.data..Lubsan_data*`) are treated alike.
-const LINE_RECORD_SECTIONS: &[&str] = &["__dyndbg", "__verbose", ".printk_index"];
-
 /// How references to symbols that are correlated between the builds are hashed.
 #[derive(Clone, Copy)]
 pub enum Identity<'t> {
@@ -393,8 +388,9 @@ impl Ctx<'_, '_, '_, '_> {
         inner.both(b"D");
         inner.both(&(bytes.len() as u64).to_le_bytes());
         inner.full.update(&bytes);
-        let name = info.obj.section(sec).name_lossy();
-        if !LINE_RECORD_SECTIONS.contains(&name.as_ref()) && !name.contains("Lubsan") {
+        // Records carrying `__LINE__`: their content is left out of the line-insensitive
+        // checksum (their references stay in).
+        if !info.sec(sec).line_records {
             inner.noline(&bytes);
         }
         for r in relocs {
