@@ -345,7 +345,9 @@ fn peer(scratch: &Path) {
         return;
     }
     let exps = load_expectations(&corpus).expect("corpus expectations");
-    let (mut ours, mut theirs) = (0.0, 0.0);
+    // No phase logging here: the in-process diffs below run as `klpforge build` runs them.
+    log::set_max_level(log::LevelFilter::Info);
+    let (mut ours, mut theirs, mut in_process) = (0.0, 0.0, 0.0);
     let mut pairs = 0;
     for e in &exps {
         // The peer's special-section sizes below are x86_64's (kpatch's unit tests set them
@@ -376,6 +378,7 @@ fn peer(scratch: &Path) {
             );
             // The settings the peer's own test needs (its `.env` file; the corpus lists them).
             let overrides = e.hints.iter().filter_map(|h| h.split_once('='));
+            in_process += diff_in_process(&pair.orig, &pair.patched, &scratch.join("i.o"));
             theirs += wall_time(
                 Command::new(&cdo)
                     .envs(PEER_X86_64_SIZES)
@@ -397,6 +400,11 @@ fn peer(scratch: &Path) {
         1000.0 * theirs / (3 * pairs).max(1) as f64,
         theirs / ours
     );
+    println!(
+        "peer: the same pairs diffed in this process, as `klpforge build` diffs its objects: {:.1} ms per pair, {:.1}x the peer's process",
+        1000.0 * in_process / (3 * pairs).max(1) as f64,
+        theirs / in_process
+    );
     // What starting a process costs here, of every pair's time: the floor below any diff.
     let start = |cmd: &mut Command| (0..20).map(|_| wall_time(cmd)).sum::<f64>() / 20.0;
     println!(
@@ -404,6 +412,26 @@ fn peer(scratch: &Path) {
         1000.0 * start(Command::new(env!("CARGO_BIN_EXE_klpforge")).arg("--version")),
         1000.0 * start(&mut Command::new("true"))
     );
+}
+
+/// The wall time of diffing `orig` and `patched` in this process, reading both and writing
+/// the diff object when there is one (what `klpforge diff` does but start).
+fn diff_in_process(orig: &Path, patched: &Path, out: &Path) -> f64 {
+    let started = std::time::Instant::now();
+    let (o, p) = (
+        klpforge_elf::ElfFile::open(orig).expect("open the original object"),
+        klpforge_elf::ElfFile::open(patched).expect("open the patched object"),
+    );
+    let (o, p) = (
+        o.parse().expect("parse the original object"),
+        p.parse().expect("parse the patched object"),
+    );
+    if let Ok(klpforge_diff::Outcome::Changed(obj, _)) =
+        klpforge_diff::diff(&o, &p, &klpforge_diff::DiffOptions::default())
+    {
+        klpforge_elf::write::write_file(&obj, out).expect("write the diff object");
+    }
+    started.elapsed().as_secs_f64()
 }
 
 /// The wall time of running `cmd` to its end, started directly: on pairs of a few kilobytes
