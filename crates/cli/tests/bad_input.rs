@@ -256,6 +256,24 @@ fn out_of_range_indices() {
         &format!("entry 0 refers to symbol {}, out of range", nsyms + 7),
     );
 
+    // A relocation that applies past the end of its section (offsets in a relocatable
+    // object are relative to the section the relocations apply to).
+    let mut elf = Elf {
+        bytes: base.bytes.clone(),
+    };
+    let rela = elf.section_of_type(4);
+    let target = elf.u32(elf.shdr(rela) + 44) as usize;
+    let target_size = elf.u64(elf.shdr(target) + 32);
+    let rela_off = elf.u64(elf.shdr(rela) + 24) as usize;
+    elf.set(rela_off, 8, target_size + 1);
+    assert_rejected(
+        &save(s, "roffset.o", &elf.bytes),
+        &format!(
+            "entry 0 applies at offset {:#x}, past the end of section [{target}]",
+            target_size + 1
+        ),
+    );
+
     // A relocation section whose target (sh_info) does not exist.
     let mut elf = Elf {
         bytes: base.bytes.clone(),

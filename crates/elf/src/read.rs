@@ -304,7 +304,20 @@ pub fn parse(data: &[u8]) -> Result<ElfObject<'_>> {
                     "relocation target (sh_info)",
                 )?);
             }
-            let entries = read_relocations(shdr, endian, data, rela, nsyms, &label)?;
+            // In a relocatable object an entry's offset lies in the section it applies to
+            // (sh_info, checked above): one past that section's end applies to nothing.
+            let target_shdr = &headers[sh_info as usize];
+            let target_label = || {
+                let name = table.section_name(endian, target_shdr).unwrap_or(b"?");
+                format!("section [{sh_info}] {}", Quoted(name))
+            };
+            let target = (e_type == elf::ET_REL.0 && sh_info != 0).then(|| {
+                (
+                    target_shdr.sh_size(endian),
+                    &target_label as &dyn Fn() -> String,
+                )
+            });
+            let entries = read_relocations(shdr, endian, data, rela, nsyms, target, &label)?;
             SectionData::Relocations { rela, entries }
         } else if sh_type == elf::SHT_GROUP && linked_to_symtab {
             want_entsize(4, "a section group")?;
@@ -398,12 +411,16 @@ pub fn parse(data: &[u8]) -> Result<ElfObject<'_>> {
     Ok(model)
 }
 
+/// The entries of relocation section `shdr` (`label` names it). `target`: the size and name
+/// of the section they apply to, when their offsets are relative to it (`ET_REL`): an entry
+/// past its end is refused.
 fn read_relocations<'data>(
     shdr: &Shdr,
     endian: Endianness,
     data: &'data [u8],
     rela: bool,
     nsyms: usize,
+    target: Option<(u64, &dyn Fn() -> String)>,
     label: &dyn Fn() -> String,
 ) -> Result<Cow<'data, [Relocation]>> {
     let bad_range = || {
@@ -427,6 +444,16 @@ fn read_relocations<'data>(
             Ok(Some(SymbolId::from_index(sym as usize - 1)))
         }
     };
+    let check_offset = |n: usize, offset: u64| -> Result<u64> {
+        match &target {
+            Some((size, name)) if offset > *size => Err(ElfError::Malformed(format!(
+                "{}: entry {n} applies at offset {offset:#x}, past the end of {} ({size:#x} bytes)",
+                label(),
+                name()
+            ))),
+            _ => Ok(offset),
+        }
+    };
     if rela {
         let (entries, _) = shdr
             .rela(endian, data)
@@ -435,13 +462,14 @@ fn read_relocations<'data>(
         if let Some(borrowed) = borrow_rela(entries, endian) {
             for (n, r) in entries.iter().enumerate() {
                 check_sym(n, r.r_sym(endian, false))?;
+                check_offset(n, r.r_offset(endian))?;
             }
             return Ok(Cow::Borrowed(borrowed));
         }
         let mut out = Vec::with_capacity(entries.len());
         for (n, r) in entries.iter().enumerate() {
             out.push(Relocation {
-                offset: r.r_offset(endian),
+                offset: check_offset(n, r.r_offset(endian))?,
                 symbol: check_sym(n, r.r_sym(endian, false))?,
                 r_type: r.r_type(endian, false).0,
                 addend: r.r_addend(endian),
@@ -456,7 +484,7 @@ fn read_relocations<'data>(
         let mut out = Vec::with_capacity(entries.len());
         for (n, r) in entries.iter().enumerate() {
             out.push(Relocation {
-                offset: r.r_offset(endian),
+                offset: check_offset(n, r.r_offset(endian))?,
                 symbol: check_sym(n, r.r_sym(endian))?,
                 r_type: r.r_type(endian).0,
                 addend: 0,

@@ -354,9 +354,10 @@ impl<T> std::ops::Index<usize> for PerSection<T> {
 /// relocation tables stay in the file, and so out of memory).
 #[derive(Debug, Clone, Copy)]
 pub struct Reloc {
-    /// Where it applies (`r_offset`). Sections are smaller than 4 GiB (`check_object`), so an
-    /// offset of 4 GiB or more lies past the section's end, as does `u32::MAX`, which stands
-    /// for it.
+    /// Where it applies (`r_offset`): within its section, which is smaller than 4 GiB (the
+    /// reader refuses an entry past its section's end, `check_object` a larger section). In
+    /// a model built otherwise, `u32::MAX` stands for an offset of 4 GiB or more: past the
+    /// section's end as well.
     at: u32,
     /// Raw `r_type`; see `klpforge-arch` for its meaning.
     pub r_type: u32,
