@@ -24,6 +24,24 @@ fn object(name: &str, source: &str) -> &'static ElfObject<'static> {
     Box::leak(Box::new(file.parse().unwrap()))
 }
 
+/// Compile each of `sources` for the host and link them with `ld -r` into one object (as
+/// kbuild makes `vmlinux.o`), parsed (leaked: tests only).
+fn linked(name: &str, sources: &[&str]) -> &'static ElfObject<'static> {
+    let tc = toolchain("x86_64").expect("the host gcc (x86_64) is required");
+    let scratch = Box::leak(Box::new(ScratchDir::new("diff-phases").unwrap()));
+    let units: Vec<_> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, source)| {
+            compile_c_source(&tc, source, &format!("{name}-{i}"), scratch.path(), FLAGS).unwrap()
+        })
+        .collect();
+    let inputs: Vec<&std::path::Path> = units.iter().map(|u| u.as_path()).collect();
+    let path = tc.link(&scratch.path().join(format!("{name}.o")), true, &inputs);
+    let file: &'static ElfFile = Box::leak(Box::new(ElfFile::open(&path).unwrap()));
+    Box::leak(Box::new(file.parse().unwrap()))
+}
+
 fn info(obj: &'static ElfObject<'static>) -> ObjInfo<'static, 'static> {
     ObjInfo::new(
         obj,
@@ -297,4 +315,30 @@ fn checksums_of_cyclic_read_only_data_do_not_depend_on_the_order_of_hashing() {
         sel.changed,
         sel.refusals
     );
+}
+
+/// An absolute symbol (`.set NAME, VALUE` in one unit, referenced from another: `ld -r`
+/// keeps the reference as a relocation against it) is its value: a patch that changes only
+/// the value changes every function using it (it was "nothing to patch").
+#[test]
+fn a_changed_absolute_symbol_changes_its_users() {
+    let user = "extern char magic_abs[];\n\
+                unsigned long get_magic(void) { return (unsigned long)magic_abs; }\n";
+    let define = |value: &str| format!("asm(\".globl magic_abs\\n.set magic_abs, {value}\\n\");\n");
+    let orig = linked("abs-orig", &[&define("0x1234"), user]);
+    let patched = linked("abs-patched", &[&define("0x1235"), user]);
+    let (o, p) = (info(orig), info(patched));
+    let magic = id(&o, "magic_abs");
+    assert_eq!(
+        o.obj.symbol(magic).place,
+        klpforge_elf::SymbolPlace::Absolute,
+        "precondition: an absolute symbol"
+    );
+    let (_, _, _, sel) = phases(&o, &p);
+    let changed: Vec<&str> = sel.changed.iter().map(|&(f, _)| p.sym(f).name).collect();
+    assert_eq!(changed, ["get_magic"]);
+    // The same value on both sides is no change.
+    let again = linked("abs-again", &[&define("0x1234"), user]);
+    let (_, _, _, same) = phases(&o, &info(again));
+    assert!(same.changed.is_empty(), "{:?}", same.changed);
 }

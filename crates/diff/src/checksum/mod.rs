@@ -19,7 +19,7 @@
 //! bug-table entries and dynamic-debug descriptors are masked. Two functions whose full
 //! checksums differ but whose line-insensitive ones agree differ only in line numbers.
 
-use klpforge_elf::{SectionId, SymbolId};
+use klpforge_elf::{SectionId, SymbolId, SymbolPlace};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::HashMap;
@@ -291,6 +291,13 @@ impl Ctx<'_, '_, '_, '_> {
                     self.content(h, sec, s.value, s.value.saturating_add(s.size));
                 } else {
                     self.identity(h, sym);
+                }
+                // An absolute symbol (`.set NAME, VALUE`) is its value: the same name with
+                // another value means other code.
+                let s = info.obj.symbol(sym);
+                if s.place == SymbolPlace::Absolute {
+                    h.both(b"=");
+                    h.both(&s.value.to_le_bytes());
                 }
                 h.both(&offset.to_le_bytes());
             }
