@@ -91,6 +91,22 @@ pub fn select(
         if marks.ignored_sections.contains(&sec) || sec_info.kind == SecKind::Marker {
             continue;
         }
+        if patched.label_extent(p).is_some() {
+            // Data without a size: its bytes are known, not where they end, so neither a fresh
+            // copy nor the running kernel's can be trusted with new contents.
+            if let Some(o) = twins.of_patched(p) {
+                if orig.label_extent(o).is_some()
+                    && orig_sums.full[o.index()] != patched_sums.full[p.index()]
+                {
+                    sel.refusals.push(refusal(
+                        si.name,
+                        "changed data without a size (a label: where its bytes end is not known, so its new contents can neither be carried nor written over the running kernel's)",
+                        "give it a size (.type and .size, or SYM_DATA_START/SYM_DATA_END), or change the code that uses it instead",
+                    ));
+                }
+            }
+            continue;
+        }
         match si.kind {
             SymKind::Function => {
                 if marks.ignored_functions.contains(&p) {

@@ -638,6 +638,13 @@ fn symbol_sums(
     let s = info.obj.symbol(id);
     let sec = s.section()?;
     let si = info.sym(id);
+    if let Some((lsec, start, end)) = info.label_extent(id) {
+        // An unsized data label: the bytes it stands for.
+        let mut h = ctx.hashers();
+        h.both(b"L");
+        ctx.content(&mut h, lsec, start, end);
+        return Some(ctx.finish(h));
+    }
     if !matches!(si.kind, SymKind::Function | SymKind::Object) {
         return None;
     }
