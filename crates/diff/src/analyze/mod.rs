@@ -931,24 +931,24 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
         (start, end)
     }
 
-    /// Where the data of an unsized label lies: a non-local data symbol without a size (an
-    /// OBJECT of size 0, or an untyped one: assembly's `name:` without `.type`/`.size`)
-    /// covers the bytes from its address to the next boundary of its section (the next
-    /// symbol or referenced offset, [`ObjInfo::piece_at`]). `(section, start, end)`; `None`
-    /// for any other symbol.
+    /// Where the data of an unsized label lies: a data symbol without a size (an OBJECT of
+    /// size 0, or a global untyped one: assembly's `name:` without `.type`/`.size`; local
+    /// untyped symbols are labels inside whatever holds them) covers the bytes from its
+    /// address to the next boundary of its section (the next symbol or referenced offset,
+    /// [`ObjInfo::piece_at`]). `(section, start, end)`; `None` for any other symbol.
     pub fn label_extent(&self, id: SymbolId) -> Option<(SectionId, u64, u64)> {
         let s = self.obj.symbol(id);
         let sec = s.section()?;
         let no_size = match self.syms[id.index()].kind {
             SymKind::Object => s.size == 0,
-            SymKind::Other => true,
+            SymKind::Other => !s.is_local(),
             _ => false,
         };
         let data = matches!(
             self.secs[sec.index()].kind,
             SecKind::Data | SecKind::Rodata | SecKind::Bss
         );
-        if !no_size || !data || s.is_local() {
+        if !no_size || !data {
             return None;
         }
         let start = s.value;

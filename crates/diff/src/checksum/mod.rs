@@ -288,7 +288,12 @@ impl Ctx<'_, '_, '_, '_> {
                         self.identity(h, sym);
                     }
                     h.both(b"V");
-                    self.content(h, sec, s.value, s.value.saturating_add(s.size));
+                    let (sec, start, end) = info.label_extent(sym).unwrap_or((
+                        sec,
+                        s.value,
+                        s.value.saturating_add(s.size),
+                    ));
+                    self.content(h, sec, start, end);
                 } else {
                     self.identity(h, sym);
                 }
