@@ -44,6 +44,11 @@ pub struct DiffArgs {
     /// kernel (its state is not carried over) with a warning instead of refusing it.
     #[arg(long)]
     pub accept_fresh_statics: bool,
+    /// The objects are whole linked images (vmlinux.o, a module linked with ld -r), holding
+    /// every user of their global symbols. Without it they count as one compilation unit, and
+    /// changed global read-only data is refused (other objects may read it)
+    #[arg(long)]
+    pub whole: bool,
 }
 
 fn print_report(report: &Report) {
@@ -94,6 +99,7 @@ pub fn run(args: DiffArgs) -> Result<ExitCode> {
         debug: args.debug,
         sympos: image,
         accept_fresh_statics: args.accept_fresh_statics,
+        whole: args.whole,
     };
     let orig_file = ElfFile::open(&args.orig)?;
     let patched_file = ElfFile::open(&args.patched)?;

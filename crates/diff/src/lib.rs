@@ -51,6 +51,11 @@ pub struct DiffOptions {
     /// kernel (whose state cannot be carried to whatever the patched code uses instead) with
     /// a warning, instead of refusing it.
     pub accept_fresh_statics: bool,
+    /// The objects are whole linked images (a kernel's `vmlinux.o`, a module linked with
+    /// `ld -r`): every user of their global symbols is in them. Otherwise (one compilation
+    /// unit) other objects may read a global symbol's data, so changed global read-only data
+    /// is refused rather than given to the patched functions alone.
+    pub whole: bool,
 }
 
 impl Default for DiffOptions {
@@ -61,6 +66,7 @@ impl Default for DiffOptions {
             debug: false,
             sympos: None,
             accept_fresh_statics: false,
+            whole: false,
         }
     }
 }

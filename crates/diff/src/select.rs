@@ -168,6 +168,15 @@ pub fn select(
                     sec.is_some_and(|x| info.sec(x).kind == SecKind::Rodata && !info.sec(x).init)
                 };
                 if changed && read_only(patched, Some(sec)) && read_only(orig, os.section()) {
+                    let global = !s.is_local() || !os.is_local();
+                    if global && !opts.whole {
+                        sel.refusals.push(refusal(
+                            si.name,
+                            "changed global read-only data: other objects may read it, and they would keep the old contents (only this object's functions get a fresh copy)",
+                            "make it static, change the code that uses it instead, or build in vmlinux mode (klpforge build --mode vmlinux), where every user is compared",
+                        ));
+                        continue;
+                    }
                     match data_escape(orig, o).or_else(|| data_escape(patched, p)) {
                         None => {
                             sel.warnings.push(format!(

@@ -556,6 +556,8 @@ fn diff_pairs(
                     debug: false,
                     sympos,
                     accept_fresh_statics: opts.accept_fresh_statics,
+                    // One compilation unit: other objects may use its global symbols.
+                    whole: false,
                 };
                 (
                     object.clone(),

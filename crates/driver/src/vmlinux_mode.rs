@@ -217,6 +217,8 @@ pub fn build_vmlinux_mode(
             debug: false,
             sympos: pair.sympos,
             accept_fresh_statics: opts.accept_fresh_statics,
+            // The whole vmlinux.o: every user of a global symbol is compared.
+            whole: true,
         };
         let run = diff_object(&pair.label, &pair.orig, &pair.patched, &dopts, &diff_dir);
         outcomes.push((pair.label, run));
