@@ -47,6 +47,11 @@ fn length(byte: u8) -> u8 {
     byte & !HAS_BRANCH
 }
 
+/// Whether an instruction has a relative branch, from its byte in [`CodeMap::lens`].
+fn has_branch(byte: u8) -> bool {
+    byte & HAS_BRANCH != 0
+}
+
 /// The instructions of one section as decoding gives them, in runs ([`CodeMapBuilder::extend`]).
 #[derive(Debug, Clone, Default)]
 pub struct CodeMapBuilder {
@@ -233,7 +238,7 @@ impl<'m> CodeMap<'m> {
     /// The instruction containing byte `offset`.
     pub fn insn_at(&self, offset: u64) -> Option<CodeInsn> {
         let (p, _) = self.find(offset)?;
-        let branch = (self.lens[p.i] & HAS_BRANCH != 0).then_some(p.rank);
+        let branch = has_branch(self.lens[p.i]).then_some(p.rank);
         Some(self.insn_with(p.i, p.at, branch))
     }
 
@@ -253,7 +258,7 @@ impl<'m> CodeMap<'m> {
                 return Some((p, end));
             }
             p.at = end;
-            p.rank += usize::from(byte & HAS_BRANCH != 0);
+            p.rank += usize::from(has_branch(byte));
             p.i += 1;
         }
         None
@@ -354,7 +359,7 @@ impl Iterator for Walk<'_> {
                 return None;
             }
             let byte = m.lens[i];
-            let here = (byte & HAS_BRANCH != 0).then_some(self.branch);
+            let here = has_branch(byte).then_some(self.branch);
             self.branch += usize::from(here.is_some());
             let at = self.at;
             self.at += u64::from(length(byte));

@@ -379,6 +379,30 @@ impl ReleaseBehind<'_, '_> {
     }
 }
 
+/// The live symbols defined in a section, grouped by section
+/// ([`ElfObject::symbols_by_section`]).
+#[derive(Debug, Clone)]
+pub struct SymbolsBySection {
+    ids: Vec<SymbolId>,
+    /// `starts[i]..starts[i + 1]`: where the symbols of section arena slot `i` lie in `ids`.
+    starts: Vec<u32>,
+}
+
+impl SymbolsBySection {
+    /// Every grouped symbol, section after section.
+    pub fn all(&self) -> &[SymbolId] {
+        &self.ids
+    }
+
+    /// The symbols defined in section `id`, in table order.
+    pub fn of(&self, id: SectionId) -> &[SymbolId] {
+        match (self.starts.get(id.index()), self.starts.get(id.index() + 1)) {
+            (Some(&a), Some(&b)) => &self.ids[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+}
+
 impl<'data> ElfObject<'data> {
     /// An empty object with the given header.
     pub fn new(header: FileHeader) -> Self {
@@ -507,7 +531,7 @@ impl<'data> ElfObject<'data> {
     /// The live symbols defined in a section, grouped by section (in identity order, which
     /// is file order for objects as compilers and linkers write them), in table order within
     /// each: for phases that read every symbol's bytes once ([`ElfObject::release_behind`]).
-    pub fn symbols_by_section(&self) -> Vec<SymbolId> {
+    pub fn symbols_by_section(&self) -> SymbolsBySection {
         // A counting sort: a kernel has hundreds of thousands of symbols.
         let mut next = vec![0u32; self.sections.len() + 1];
         for &id in &self.symbol_order {
@@ -518,14 +542,15 @@ impl<'data> ElfObject<'data> {
         for i in 1..next.len() {
             next[i] += next[i - 1];
         }
-        let mut out = vec![SymbolId::from_index(0); next[next.len() - 1] as usize];
+        let starts = next.clone();
+        let mut ids = vec![SymbolId::from_index(0); next[next.len() - 1] as usize];
         for &id in &self.symbol_order {
             if let Some(sec) = self.symbols[id.index()].section() {
-                out[next[sec.index()] as usize] = id;
+                ids[next[sec.index()] as usize] = id;
                 next[sec.index()] += 1;
             }
         }
-        out
+        SymbolsBySection { ids, starts }
     }
 
     /// A reader's cursor over this model's file that gives back the pages behind it

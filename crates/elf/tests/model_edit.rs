@@ -408,8 +408,10 @@ fn symbols_by_section_groups_the_defined_symbols() {
     let abs = obj.add_symbol(sym("abs", STB_GLOBAL, STT_FUNC, SymbolPlace::Absolute));
     let in_b2 = obj.add_symbol(sym("in_b2", STB_GLOBAL, STT_FUNC, SymbolPlace::Section(b)));
     let grouped = obj.symbols_by_section();
-    assert_eq!(grouped, vec![in_a, in_b, in_b2]);
-    assert!(!grouped.contains(&undef) && !grouped.contains(&abs));
+    assert_eq!(grouped.all(), [in_a, in_b, in_b2]);
+    assert!(!grouped.all().contains(&undef) && !grouped.all().contains(&abs));
+    assert_eq!(grouped.of(a), [in_a]);
+    assert_eq!(grouped.of(b), [in_b, in_b2]);
 }
 
 /// The entries of every relocation section of `obj`, and whether each table is borrowed.

@@ -474,7 +474,9 @@ pub struct ObjInfo<'a, 'data> {
     by_section_name: std::sync::Mutex<HashMap<Vec<u8>, Option<SectionId>>>,
 }
 
-fn classify_section(obj: &ElfObject<'_>, id: SectionId) -> (SecKind, bool) {
+/// The facts a section's name, type and flags give (those the analysis adds later left
+/// empty).
+fn classify_section(obj: &ElfObject<'_>, id: SectionId) -> SecInfo {
     let s = obj.section(id);
     let name = s.name_lossy();
     let name = name.as_ref();
@@ -528,7 +530,13 @@ fn classify_section(obj: &ElfObject<'_>, id: SectionId) -> (SecKind, bool) {
         _ if s.sh_flags & object::elf::SHF_WRITE.0 != 0 => SecKind::Data,
         _ => SecKind::Rodata,
     };
-    (kind, init)
+    SecInfo {
+        kind,
+        init,
+        line_records: LINE_RECORD_SECTIONS.contains(&name) || name.contains("Lubsan"),
+        max_len: 0,
+        section_symbol: None,
+    }
 }
 
 /// Symbol ids sorted by the hash of their name, then the name (see [`ObjInfo::named`]). The
@@ -627,12 +635,7 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
             .collect();
         let mut rel_sections: Vec<(usize, SectionId)> = Vec::new();
         for (id, s) in obj.sections() {
-            let (kind, init) = classify_section(obj, id);
-            secs[id.index()].kind = kind;
-            secs[id.index()].init = init;
-            let name = s.name_lossy();
-            secs[id.index()].line_records =
-                LINE_RECORD_SECTIONS.contains(&name.as_ref()) || name.contains("Lubsan");
+            secs[id.index()] = classify_section(obj, id);
             if let Some(target) = s.relocation_target() {
                 if target.index() < secs.len() {
                     rel_sections.push((target.index(), id));

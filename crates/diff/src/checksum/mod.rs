@@ -19,7 +19,7 @@
 //! bug-table entries and dynamic-debug descriptors are masked. Two functions whose full
 //! checksums differ but whose line-insensitive ones agree differ only in line numbers.
 
-use klpforge_elf::{SectionId, SymbolId, SymbolPlace};
+use klpforge_elf::{SectionId, SymbolId, SymbolPlace, SymbolsBySection};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::HashMap;
@@ -224,7 +224,7 @@ impl<'i, 'a, 'd, 't> Ctx<'i, 'a, 'd, 't> {
 }
 
 impl Ctx<'_, '_, '_, '_> {
-    /// Hash the identity of a correlatable symbol.
+    /// Hash the identity of a correlatable symbol (with its value, for an absolute one).
     fn identity(&self, h: &mut Hashers, sym: SymbolId) {
         let info = self.info;
         let twin = match self.identity {
@@ -257,6 +257,13 @@ impl Ctx<'_, '_, '_, '_> {
                 h.both(info.sym(sym).name.as_bytes());
                 h.both(&[0]);
             }
+        }
+        // An absolute symbol (`.set NAME, VALUE`) is its value: the same name with another
+        // value means other code.
+        let s = info.obj.symbol(sym);
+        if s.place == SymbolPlace::Absolute {
+            h.both(b"=");
+            h.both(&s.value.to_le_bytes());
         }
     }
 
@@ -296,13 +303,6 @@ impl Ctx<'_, '_, '_, '_> {
                     self.content(h, sec, start, end);
                 } else {
                     self.identity(h, sym);
-                }
-                // An absolute symbol (`.set NAME, VALUE`) is its value: the same name with
-                // another value means other code.
-                let s = info.obj.symbol(sym);
-                if s.place == SymbolPlace::Absolute {
-                    h.both(b"=");
-                    h.both(&s.value.to_le_bytes());
                 }
                 h.both(&offset.to_le_bytes());
             }
@@ -614,7 +614,7 @@ pub fn compute(info: &ObjInfo<'_, '_>, sites: &Sites, identity: Identity<'_>) ->
     // content are memoized only where they do not depend on where the hashing started).
     let mut behind = info.obj.release_behind();
     let by_section = info.obj.symbols_by_section();
-    for &id in &by_section {
+    for &id in by_section.all() {
         if let Some(sec) = info.obj.symbol(id).section() {
             behind.reached(sec);
         }
@@ -626,7 +626,8 @@ pub fn compute(info: &ObjInfo<'_, '_>, sites: &Sites, identity: Identity<'_>) ->
             out.full[id.index()] = full;
         }
     }
-    // The content hashes are not kept for the code-gap scan (a cache: the few gaps that reach data hash it again).
+    // The content hashes are not kept for the code-gap scan (a cache: the few gaps that
+    // reach data hash it again).
     ctx.memo = HashMap::default();
     out.gaps = code_gaps(&mut ctx, &by_section);
     out
@@ -763,36 +764,24 @@ impl<'i, 'a, 'd, 't, 's> LineSums<'i, 'a, 'd, 't, 's> {
 /// The runs of run-time code (not `__init`/`__exit`) that no function or object symbol
 /// covers, alignment padding trimmed (see [`klpforge_arch::Arch::is_padding`]), each hashed
 /// like a function's code.
-fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>, by_section: &[SymbolId]) -> Vec<CodeGap> {
+fn code_gaps(ctx: &mut Ctx<'_, '_, '_, '_>, by_section: &SymbolsBySection) -> Vec<CodeGap> {
     let info = ctx.info;
     let mut out = Vec::new();
     let mut seen: HashMap<(String, String), u32> = HashMap::default();
     // What covers the run-time code of a section, and the labels in it: from its symbols
-    // (`by_section` groups them, in section order), one section at a time (a kernel has
+    // (`by_section` groups them), one section at a time (a kernel has
     // tens of thousands of code sections).
     let mut covered: Vec<(u64, u64)> = Vec::new();
     let mut labels: Vec<(u64, SymbolId)> = Vec::new();
-    let mut rest = by_section;
     let mut behind = info.obj.release_behind();
     for (sec, s) in info.obj.sections() {
-        let index_of = |id: SymbolId| info.obj.symbol(id).section().map(SectionId::index);
-        let before = rest
-            .iter()
-            .take_while(|&&id| index_of(id) < Some(sec.index()))
-            .count();
-        let here = rest[before..]
-            .iter()
-            .take_while(|&&id| index_of(id) == Some(sec.index()))
-            .count();
-        let (of_sec, after) = rest[before..].split_at(here);
-        rest = after;
         behind.reached(sec);
         if info.sec(sec).kind != SecKind::Text || info.sec(sec).init {
             continue;
         }
         covered.clear();
         labels.clear();
-        for &id in of_sec {
+        for &id in by_section.of(sec) {
             let sym = info.obj.symbol(id);
             let si = info.sym(id);
             match si.kind {
