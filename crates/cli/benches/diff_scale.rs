@@ -11,7 +11,9 @@
 //!   size against 1x, and the log-log slope (1.0 = linear);
 //! * the peer: kpatch's `create-diff-object` against `klpforge diff` on every pair of the
 //!   shared corpus, run in turn pair by pair, each process started directly (goal: 10 times
-//!   faster), when the peer's binary is given.
+//!   faster), when the peer's binary is given; klpforge both as installed (`KLPFORGE_BENCH_BIN`,
+//!   which `make bench` sets to what `scripts/install` builds: statically linked where it can
+//!   be) and as cargo builds this checkout.
 //!
 //! Run with `cargo bench -p klpforge --bench diff_scale` (`make bench`). Inputs:
 //!
@@ -347,7 +349,10 @@ fn peer(scratch: &Path) {
     let exps = load_expectations(&corpus).expect("corpus expectations");
     // No phase logging here: the in-process diffs below run as `klpforge build` runs them.
     log::set_max_level(log::LevelFilter::Info);
-    let (mut ours, mut theirs, mut in_process) = (0.0, 0.0, 0.0);
+    // The binary `scripts/install` builds (statically linked where it can), as `make bench`
+    // passes it: what a user runs. Cargo's own build of this checkout is measured beside it.
+    let installed = std::env::var_os("KLPFORGE_BENCH_BIN").map(PathBuf::from);
+    let (mut ours, mut theirs, mut in_process, mut ours_installed) = (0.0, 0.0, 0.0, 0.0);
     let mut pairs = 0;
     for e in &exps {
         // The peer's special-section sizes below are x86_64's (kpatch's unit tests set them
@@ -376,6 +381,15 @@ fn peer(scratch: &Path) {
                     .arg(&pair.patched)
                     .arg(scratch.join("k.o")),
             );
+            if let Some(bin) = &installed {
+                ours_installed += wall_time(
+                    Command::new(bin)
+                        .arg("diff")
+                        .arg(&pair.orig)
+                        .arg(&pair.patched)
+                        .arg(scratch.join("k.o")),
+                );
+            }
             // The settings the peer's own test needs (its `.env` file; the corpus lists them).
             let overrides = e.hints.iter().filter_map(|h| h.split_once('='));
             in_process += diff_in_process(&pair.orig, &pair.patched, &scratch.join("i.o"));
@@ -394,21 +408,40 @@ fn peer(scratch: &Path) {
         }
         pairs += 1;
     }
+    let per_pair = |total: f64| 1000.0 * total / (3 * pairs).max(1) as f64;
     println!(
-        "peer: {pairs} x86_64 corpus pairs, 3 runs each, in turn: klpforge {:.1} ms per pair, create-diff-object {:.1} ms: {:.1}x faster (goal >= 10)",
-        1000.0 * ours / (3 * pairs).max(1) as f64,
-        1000.0 * theirs / (3 * pairs).max(1) as f64,
+        "peer: {pairs} x86_64 corpus pairs, 3 runs each, in turn: create-diff-object {:.1} ms per pair",
+        per_pair(theirs)
+    );
+    match &installed {
+        Some(bin) => println!(
+            "peer: klpforge as installed ({}): {:.1} ms per pair: {:.1}x faster (goal >= 10)",
+            bin.display(),
+            per_pair(ours_installed),
+            theirs / ours_installed
+        ),
+        None => println!("peer: no installed klpforge (KLPFORGE_BENCH_BIN; `make bench` sets it)"),
+    }
+    println!(
+        "peer: klpforge as cargo builds it (dynamically linked): {:.1} ms per pair: {:.1}x faster",
+        per_pair(ours),
         theirs / ours
     );
     println!(
         "peer: the same pairs diffed in this process, as `klpforge build` diffs its objects: {:.1} ms per pair, {:.1}x the peer's process",
-        1000.0 * in_process / (3 * pairs).max(1) as f64,
+        per_pair(in_process),
         theirs / in_process
     );
     // What starting a process costs here, of every pair's time: the floor below any diff.
     let start = |cmd: &mut Command| (0..20).map(|_| wall_time(cmd)).sum::<f64>() / 20.0;
+    let installed_start = installed.as_ref().map_or(String::new(), |bin| {
+        format!(
+            "installed {:.2} ms, ",
+            1000.0 * start(Command::new(bin).arg("--version"))
+        )
+    });
     println!(
-        "peer: start-up alone, mean of 20: klpforge --version {:.1} ms, /bin/true {:.1} ms",
+        "peer: start-up alone, mean of 20: klpforge --version {installed_start}cargo's {:.2} ms; /bin/true {:.2} ms",
         1000.0 * start(Command::new(env!("CARGO_BIN_EXE_klpforge")).arg("--version")),
         1000.0 * start(&mut Command::new("true"))
     );
