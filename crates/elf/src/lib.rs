@@ -33,6 +33,12 @@ pub use object::elf;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// The smallest mapping whose pages are given back as phases finish with them: below it (one
+/// compilation unit's object) the system calls and the faults to read pages again cost more
+/// time than the pages are worth; above it (a kernel's `vmlinux.o`) they are what keeps the
+/// diff's peak memory near its inputs' size.
+const RELEASE_MIN: usize = 4 << 20;
+
 /// An input file, memory-mapped, whose errors name it.
 pub struct ElfFile {
     path: PathBuf,
@@ -40,8 +46,12 @@ pub struct ElfFile {
 }
 
 /// Drop the resident pages of the whole pages inside `ranges` (file offsets and sizes) of a
-/// read-only mapping. Nothing is lost: a page read again is read from the file.
+/// read-only mapping. Nothing is lost: a page read again is read from the file. A mapping
+/// under [`RELEASE_MIN`] is left whole.
 pub(crate) fn release(map: &memmap2::Mmap, mut ranges: Vec<(u64, u64)>) {
+    if map.len() < RELEASE_MIN {
+        return;
+    }
     /// A multiple of every page size Linux uses (4 KiB to 64 KiB).
     const PAGE: u64 = 64 << 10;
     ranges.sort_unstable();
