@@ -19,6 +19,7 @@ pub use analyze::refs;
 pub mod checksum;
 pub mod clone;
 pub mod code;
+mod code_bound;
 pub mod correlate;
 pub mod klp;
 pub mod markers;

@@ -227,6 +227,7 @@ pub fn select(
     sel.changed.dedup();
     sel.new_functions.sort();
     sel.new_functions.dedup();
+    crate::code_bound::check(patched, twins, opts, &mut sel);
     drop_aliases(patched, &mut sel);
     sel
 }
@@ -528,10 +529,7 @@ fn referrers(info: &ObjInfo<'_, '_>) -> HashMap<SymbolId, Vec<Referrer>> {
     let mut out: HashMap<SymbolId, Vec<Referrer>> = HashMap::default();
     for (sec, _) in info.obj.sections() {
         let kind = info.sec(sec).kind;
-        if matches!(
-            kind,
-            SecKind::Special | SecKind::Debug | SecKind::Meta | SecKind::Other | SecKind::Marker
-        ) {
+        if !kind.uses_at_run_time() {
             continue;
         }
         for r in info.relocations(sec) {

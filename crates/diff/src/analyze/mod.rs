@@ -45,6 +45,18 @@ pub enum SecKind {
     Meta,
 }
 
+impl SecKind {
+    /// Whether a reference from a section of this kind is a use at run time (code, data,
+    /// replacement code) rather than a record describing code (special entries), a marker,
+    /// debugging information or metadata.
+    pub fn uses_at_run_time(self) -> bool {
+        !matches!(
+            self,
+            SecKind::Special | SecKind::Debug | SecKind::Meta | SecKind::Other | SecKind::Marker
+        )
+    }
+}
+
 /// Sections that are arrays of entries describing code locations.
 pub const SPECIAL_SECTIONS: &[&str] = &[
     "__bug_table",
@@ -1017,6 +1029,27 @@ impl<'a, 'data> ObjInfo<'a, 'data> {
     /// the end, as loop bounds produce) the symbol ending exactly there.
     pub fn symbol_at(&self, section: SectionId, offset: i64) -> Option<SymbolId> {
         self.symbol_and_start_at(section, offset).map(|(id, _)| id)
+    }
+
+    /// Where a reference to `sym` at `offset` from it lands inside a function, past its
+    /// entry: the function and the offset from its start. For a function symbol, any
+    /// positive offset; for a label (an untyped symbol in code, such as an assembly label a
+    /// C function defines with `asm`), the function around it. `None` for a function's
+    /// entry and for everything else.
+    pub fn inside_function(&self, sym: SymbolId, offset: i64) -> Option<(SymbolId, i64)> {
+        match self.syms[sym.index()].kind {
+            SymKind::Function => (offset > 0).then_some((sym, offset)),
+            SymKind::Other => {
+                let s = self.obj.symbol(sym);
+                let sec = s.section()?;
+                let at = (s.value as i64).checked_add(offset)?;
+                let (f, start) = self.symbol_and_start_at(sec, at)?;
+                let inside = at - start as i64;
+                (self.syms[f.index()].kind == SymKind::Function && inside > 0)
+                    .then_some((f, inside))
+            }
+            _ => None,
+        }
     }
 
     /// [`ObjInfo::symbol_at`] and the symbol's start (its value: the caller need not read

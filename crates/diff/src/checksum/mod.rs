@@ -319,7 +319,15 @@ impl Ctx<'_, '_, '_, '_> {
                 let start = (offset.max(0) as usize).min(data.len());
                 let end = (start + size).min(data.len());
                 h.both(b"C");
-                h.both(&data[start..end]);
+                let (a, b) = (start as u64, end as u64);
+                if relocs_in(info.relocations(sec), a, b.max(a + 1)).is_empty() {
+                    h.both(&data[start..end]);
+                } else {
+                    // An address in a literal pool (s390x loads what it cannot reach
+                    // with `larl` from `.rodata.*.cst8`): the bytes are zeros, the
+                    // relocation is the value.
+                    self.content(h, sec, a, b);
+                }
             }
             Target::Section { sec, offset } => {
                 // Anonymous bytes (a switch table, an initialiser, a local label's code): the

@@ -300,6 +300,17 @@ impl Cloner<'_, '_, '_, '_, '_> {
         let end = (base + e).min(data.len() as u64);
         let bytes = data[base.min(end) as usize..end as usize].to_vec();
         let out = self.out_section_for(psec, None);
+        let p = self.p;
+        let relocs = crate::analyze::relocs_in(p.relocations(psec), base, end.max(base + 1));
+        if !relocs.is_empty() {
+            // An address (a literal pool entry): its bytes are not its value, so it is not
+            // merged with equal bytes, and its relocations come along.
+            let at = self.append(out, Some(&bytes), bytes.len() as u64, e);
+            for r in relocs {
+                self.translate(psec, r, out, at + (r.offset() - base));
+            }
+            return (out, at as i64 + (offset - base as i64));
+        }
         let key = (out, bytes.clone());
         let at = match self.strings.get(&key) {
             Some(&at) => at,
