@@ -45,6 +45,15 @@ make_initramfs() {
         initramfs_base "$E2E/vm/init"
         echo "dir /cases 0755 0 0"
     } >"$list"
+    # Static helper programs the checks run (helpers/*.c: what busybox cannot do), in /bin.
+    local src bin
+    mkdir -p "$stage/helpers"
+    for src in "$E2E"/helpers/*.c; do
+        bin=$stage/helpers/$(basename "$src" .c)
+        gcc -static -O2 -Wall -o "$bin" "$src" >"$bin.log" 2>&1 ||
+            die "building the e2e helper $src failed (log: $bin.log)"
+        echo "file /bin/$(basename "$bin") $bin 0755 0 0" >>"$list"
+    done
     for label in "${CASE_LABELS[@]}"; do
         [ "${C_STATUS[$label]}" = vm ] || continue
         i=$((i + 1))

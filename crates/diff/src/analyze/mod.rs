@@ -539,7 +539,9 @@ fn classify_section(obj: &ElfObject<'_>, id: SectionId) -> SecInfo {
         _ if s.sh_flags & object::elf::SHF_STRINGS.0 != 0 => SecKind::Strings,
         _ if s.sh_flags & object::elf::SHF_MERGE.0 != 0 && s.sh_entsize > 0 => SecKind::Constants,
         SectionData::NoBits { .. } => SecKind::Bss,
-        _ if s.sh_flags & object::elf::SHF_WRITE.0 != 0 => SecKind::Data,
+        // `const` data with relocations (gcc's relro sections): writable only for a dynamic
+        // loader, never by the program.
+        _ if s.sh_flags & object::elf::SHF_WRITE.0 != 0 && !is_relro_section(name) => SecKind::Data,
         _ => SecKind::Rodata,
     };
     SecInfo {
@@ -549,6 +551,13 @@ fn classify_section(obj: &ElfObject<'_>, id: SectionId) -> SecInfo {
         max_len: 0,
         section_symbol: None,
     }
+}
+
+/// Whether `name` is a section gcc gives `const` data that holds addresses
+/// (`.data.rel.ro`, `.data.rel.ro.<name>`, `.data.rel.ro.local`): writable for a dynamic
+/// loader only; C code never writes it.
+fn is_relro_section(name: &str) -> bool {
+    name == ".data.rel.ro" || name.starts_with(".data.rel.ro.")
 }
 
 /// Symbol ids sorted by the hash of their name, then the name (see [`ObjInfo::named`]). The

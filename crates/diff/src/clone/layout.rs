@@ -9,7 +9,11 @@
 
 use std::borrow::Cow;
 
-use klpforge_elf::{Link, Relocation, Section, SectionData, SectionId, Symbol, SymbolId};
+use klpforge_elf::{
+    Link, Relocation, Section, SectionData, SectionId, Symbol, SymbolId, SymbolPlace,
+};
+
+use crate::HashMap;
 use object::elf;
 
 use super::Cloner;
@@ -34,6 +38,9 @@ pub(super) struct OutSection {
     data: Vec<u8>,
     /// Its relocations, in the order they were made.
     relocs: Vec<Relocation>,
+    /// Which of them name a symbol not placed yet but must refer through its section's
+    /// symbol, as the assembler wrote them (see [`Cloner::push_reloc_section_form`]).
+    section_form: Vec<usize>,
     /// Its section symbol.
     pub(super) symbol: SymbolId,
 }
@@ -117,6 +124,7 @@ impl Cloner<'_, '_, '_, '_, '_> {
             OutSection {
                 data: Vec::new(),
                 relocs: Vec::new(),
+                section_form: Vec::new(),
                 symbol,
             },
         );
@@ -164,6 +172,17 @@ impl Cloner<'_, '_, '_, '_, '_> {
             .expect("output section")
             .relocs
             .push(r);
+    }
+
+    /// Add relocation `r` to output section `out`, against a symbol that is not placed yet
+    /// and that the assembler referred to through its section's symbol: once every symbol
+    /// is placed ([`Cloner::write_sections`]) it refers to that section's symbol plus the
+    /// symbol's offset. objtool reads some references only in that form (a computed-goto
+    /// table in `.data.rel.ro.c_jump_table`, annotations in `.discard.*`).
+    pub(super) fn push_reloc_section_form(&mut self, out: SectionId, r: Relocation) {
+        let os = self.out_secs.get_mut(&out).expect("output section");
+        os.section_form.push(os.relocs.len());
+        os.relocs.push(r);
     }
 
     /// Copy `[start, end)` of patched section `psec` to output section `out` (aligned to
@@ -326,6 +345,24 @@ impl Cloner<'_, '_, '_, '_, '_> {
     /// Store the contents of the output sections and add their relocation sections
     /// (`.rela<name>`, entries sorted by offset).
     pub(super) fn write_sections(&mut self) {
+        let section_symbols: HashMap<SectionId, SymbolId> = self
+            .out_secs
+            .iter()
+            .map(|(&id, os)| (id, os.symbol))
+            .collect();
+        for os in self.out_secs.values_mut() {
+            for &i in &os.section_form {
+                let r = &mut os.relocs[i];
+                let Some(sym) = r.symbol else { continue };
+                let s = self.out.symbol(sym);
+                if let SymbolPlace::Section(sec) = s.place {
+                    if let Some(&secsym) = section_symbols.get(&sec) {
+                        r.symbol = Some(secsym);
+                        r.addend = r.addend.wrapping_add(s.value as i64);
+                    }
+                }
+            }
+        }
         let secs: Vec<SectionId> = self.out_secs.keys().copied().collect();
         for id in secs {
             let os = self.out_secs.remove(&id).expect("listed");

@@ -138,6 +138,14 @@ pub struct Cloner<'a, 'oi, 'o, 'pi, 'p> {
     sympos_cache: HashMap<String, Vec<SymbolId>>,
 }
 
+/// Whether objtool looks for jump tables in a section of this name: switch tables in
+/// `.rodata` and `.rodata.<function>` (not strings), computed-goto tables the kernel annotates
+/// into `.data.rel.ro.c_jump_table`.
+fn objtool_jump_tables(name: &[u8]) -> bool {
+    let strings = name.windows(6).any(|w| w == b".str1.");
+    (name.starts_with(b".rodata") && !strings) || name.starts_with(b".data.rel.ro.c_jump_table")
+}
+
 impl<'a, 'oi, 'o, 'pi, 'p> Cloner<'a, 'oi, 'o, 'pi, 'p> {
     /// Prepare to clone from `p` (patched), with `o` (original) for klp names.
     pub fn new(
@@ -433,14 +441,18 @@ impl<'a, 'oi, 'o, 'pi, 'p> Cloner<'a, 'oi, 'o, 'pi, 'p> {
                         // Where objtool reads references, keep the form the assembler chose:
                         // one through a section symbol stays one. objtool reads its `.discard.*`
                         // annotations only through section symbols (6.12 rejects anything else
-                        // and then writes no ORC for the module), and takes a jump in code
+                        // and then writes no ORC for the module), takes a jump in code
                         // through a function symbol (from `.altinstr_replacement` back into
-                        // its function) for a sibling call. Data references name the symbol.
+                        // its function) for a sibling call, and reads a jump table's entries
+                        // (`.rodata*`, `.data.rel.ro.c_jump_table`) as section offsets. Other
+                        // data references name the symbol.
+                        let psec_name = &p.obj.section(psec).name;
                         let section_form = p
                             .written_symbol(psec, r)
                             .is_some_and(|s| p.sym(s).kind == SymKind::Section)
                             && (p.obj.section(psec).is_exec()
-                                || p.obj.section(psec).name.starts_with(b".discard."));
+                                || psec_name.starts_with(b".discard.")
+                                || objtool_jump_tables(psec_name));
                         let cs = self.out.symbol(c);
                         let holder = match cs.place {
                             SymbolPlace::Section(osec) if section_form => self
@@ -452,6 +464,10 @@ impl<'a, 'oi, 'o, 'pi, 'p> Cloner<'a, 'oi, 'o, 'pi, 'p> {
                         match holder {
                             Some((secsym, at)) => {
                                 self.push_reloc(out, new(Some(secsym), at + offset - bias))
+                            }
+                            // Not placed yet: the section form once it is.
+                            None if section_form && cs.place == SymbolPlace::Undefined => {
+                                self.push_reloc_section_form(out, new(Some(c), offset - bias))
                             }
                             None => self.push_reloc(out, new(Some(c), offset - bias)),
                         }
