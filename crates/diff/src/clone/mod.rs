@@ -341,6 +341,7 @@ impl<'a, 'oi, 'o, 'pi, 'p> Cloner<'a, 'oi, 'o, 'pi, 'p> {
     /// Translate relocation `r` of patched section `psec` to output `(out, out_off)`.
     pub(super) fn translate(&mut self, psec: SectionId, r: &Reloc, out: SectionId, out_off: u64) {
         let p = self.p;
+        let r = &self.label_in_carried_code(r);
         let bias = pc_bias(p, psec, r.offset(), r.r_type);
         let new = |symbol: Option<SymbolId>, addend: i64| Relocation {
             offset: out_off,
@@ -398,34 +399,22 @@ impl<'a, 'oi, 'o, 'pi, 'p> Cloner<'a, 'oi, 'o, 'pi, 'p> {
                 let sym = self.section_symbol(osec);
                 self.push_reloc(out, new(Some(sym), mapped - bias));
             }
-            Target::Symbol { sym, offset } => {
-                // A label inside code the module carries (an `asm` label in a changed
-                // function) is that code's place in the copy, not the running kernel's.
-                let (sym, offset, r) = match p.inside_function(sym, offset) {
-                    Some((f, at)) if f != sym && self.carried_code.contains(&f) => {
-                        let mut moved = *r;
-                        moved.target = Target::Symbol { sym: f, offset: at };
-                        (f, at, moved)
-                    }
-                    _ => (sym, offset, *r),
-                };
-                let r = &r;
-                match self.decide(psec, r, sym) {
-                    Decision::Undefined(ref name)
-                    | Decision::Klp(decide::KlpTarget { ref name, .. })
-                        if !p.arch.linked_into_every_module(name) && self.breaks_toc(psec, r) =>
-                    {
-                        let site = p
-                            .symbol_at(psec, r.offset() as i64)
-                            .map(|f| {
-                                let at = r.offset() - p.obj.symbol(f).value;
-                                format!("{}+{at:#x}", p.sym(f).name)
-                            })
-                            .unwrap_or_else(|| {
-                                format!("{}+{:#x}", p.obj.section(psec).name_lossy(), r.offset())
-                            });
-                        let caller = site.split('+').next().unwrap_or_default().to_string();
-                        self.refusals.push(refusal(
+            Target::Symbol { sym, offset } => match self.decide(psec, r, sym) {
+                Decision::Undefined(ref name)
+                | Decision::Klp(decide::KlpTarget { ref name, .. })
+                    if !p.arch.linked_into_every_module(name) && self.breaks_toc(psec, r) =>
+                {
+                    let site = p
+                        .symbol_at(psec, r.offset() as i64)
+                        .map(|f| {
+                            let at = r.offset() - p.obj.symbol(f).value;
+                            format!("{}+{at:#x}", p.sym(f).name)
+                        })
+                        .unwrap_or_else(|| {
+                            format!("{}+{:#x}", p.obj.section(psec).name_lossy(), r.offset())
+                        });
+                    let caller = site.split('+').next().unwrap_or_default().to_string();
+                    self.refusals.push(refusal(
                         &caller,
                         format!(
                             "sibling call (a branch without link) at {site} to {}, which stays in the kernel: from the livepatch module it goes through the loader's stub, which switches the TOC pointer (r2), and nothing restores it for {caller}'s caller",
@@ -435,53 +424,67 @@ impl<'a, 'oi, 'o, 'pi, 'p> Cloner<'a, 'oi, 'o, 'pi, 'p> {
                             "make it a real call: add __attribute__((optimize(\"no-optimize-sibling-calls\"))) to {caller}"
                         ),
                     ));
-                    }
-                    Decision::Include => {
-                        let c = self.include(sym);
-                        // Where objtool reads references, keep the form the assembler chose:
-                        // one through a section symbol stays one. objtool reads its `.discard.*`
-                        // annotations only through section symbols (6.12 rejects anything else
-                        // and then writes no ORC for the module), takes a jump in code
-                        // through a function symbol (from `.altinstr_replacement` back into
-                        // its function) for a sibling call, and reads a jump table's entries
-                        // (`.rodata*`, `.data.rel.ro.c_jump_table`) as section offsets. Other
-                        // data references name the symbol.
-                        let psec_name = &p.obj.section(psec).name;
-                        let section_form = p
-                            .written_symbol(psec, r)
-                            .is_some_and(|s| p.sym(s).kind == SymKind::Section)
-                            && (p.obj.section(psec).is_exec()
-                                || psec_name.starts_with(b".discard.")
-                                || objtool_jump_tables(psec_name));
-                        let cs = self.out.symbol(c);
-                        let holder = match cs.place {
-                            SymbolPlace::Section(osec) if section_form => self
-                                .out_secs
-                                .get(&osec)
-                                .map(|os| (os.symbol, cs.value as i64)),
-                            _ => None,
-                        };
-                        match holder {
-                            Some((secsym, at)) => {
-                                self.push_reloc(out, new(Some(secsym), at + offset - bias))
-                            }
-                            // Not placed yet: the section form once it is.
-                            None if section_form && cs.place == SymbolPlace::Undefined => {
-                                self.push_reloc_section_form(out, new(Some(c), offset - bias))
-                            }
-                            None => self.push_reloc(out, new(Some(c), offset - bias)),
+                }
+                Decision::Include => {
+                    let c = self.include(sym);
+                    // Where objtool reads references, keep the form the assembler chose:
+                    // one through a section symbol stays one. objtool reads its `.discard.*`
+                    // annotations only through section symbols (6.12 rejects anything else
+                    // and then writes no ORC for the module), takes a jump in code
+                    // through a function symbol (from `.altinstr_replacement` back into
+                    // its function) for a sibling call, and reads a jump table's entries
+                    // (`.rodata*`, `.data.rel.ro.c_jump_table`) as section offsets. Other
+                    // data references name the symbol.
+                    let psec_name = &p.obj.section(psec).name;
+                    let section_form = p
+                        .written_symbol(psec, r)
+                        .is_some_and(|s| p.sym(s).kind == SymKind::Section)
+                        && (p.obj.section(psec).is_exec()
+                            || psec_name.starts_with(b".discard.")
+                            || objtool_jump_tables(psec_name));
+                    let cs = self.out.symbol(c);
+                    let holder = match cs.place {
+                        SymbolPlace::Section(osec) if section_form => self
+                            .out_secs
+                            .get(&osec)
+                            .map(|os| (os.symbol, cs.value as i64)),
+                        _ => None,
+                    };
+                    match holder {
+                        Some((secsym, at)) => {
+                            self.push_reloc(out, new(Some(secsym), at + offset - bias))
                         }
+                        // Not placed yet: the section form once it is.
+                        None if section_form && cs.place == SymbolPlace::Undefined => {
+                            self.push_reloc_section_form(out, new(Some(c), offset - bias))
+                        }
+                        None => self.push_reloc(out, new(Some(c), offset - bias)),
                     }
-                    Decision::Undefined(name) => {
-                        let u = self.undefined_symbol(&name, sym);
-                        self.push_reloc(out, new(Some(u), offset - bias));
-                    }
-                    Decision::Klp(target) => {
-                        self.klp_reference(target, new(None, offset - bias), out);
-                    }
+                }
+                Decision::Undefined(name) => {
+                    let u = self.undefined_symbol(&name, sym);
+                    self.push_reloc(out, new(Some(u), offset - bias));
+                }
+                Decision::Klp(target) => {
+                    self.klp_reference(target, new(None, offset - bias), out);
+                }
+            },
+        }
+    }
+
+    /// A reference to a label inside code the module carries (an `asm` label in a changed
+    /// function) refers to that code's place in the copy, not to the running kernel's label:
+    /// `r` with its target moved to the function around the label.
+    fn label_in_carried_code(&self, r: &Reloc) -> Reloc {
+        let mut moved = *r;
+        if let Target::Symbol { sym, offset } = r.target {
+            if let Some((f, at)) = self.p.inside_function(sym, offset) {
+                if f != sym && self.carried_code.contains(&f) {
+                    moved.target = Target::Symbol { sym: f, offset: at };
                 }
             }
         }
+        moved
     }
 
     /// Refuse code `[start, end)` of `psec` (the function `psym`) when one of its branches or
