@@ -177,6 +177,16 @@ pub fn select(
                         ));
                         continue;
                     }
+                    if !si.static_local {
+                        if let Some(f) = function_pointer_in(patched, p) {
+                            sel.refusals.push(refusal(
+                                si.name,
+                                format!("changed read-only data holding function pointers ({f}): an operations structure, which code recognises by its address (`file->f_op == &{}`), so a fresh copy would not be recognised where the running kernel stored the old one's address", si.name),
+                                "change the functions that use it instead (keep the structure), or move the new behaviour into a function it already points to",
+                            ));
+                            continue;
+                        }
+                    }
                     match data_escape(orig, o).or_else(|| data_escape(patched, p)) {
                         None => {
                             sel.warnings.push(format!(
@@ -358,6 +368,23 @@ fn through_callers(
         ));
         sel.through_callers.push(p);
     }
+}
+
+/// The first function data object `sym` points to (at its entry: a function pointer), if any.
+fn function_pointer_in<'i>(info: &'i ObjInfo<'_, '_>, sym: SymbolId) -> Option<&'i str> {
+    let s = info.obj.symbol(sym);
+    let sec = s.section()?;
+    let relocs = crate::analyze::relocs_in(
+        info.relocations(sec),
+        s.value,
+        s.value.saturating_add(s.size),
+    );
+    relocs.iter().find_map(|r| match r.target {
+        Target::Symbol { sym: f, offset: 0 } if info.sym(f).kind == SymKind::Function => {
+            Some(info.sym(f).name)
+        }
+        _ => None,
+    })
 }
 
 /// Where the address of data object `sym` goes beyond the run-time functions that read it:
