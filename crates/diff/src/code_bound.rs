@@ -174,7 +174,7 @@ pub(crate) fn check(
             sel.refusals.push(refusal(
                 &name,
                 format!("{what}, and no code of the object refers to it: a table the kernel finds by its section, which klpforge does not know, so the new code's entries would be missing from it"),
-                "leave the code the table records unchanged (or teach klpforge the section as a special section)",
+                "leave the code the table records unchanged, or add the section to klpforge's special sections (klpforge_diff::analyze::SPECIAL_SECTIONS) with its entry format",
             ));
             continue;
         }
