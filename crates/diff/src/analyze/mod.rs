@@ -77,6 +77,10 @@ pub const SPECIAL_SECTIONS: &[&str] = &[
     ".orc_unwind",
     ".orc_unwind_ip",
     "__tracepoints_ptrs",
+    // Function attributes the module loader reads from every module: NOKPROBE_SYMBOL (no
+    // kprobe may be placed in the function) and ALLOW_ERROR_INJECTION.
+    "_kprobe_blacklist",
+    "_error_injection_whitelist",
     ".s390_indirect_jump",
     ".s390_indirect_call",
     ".s390_indirect_branches",
