@@ -55,6 +55,7 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport)> {
         return Ok((BuildResult::NoChange, report));
     }
     let src_copy = apply_patches(opts, &patches)?;
+    let layouts = layout_warnings(opts, &patches.touched, &src_copy);
     report
         .timings
         .insert("prepare".into(), t0.elapsed().as_secs_f64());
@@ -64,8 +65,14 @@ pub fn build(opts: &BuildOptions) -> Result<(BuildResult, BuildReport)> {
             "building vmlinux and modules in a private copy of the tree",
         );
         let touched: Vec<String> = patches.touched.iter().cloned().collect();
-        return crate::vmlinux_mode::build_vmlinux_mode(opts, &src_copy, &touched);
+        return crate::vmlinux_mode::build_vmlinux_mode(opts, &src_copy, &touched).map(
+            |(result, mut report)| {
+                report.warnings.splice(0..0, layouts);
+                (result, report)
+            },
+        );
     }
+    report.warnings.extend(layouts);
 
     let t1 = Instant::now();
     step(opts, "finding affected objects");
@@ -172,6 +179,33 @@ fn read_patches(opts: &BuildOptions) -> Result<Patches> {
 }
 
 /// Private copies of the touched files, patched; returns their root.
+/// One warning per `struct`/`union` definition the patches change in a touched C source or
+/// header ([`crate::layouts`]): existing objects keep their old layout.
+fn layout_warnings<'a>(
+    opts: &BuildOptions,
+    touched: impl IntoIterator<Item = &'a String>,
+    src_copy: &Path,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in touched {
+        if !(f.ends_with(".c") || f.ends_with(".h")) {
+            continue;
+        }
+        let (Ok(before), Ok(after)) = (
+            std::fs::read_to_string(opts.tree.src.join(f)),
+            std::fs::read_to_string(src_copy.join(f)),
+        ) else {
+            continue;
+        };
+        for name in crate::layouts::changed_definitions(&before, &after) {
+            out.push(format!(
+                "{f}: the patch changes the definition of {name}: objects the running kernel already has (allocated, embedded or static) keep the old layout; unless every member keeps its offset and the size stays, keep the old definition and put new fields in shadow variables (klp_shadow_*)"
+            ));
+        }
+    }
+    out
+}
+
 fn apply_patches(opts: &BuildOptions, patches: &Patches) -> Result<PathBuf> {
     let (tree, work, touched, fixed_patches) =
         (&opts.tree, &opts.work, &patches.touched, &patches.fixed);

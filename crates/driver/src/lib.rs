@@ -14,6 +14,7 @@ pub mod fixlines;
 pub mod includes;
 pub mod inputs;
 pub mod kbuild;
+pub mod layouts;
 pub mod options;
 pub mod patch;
 pub mod preflight;
