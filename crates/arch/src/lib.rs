@@ -309,6 +309,16 @@ pub trait Arch: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Whether `insn` uses the address relocated into its bytes at `field` as a value it
+    /// compares or stores (an immediate compared with, or stored to memory), rather than to
+    /// reach memory: what makes an object's identity matter. Only where the architecture can
+    /// tell from one instruction (x86_64: `cmp $sym, ...`, `mov $sym, mem`, `push $sym`);
+    /// `false` elsewhere, where addresses are built in registers first.
+    fn compares_or_stores_address(&self, insn: &[u8], field: usize) -> bool {
+        let _ = (insn, field);
+        false
+    }
+
     /// Whether `insn`, which carries a relocation of type `r_type`, is a direct call or a tail
     /// call (a jump to another function). By default any branch relocation.
     fn is_call(&self, insn: &[u8], r_type: u32) -> bool {

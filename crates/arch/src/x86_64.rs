@@ -250,6 +250,23 @@ impl Arch for X86_64 {
         }
     }
 
+    fn compares_or_stores_address(&self, insn: &[u8], field: usize) -> bool {
+        let mut decoder = Decoder::new(64, insn, OPTIONS);
+        let instr = decoder.decode();
+        if instr.is_invalid() {
+            return false;
+        }
+        let offsets = decoder.get_constant_offsets(&instr);
+        if !offsets.has_immediate() || offsets.immediate_offset() != field {
+            return false;
+        }
+        match instr.mnemonic() {
+            Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Push => true,
+            Mnemonic::Mov => instr.op0_kind() == OpKind::Memory,
+            _ => false,
+        }
+    }
+
     fn is_call(&self, insn: &[u8], _r_type: u32) -> bool {
         // call rel32, or jmp rel32 to another function: a tail call
         matches!(insn.first(), Some(&0xe8) | Some(&0xe9))
@@ -399,6 +416,25 @@ fn reloc_info(r_type: u32) -> Option<RelocInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_compared_or_stored_is_told_from_one_reached() {
+        let x = X86_64;
+        // cmpq $sym, (%rdi): the immediate at byte 3
+        assert!(x.compares_or_stores_address(&[0x48, 0x81, 0x3f, 0, 0, 0, 0], 3));
+        // movq $sym, (%rdi)
+        assert!(x.compares_or_stores_address(&[0x48, 0xc7, 0x07, 0, 0, 0, 0], 3));
+        // push $sym
+        assert!(x.compares_or_stores_address(&[0x68, 0, 0, 0, 0], 1));
+        // mov $sym, %rax: into a register, for whatever comes next
+        assert!(!x.compares_or_stores_address(&[0x48, 0xc7, 0xc0, 0, 0, 0, 0], 3));
+        // movl sym(,%rax,4), %eax: reaches memory through it (the displacement)
+        assert!(!x.compares_or_stores_address(&[0x8b, 0x04, 0x85, 0, 0, 0, 0], 3));
+        // lea sym(%rip), %rax
+        assert!(!x.compares_or_stores_address(&[0x48, 0x8d, 0x05, 0, 0, 0, 0], 3));
+        // not where the immediate is
+        assert!(!x.compares_or_stores_address(&[0x48, 0x81, 0x3f, 0, 0, 0, 0], 2));
+    }
 
     #[test]
     fn disassembles_in_att_order() {

@@ -187,6 +187,16 @@ pub fn select(
                             continue;
                         }
                     }
+                    let identity =
+                        address_identity_use(patched, p).or_else(|| address_identity_use(orig, o));
+                    if let Some(f) = identity {
+                        sel.refusals.push(refusal(
+                            si.name,
+                            format!("changed read-only data whose address code compares or stores ({f}): objects the running kernel has hold the old one's address, which a fresh copy would not match"),
+                            "change the functions that use it instead (keep the data), or compare by content rather than by address",
+                        ));
+                        continue;
+                    }
                     match data_escape(orig, o).or_else(|| data_escape(patched, p)) {
                         None => {
                             sel.warnings.push(format!(
@@ -385,6 +395,41 @@ fn function_pointer_in<'i>(info: &'i ObjInfo<'_, '_>, sym: SymbolId) -> Option<&
         }
         _ => None,
     })
+}
+
+/// The run-time function whose code compares or stores the address of data object `sym` in
+/// one instruction (`Arch::compares_or_stores_address`: where the architecture can tell),
+/// if any.
+fn address_identity_use<'i>(info: &'i ObjInfo<'_, '_>, sym: SymbolId) -> Option<&'i str> {
+    for (sec, _) in info.obj.sections() {
+        let facts = info.sec(sec);
+        if facts.kind != SecKind::Text || facts.init {
+            continue;
+        }
+        let Some(code) = info.code(sec) else { continue };
+        let data = info.obj.section(sec).bytes();
+        for r in info.relocations(sec) {
+            if !matches!(r.target, Target::Symbol { sym: t, .. } if t == sym) {
+                continue;
+            }
+            let Some((start, end)) = code.span_at(r.offset()) else {
+                continue;
+            };
+            let Some(insn) = data.get(start as usize..end as usize) else {
+                continue;
+            };
+            if info
+                .arch
+                .compares_or_stores_address(insn, (r.offset() - start) as usize)
+            {
+                return Some(
+                    info.symbol_at(sec, r.offset() as i64)
+                        .map_or("code", |f| info.sym(f).name),
+                );
+            }
+        }
+    }
+    None
 }
 
 /// Where the address of data object `sym` goes beyond the run-time functions that read it:
