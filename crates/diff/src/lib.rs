@@ -21,6 +21,7 @@ pub mod clone;
 pub mod code;
 mod code_bound;
 pub mod correlate;
+mod fresh;
 pub mod klp;
 pub mod markers;
 pub mod refusal;
