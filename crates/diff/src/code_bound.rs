@@ -18,22 +18,15 @@
 
 use std::collections::BTreeMap;
 
-use klpforge_elf::{SectionId, SymbolId};
+use klpforge_elf::SymbolId;
 
-use crate::analyze::{ObjInfo, SecKind, SymKind};
+use crate::analyze::{ObjInfo, SecKind};
 use crate::correlate::Twins;
 use crate::refs::Target;
 use crate::refusal::refusal;
 use crate::select::Selection;
+use crate::uses::{uses_of, Holder, Source};
 use crate::{DiffOptions, HashSet};
-
-/// What holds an address inside carried code: a named object, or an anonymous piece of a
-/// data section (no symbol covers it; [`ObjInfo::piece_at`]: `[start, end)`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Holder {
-    Symbol(SymbolId),
-    Piece(SectionId, u64, u64),
-}
 
 /// The first address inside carried code a holder keeps: the function and the offset.
 #[derive(Debug, Clone, Copy)]
@@ -227,59 +220,25 @@ pub(crate) fn carried_functions(patched: &ObjInfo<'_, '_>, sel: &Selection) -> H
     out
 }
 
-/// Who refers to `holder` in `info`, other than the holder itself.
+/// Who refers to `holder` in `info`, other than the holder itself: the run-time functions,
+/// and the first place its address goes beyond them (references from special entries
+/// describe code and do not count).
 fn readers(info: &ObjInfo<'_, '_>, holder: Holder) -> Readers {
     let mut out = Readers::default();
-    for (sec, _) in info.obj.sections() {
-        let kind = info.sec(sec).kind;
-        if !kind.uses_at_run_time() {
-            continue;
-        }
-        for r in info.relocations(sec) {
-            let hit = match (holder, r.target) {
-                (Holder::Symbol(h), Target::Symbol { sym, .. }) => sym == h,
-                (Holder::Piece(h, start, end), Target::Section { sec: t, offset })
-                | (Holder::Piece(h, start, end), Target::Constant { sec: t, offset }) => {
-                    t == h && (start as i64..(end as i64).max(start as i64 + 1)).contains(&offset)
-                }
-                _ => false,
-            };
-            if !hit {
-                continue;
+    for u in uses_of(info, holder) {
+        let escape = match u.from {
+            Source::Function(f) => {
+                out.functions.push(f);
+                None
             }
-            let at = info.symbol_at(sec, r.offset() as i64);
-            let own = match holder {
-                Holder::Symbol(h) => at == Some(h),
-                Holder::Piece(h, start, end) => {
-                    at.is_none() && sec == h && (start..end.max(start + 1)).contains(&r.offset())
-                }
-            };
-            if own {
-                continue;
+            Source::Data { special: true, .. } => None,
+            Source::OtherCode(name) => {
+                Some(format!("is used by code outside any function ({name})"))
             }
-            let name = at.map_or_else(
-                || info.obj.section(sec).name_lossy().into_owned(),
-                |a| info.sym(a).name.to_string(),
-            );
-            let escape = match kind {
-                SecKind::Text if info.sec(sec).init => Some(format!(
-                    "is taken by __init code ({name}), which may have stored it at boot"
-                )),
-                SecKind::Text => match at.filter(|&a| info.sym(a).kind == SymKind::Function) {
-                    Some(f) => {
-                        out.functions.push(info.sym(f).parent.unwrap_or(f));
-                        None
-                    }
-                    None => Some(format!("is used by code outside any function ({name})")),
-                },
-                SecKind::SpecialAux => {
-                    Some(format!("is used by alternative replacement code ({name})"))
-                }
-                _ => Some(format!("is stored in data ({name})")),
-            };
-            if out.escape.is_none() {
-                out.escape = escape;
-            }
+            other => other.beyond_code(),
+        };
+        if out.escape.is_none() {
+            out.escape = escape;
         }
     }
     out.functions.sort();

@@ -11,9 +11,10 @@
 
 use klpforge_elf::SymbolId;
 
-use crate::analyze::{ObjInfo, SecKind, SymKind};
+use crate::analyze::{ObjInfo, SymKind};
 use crate::refs::Target;
 use crate::refusal::{refusal, Refusal};
+use crate::uses::{uses_of, Holder, Source, Use};
 
 /// Whether changed read-only data `p` of the patched object (`o` of the original) gets a
 /// fresh copy: the warning that says so, or the refusal. `whole`: the objects are whole
@@ -43,14 +44,21 @@ pub(crate) fn fresh_copy(
             ));
         }
     }
-    if let Some(f) = address_identity_use(patched, p).or_else(|| address_identity_use(orig, o)) {
+    let (orig_uses, patched_uses) = (
+        uses_of(orig, Holder::Symbol(o)),
+        uses_of(patched, Holder::Symbol(p)),
+    );
+    let identity = address_identity_use(patched, &patched_uses)
+        .or_else(|| address_identity_use(orig, &orig_uses));
+    if let Some(f) = identity {
         return Err(refusal(
             si.name,
             format!("changed read-only data whose address code compares or stores ({f}): objects the running kernel has hold the old one's address, which a fresh copy would not match"),
             "change the functions that use it instead (keep the data), or compare by content rather than by address",
         ));
     }
-    match data_escape(orig, o).or_else(|| data_escape(patched, p)) {
+    let escape = |uses: &[Use]| uses.iter().find_map(|u| u.from.beyond_code());
+    match escape(&orig_uses).or_else(|| escape(&patched_uses)) {
         None => Ok(format!(
             "{}: changed read-only data; the patched functions get a fresh copy (its only users are functions, which the change makes changed too)",
             si.name
@@ -80,79 +88,25 @@ fn function_pointer_in<'i>(info: &'i ObjInfo<'_, '_>, sym: SymbolId) -> Option<&
     })
 }
 
-/// The run-time function whose code compares or stores the address of data object `sym` in
-/// one instruction (`Arch::compares_or_stores_address`: where the architecture can tell),
-/// if any.
-fn address_identity_use<'i>(info: &'i ObjInfo<'_, '_>, sym: SymbolId) -> Option<&'i str> {
-    for (sec, _) in info.obj.sections() {
-        let facts = info.sec(sec);
-        if facts.kind != SecKind::Text || facts.init {
-            continue;
+/// The run-time function whose code compares or stores the address of a data object in one
+/// instruction (`Arch::compares_or_stores_address`: where the architecture can tell), among
+/// the object's `uses`, if any.
+fn address_identity_use<'i>(info: &'i ObjInfo<'_, '_>, uses: &[Use]) -> Option<&'i str> {
+    uses.iter().find_map(|u| {
+        if !matches!(u.from, Source::Function(_) | Source::OtherCode(_)) {
+            return None;
         }
-        let Some(code) = info.code(sec) else { continue };
-        let data = info.obj.section(sec).bytes();
-        for r in info.relocations(sec) {
-            if !matches!(r.target, Target::Symbol { sym: t, .. } if t == sym) {
-                continue;
-            }
-            let Some((start, end)) = code.span_at(r.offset()) else {
-                continue;
-            };
-            let Some(insn) = data.get(start as usize..end as usize) else {
-                continue;
-            };
-            if info
-                .arch
-                .compares_or_stores_address(insn, (r.offset() - start) as usize)
-            {
-                return Some(
-                    info.symbol_at(sec, r.offset() as i64)
-                        .map_or("code", |f| info.sym(f).name),
-                );
-            }
-        }
-    }
-    None
-}
-
-/// Where the address of data object `sym` goes beyond the run-time functions that read it:
-/// into data (a pointer the running kernel keeps), into `__init` code (which may have stored
-/// it at boot), or into alternative replacement code. `None` when only run-time functions
-/// refer to it (and the content hash makes each of them changed, so all get the copy).
-fn data_escape(info: &ObjInfo<'_, '_>, sym: SymbolId) -> Option<String> {
-    for (sec, _) in info.obj.sections() {
-        let kind = info.sec(sec).kind;
-        if matches!(
-            kind,
-            SecKind::Debug | SecKind::Meta | SecKind::Other | SecKind::Marker
-        ) {
-            continue;
-        }
-        for r in info.relocations(sec) {
-            if !matches!(r.target, Target::Symbol { sym: t, .. } if t == sym) {
-                continue;
-            }
-            let holder = info.symbol_at(sec, r.offset() as i64);
-            if holder == Some(sym) {
-                continue;
-            }
-            let name = holder.map_or_else(
-                || info.obj.section(sec).name_lossy().into_owned(),
-                |h| info.sym(h).name.to_string(),
-            );
-            match kind {
-                SecKind::Text if info.sec(sec).init => {
-                    return Some(format!(
-                        "is taken by __init code ({name}), which may have stored it at boot"
-                    ))
-                }
-                SecKind::Text => {}
-                SecKind::SpecialAux => {
-                    return Some(format!("is used by alternative replacement code ({name})"))
-                }
-                _ => return Some(format!("is stored in data ({name})")),
-            }
-        }
-    }
-    None
+        let (start, end) = info.code(u.sec)?.span_at(u.offset)?;
+        let insn = info
+            .obj
+            .section(u.sec)
+            .bytes()
+            .get(start as usize..end as usize)?;
+        info.arch
+            .compares_or_stores_address(insn, (u.offset - start) as usize)
+            .then(|| {
+                info.symbol_at(u.sec, u.offset as i64)
+                    .map_or("code", |f| info.sym(f).name)
+            })
+    })
 }

@@ -31,6 +31,7 @@ pub mod stable_name;
 pub mod sympos;
 pub mod symvers;
 pub mod twins;
+mod uses;
 
 use klpforge_elf::ElfObject;
 

@@ -188,7 +188,7 @@ fn layout_warnings<'a>(
 ) -> Vec<String> {
     let mut out = Vec::new();
     for f in touched {
-        if !(f.ends_with(".c") || f.ends_with(".h")) {
+        if !crate::fixlines::is_c_source(f) {
             continue;
         }
         let (Ok(before), Ok(after)) = (
